@@ -1,0 +1,50 @@
+"""The interfaces samplers consume; exact oracles and trained networks both implement them.
+
+Conventions: clean tokens 0..K-1, mask id ``mask_id`` (K unless a tokenizer fixes another id),
+sequences ``z`` are LongTensors [B, L], times ``t`` are float tensors [B] (networks without a time
+input ignore them). All outputs are natural logarithms.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """z_t -> log p(x^i = v | z_t) for every position, [B, L, K] (rows normalised over v)."""
+
+    vocab_size: int
+    mask_id: int
+
+    def __call__(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class SequenceRatio(Protocol):
+    """z -> log r(z), [B]: the (noisy) density ratio q/p of a whole, partly masked sequence."""
+
+    def __call__(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class SingleSiteRatio(Protocol):
+    """z -> log r(z^{i<-v}) for every position i and token v at once, [B, L, K].
+
+    Entries at unmasked positions are unspecified. Implemented by exact oracles and by the
+    amortised single-site head; a plain :class:`SequenceRatio` is scored on candidates instead.
+    """
+
+    def single_site(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """(z, denoiser log-probs [B, L, K]) -> position scores [B, L]; higher = reveal sooner.
+
+    Samplers turn scores into a distribution over the masked positions with a temperature.
+    """
+
+    def __call__(self, z: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor: ...

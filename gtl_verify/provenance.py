@@ -1,0 +1,104 @@
+"""Results files: provenance record and atomic JSON writing.
+
+Every results JSON of the suite is an envelope
+
+    {"kind": str, "meta": {...provenance...}, "results": {...}}
+
+so that ``gtl report`` can render any of them and re-run the recorded command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PACKAGES = ("torch", "numpy", "scipy", "sympy", "matplotlib", "hypothesis", "tokenizers", "mauve-text")
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """The current git commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name() -> str:
+    """The GPU model when CUDA is available, else the CPU description with its core count."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def provenance(config: dict[str, Any] | None = None, seeds: list[int] | None = None, wall_time_s: float | None = None) -> dict[str, Any]:
+    """Metadata recorded with every result: command, commit, config, seeds, device, time, versions."""
+    return {
+        "command": " ".join(["gtl", *sys.argv[1:]]) if Path(sys.argv[0]).name == "gtl" else " ".join(sys.argv),
+        "git_commit": git_commit(),
+        "config": config or {},
+        "seeds": seeds or [],
+        "device": device_name(),
+        "wall_time_s": wall_time_s,
+        "packages": package_versions(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_results(path: str | Path, kind: str, results: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """Write the results envelope {"kind", "meta", "results"} as JSON, atomically."""
+    return atomic_write_text(path, json.dumps({"kind": kind, "meta": meta, "results": results}, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Read and check a results envelope; clear ValueError for a malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"results file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not {"kind", "meta", "results"} <= data.keys():
+        raise ValueError(f"results file {path} must be an object with keys 'kind', 'meta', 'results'")
+    return data

@@ -1,0 +1,116 @@
+"""Input validation shared by the whole suite.
+
+Every check raises ``ValueError`` whose message names the offending parameter and its value,
+so that the CLI can print it as a one-line error.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Sequence
+
+import torch
+
+STOCHASTIC_ATOL = 1e-9
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise if ``x`` holds a NaN or an infinity."""
+    if not torch.is_tensor(x):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+        raise ValueError(f"{name} has a non-finite entry at index {bad}: {x[tuple(bad)].item()}")
+
+
+def check_shape(name: str, x: torch.Tensor, shape: Sequence[int | None]) -> None:
+    """Raise unless ``x.shape`` matches ``shape`` (``None`` matches any size)."""
+    if x.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
+        want = tuple("*" if s is None else s for s in shape)
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+
+
+def check_probability(name: str, p: torch.Tensor, dim: int = -1, atol: float = STOCHASTIC_ATOL) -> None:
+    """Raise unless ``p`` is finite, non-negative and sums to 1 along ``dim``."""
+    check_finite(name, p)
+    if (p < 0).any():
+        idx = (p < 0).nonzero()[0].tolist()
+        raise ValueError(f"{name} has a negative entry at index {idx}: {p[tuple(idx)].item()}")
+    sums = p.sum(dim=dim)
+    err = (sums - 1).abs()
+    if (err > atol).any():
+        idx = int(err.flatten().argmax())
+        raise ValueError(
+            f"{name} must sum to 1 along dim {dim} (tolerance {atol}); "
+            f"found a sum of {sums.flatten()[idx].item():.12g}"
+        )
+
+
+def check_stochastic_matrix(name: str, m: torch.Tensor, atol: float = STOCHASTIC_ATOL) -> None:
+    """Raise unless ``m`` is a square row-stochastic matrix."""
+    if m.dim() != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {tuple(m.shape)}")
+    check_probability(name, m, dim=-1, atol=atol)
+
+
+def check_int_range(name: str, value: int, low: int, high: int | None = None) -> int:
+    """Raise unless ``low <= value <= high`` (``high=None``: no upper bound)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {_short(value)}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {_short(value)}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be in {bound}, got {value}")
+    return value
+
+
+def check_real_range(
+    name: str, value: float, low: float = -math.inf, high: float = math.inf, *, open_low: bool = False
+) -> float:
+    """Raise unless ``value`` is a finite real in ``[low, high]`` (``(low, high]`` if ``open_low``)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {_short(value)}") from None
+    if math.isnan(value) or (open_low and value <= low) or value < low or value > high:
+        left = "(" if open_low else "["
+        raise ValueError(f"{name} must be in {left}{low}, {high}], got {value}")
+    return value
+
+
+def check_times(s: float, t: float) -> tuple[float, float]:
+    """Raise unless ``0 <= s < t <= 1`` (reverse step from time t to the earlier time s)."""
+    s = check_real_range("s", s, 0.0, 1.0)
+    t = check_real_range("t", t, 0.0, 1.0)
+    if not s < t:
+        raise ValueError(f"s must be smaller than t, got s={s}, t={t}")
+    return s, t
+
+
+def check_tokens(name: str, z: torch.Tensor, num_states: int) -> None:
+    """Raise unless ``z`` is an integer tensor [B, L] with entries in ``0..num_states-1``."""
+    if not torch.is_tensor(z) or z.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"{name} must be an integer tensor, got {getattr(z, 'dtype', type(z).__name__)}")
+    if z.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, length), got {tuple(z.shape)}")
+    if z.numel() and (int(z.min()) < 0 or int(z.max()) >= num_states):
+        raise ValueError(
+            f"{name} has a token outside 0..{num_states - 1}: min {int(z.min())}, max {int(z.max())}"
+        )
+
+
+def check_mask_id(mask_id: int, vocab_size: int) -> int:
+    """The mask id must lie outside the vocabulary ``0..vocab_size-1``."""
+    mask_id = int(mask_id)
+    if 0 <= mask_id < vocab_size:
+        raise ValueError(f"mask_id must lie outside the vocabulary 0..{vocab_size - 1}, got {mask_id}")
+    return mask_id

@@ -1,0 +1,1 @@
+"""arXiv CS -> Physics transfer with the suite's components at GPU scale."""
