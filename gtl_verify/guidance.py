@@ -161,11 +161,15 @@ def combine(candidate_log_probs: torch.Tensor, candidate_log_ratio: torch.Tensor
     """Guided token distribution over the candidates, normalised:
 
         log q(v) = log p(x^i = v | z) + gamma * log r(z^{i <- v}) - logsumexp(...)  over v in the set.
-    """
+
+    Tokens with p(x^i = v | z) = 0 keep probability 0."""
     check_real_range("gamma", gamma, 0.0)
+    lp = candidate_log_probs.to(torch.float64)
     if gamma == 0:
-        return torch.log_softmax(candidate_log_probs.to(torch.float64), dim=-1)
-    return torch.log_softmax(candidate_log_probs.to(torch.float64) + gamma * candidate_log_ratio, dim=-1)
+        return torch.log_softmax(lp, dim=-1)
+    # a token the denoiser excludes stays excluded, whatever the ratio says there (even NaN/inf)
+    guided = torch.where(torch.isneginf(lp), lp, lp + gamma * candidate_log_ratio.to(torch.float64))
+    return torch.log_softmax(guided, dim=-1)
 
 
 def scatter_tokens(candidate_log_weights: torch.Tensor, ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -202,7 +206,7 @@ def top_k_truncate(step_log_weights: torch.Tensor, k: int) -> torch.Tensor:
     vocab = step_log_weights.shape[-1] - 1
     k = check_int_range("k", k, 1, vocab)
     if k == vocab:
-        return step_log_weights
+        return torch.log_softmax(step_log_weights, dim=-1)
     tokens = step_log_weights[..., :vocab]
     kth = torch.topk(tokens, k, dim=-1).values[..., -1:]
     kept = torch.where(tokens >= kth, tokens, NEG_INF)
