@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -30,24 +31,58 @@ def fmt(value: Any, digits: int = 4) -> str:
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 4) -> str:
     """A GitHub Markdown table."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(fmt(c, digits) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(escape_cell(fmt(c, digits)) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def provenance_block(meta: dict[str, Any]) -> str:
-    """The provenance of a run as a Markdown list (command, commit, device, seeds, time, versions)."""
-    packages = ", ".join(f"{k} {v}" for k, v in sorted(meta.get("packages", {}).items()))
+def escape_cell(text: str) -> str:
+    """A table cell on one line with its pipes escaped."""
+    return " ".join(str(text).split("\n")).replace("|", "\\|")
+
+
+def provenance_block(meta: dict[str, Any], regenerate: str | None = None) -> str:
+    """The provenance of a run as a Markdown list.
+
+    Command, commit, device, seeds, wall time, date, package versions, the configuration (as JSON)
+    and, when ``regenerate`` is given, the command that rebuilds the report from its results file.
+    """
+    versions = meta.get("packages") or {}
+    packages = ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if isinstance(versions, dict) else str(versions)
     wall = meta.get("wall_time_s")
+    seeds = meta.get("seeds") or []
     items = [
         ("Command", f"`{meta.get('command', '?')}`"),
-        ("Commit", f"`{meta.get('git_commit', '?')}`"),
+        ("Commit", f"`{meta.get('git_commit', meta.get('commit', '?'))}`"),
         ("Device", meta.get("device", "?")),
-        ("Seeds", ", ".join(map(str, meta.get("seeds", []))) or "-"),
-        ("Wall time", f"{wall:.1f} s" if isinstance(wall, (int, float)) else "-"),
+        ("Seeds", (", ".join(map(str, seeds)) if isinstance(seeds, (list, tuple)) else str(seeds)) or "-"),
+        ("Wall time", f"{wall:.1f} s" if isinstance(wall, (int, float)) and not isinstance(wall, bool) else "-"),
         ("Date (UTC)", meta.get("date_utc", "-")),
         ("Packages", packages or "-"),
     ]
-    return "\n".join(f"- **{k}**: {v}" for k, v in items)
+    if regenerate:
+        items.append(("Regenerate this report", f"`{regenerate}`"))
+    text = "\n".join(f"- **{k}**: {v}" for k, v in items)
+    config = meta.get("config")
+    if config:
+        text += "\n- **Config**:\n\n```json\n" + json.dumps(config, indent=2, sort_keys=True, default=str) + "\n```"
+    else:
+        text += "\n- **Config**: -"
+    return text
+
+
+def fmt_sci(value: Any, digits: int = 2) -> str:
+    """Scientific notation (``1.23e-11``) for residuals; None as a dash."""
+    if value is None:
+        return "-"
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.{digits}e}"
+
+
+def figure_markdown(relative_path: str | Path, caption: str) -> str:
+    """A Markdown image with its caption in italics below it."""
+    return f"![{caption}]({Path(relative_path).as_posix()})\n\n*{caption}*"
 
 
 def save_figure(fig: "plt.Figure", path: str | Path, dpi: int = 110) -> Path:
@@ -62,10 +97,26 @@ def save_figure(fig: "plt.Figure", path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-def write_report(path: str | Path, title: str, sections: Sequence[tuple[str, str]], meta: dict[str, Any] | None = None) -> Path:
-    """Write a Markdown report: a title, the sections (heading, body) and the provenance."""
+def compose_report(title: str, sections: Sequence[tuple[str, str]], meta: dict[str, Any] | None = None,
+                   summary: str | None = None, provenance_first: bool = False,
+                   regenerate: str | None = None) -> str:
+    """The Markdown text of a report: title, optional summary, sections and provenance.
+
+    With ``provenance_first`` the provenance follows the summary instead of closing the report.
+    """
     parts = [f"# {title}\n"]
+    if summary:
+        parts.append(summary.strip() + "\n")
+    prov = None if meta is None else "## Provenance\n\n" + provenance_block(meta, regenerate) + "\n"
+    if prov and provenance_first:
+        parts.append(prov)
     parts += [f"## {heading}\n\n{body.strip()}\n" for heading, body in sections]
-    if meta is not None:
-        parts.append("## Provenance\n\n" + provenance_block(meta) + "\n")
-    return atomic_write_text(path, "\n".join(parts))
+    if prov and not provenance_first:
+        parts.append(prov)
+    return "\n".join(parts)
+
+
+def write_report(path: str | Path, title: str, sections: Sequence[tuple[str, str]], meta: dict[str, Any] | None = None,
+                 summary: str | None = None, provenance_first: bool = False, regenerate: str | None = None) -> Path:
+    """Write a Markdown report (see :func:`compose_report`) atomically."""
+    return atomic_write_text(path, compose_report(title, sections, meta, summary, provenance_first, regenerate))

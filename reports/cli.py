@@ -1,0 +1,29 @@
+"""``gtl report``: Markdown reports with PNG figures and tables from results JSON files."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_OUT = "reports"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", nargs="+", metavar="RESULTS",
+                        help="results JSON files, or folders searched recursively for them")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help=f"folder for the Markdown reports; figures go to DIR/figures (default: {DEFAULT_OUT}/)")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from .builder import build_reports
+
+    for path in build_reports(args.results, args.out):
+        print(path)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("report", help="Markdown reports and figures from results JSON",
+                            description="Markdown reports with PNG figures and tables from results JSON files.")
+    add_arguments(parser)
+    parser.set_defaults(func=run_from_args)

@@ -1,0 +1,196 @@
+"""Report of the arXiv CS -> Physics transfer (kind ``language``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from . import paper
+from . import schema as S
+from .context import Context, Rendered
+from .figures import line_plot
+from .markdown import figure_markdown, fmt, markdown_table
+from .stats import Summary, summarize
+
+
+def _parse(results: dict[str, Any]) -> dict[str, Any]:
+    mauve = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
+              "seed": S.integer(r, "seed", w), "value": S.number(r, "mauve", w, nullable=True)}
+             for w, r in S.records(results, "mauve", "results")]
+    classifier = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
+                   "p_source": S.number(r, "p_source", w, nullable=True), "pct_target": S.number(r, "pct_target", w, nullable=True)}
+                  for w, r in S.records(results, "classifier", "results")]
+    distinct = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
+                 "n": S.integer(r, "n", w), "value": S.number(r, "value", w, nullable=True)}
+                for w, r in S.records(results, "distinct", "results")]
+    perplexity = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
+                   "value": S.number(r, "value", w, nullable=True),
+                   "evaluator": str(S.field(r, "evaluator", w, required=False, default="-"))}
+                  for w, r in S.records(results, "perplexity", "results")]
+    ablations = S.mapping(results, "ablations", "results")
+    gamma = [{"x": S.number(r, "gamma", w), "p_source": S.number(r, "p_source", w, nullable=True),
+              "mauve": S.number(r, "mauve", w, nullable=True)}
+             for w, r in S.records(ablations, "gamma", "results.ablations")]
+    candidates = [{"x": S.integer(r, "n", w), "p_source": S.number(r, "p_source", w, nullable=True),
+                   "mauve": S.number(r, "mauve", w, nullable=True)}
+                  for w, r in S.records(ablations, "candidates", "results.ablations")]
+    timing = [{"method": S.text(r, "method", w), "seconds": S.number(r, "seconds_per_sequence", w),
+               "passes": S.number(r, "ratio_passes_per_sequence", w, nullable=True),
+               "device": str(S.field(r, "device", w, required=False, default="-"))}
+              for w, r in S.records(results, "timing", "results")]
+    fractions = [r["fraction"] for rows in (mauve, classifier, distinct, perplexity) for r in rows]
+    for f in fractions:
+        if f < 0 or f > 100:
+            raise S.ResultsError(f"results: target fraction {f!r} must lie in [0, 1] (share) or [0, 100] (percent)")
+    as_fraction = all(f <= 1.0 for f in fractions)
+    return {"mauve": mauve, "classifier": classifier, "distinct": distinct, "perplexity": perplexity,
+            "gamma": gamma, "candidates": candidates, "timing": timing, "as_fraction": as_fraction}
+
+
+def _pct(f: float, as_fraction: bool) -> float:
+    return paper.fraction_to_pct(f, as_fraction)
+
+
+def _pct_text(pct: float) -> str:
+    return f"{pct:g} %"
+
+
+def _ablation(rows: list[dict[str, Any]], name: str, xlabel: str, ctx: Context, logx: bool) -> tuple[str, str]:
+    vals: dict[Any, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        vals[r["x"]]["p_source"].append(r["p_source"])
+        vals[r["x"]]["mauve"].append(r["mauve"])
+    sums = {x: {k: summarize(v) for k, v in d.items()} for x, d in sorted(vals.items())}
+    table = markdown_table([xlabel.split(" (")[0], "runs", "classifier P(source): mean ± std", "MAUVE: mean ± std"],
+                           [[x, max(d["p_source"].n, d["mauve"].n), d["p_source"].std_text(), d["mauve"].std_text()]
+                            for x, d in sums.items()])
+    series = {label: [(x, d[key]) for x, d in sums.items() if d[key].n]
+              for key, label in (("p_source", "classifier P(source) (lower = more target-like)"), ("mauve", "MAUVE (MiniLM features)"))}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return table, ""
+    path, rel = ctx.figure_path(f"ablation-{name}")
+    line_plot(path, f"Ablation: {xlabel.split(' (')[0]}", xlabel, "score (probability / MAUVE, 0 to 1)", series,
+              logx=logx, error="std")
+    return table, figure_markdown(rel, f"Classifier P(source) and MAUVE against {xlabel.split(' (')[0]}; error bars: std over runs.")
+
+
+def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
+    """MAUVE, classifier, distinct-n, perplexity and timing tables (mean ± std over seeds), MAUVE against
+    the kept target share, ablation figures and the ordering comparison with the paper."""
+    d = _parse(results)
+    af = d["as_fraction"]
+    sections: list[tuple[str, str]] = []
+    summary_parts: list[str] = []
+
+    # MAUVE by method x fraction.
+    mvals: dict[tuple[str, float], list] = defaultdict(list)
+    for r in d["mauve"]:
+        mvals[(r["method"], _pct(r["fraction"], af))].append(r["value"])
+    msums: dict[tuple[str, float], Summary] = {k: summarize(v) for k, v in mvals.items()}
+    methods = list(dict.fromkeys(r["method"] for r in d["mauve"]))
+    pcts = sorted({p for _, p in msums}, reverse=True)
+    if msums:
+        rows = [[_pct_text(p)] + [msums[(m, p)].std_text() if (m, p) in msums else "-" for m in methods] for p in pcts]
+        seeds = sorted({r["seed"] for r in d["mauve"]})
+        body = (f"MAUVE against held-out physics abstracts (higher is better), mean ± std over {len(seeds)} seed(s).\n\n"
+                + markdown_table(["target data"] + methods, rows))
+        series = {m: [(p, msums[(m, p)]) for p in pcts if (m, p) in msums] for m in methods}
+        path, rel = ctx.figure_path("mauve-vs-fraction")
+        line_plot(path, "MAUVE vs kept target data (ours, MiniLM features)", "target data kept (%, log scale)",
+                  "MAUVE (0 to 1)", series, logx=True, error="std")
+        body += "\n\n" + figure_markdown(rel, "MAUVE against the share of physics data kept; error bars: std over seeds.")
+        sections.append(("MAUVE", body))
+        best = {p: max(((msums[(m, p)].mean, m) for m in methods if (m, p) in msums)) for p in pcts}
+        summary_parts.append("Highest MAUVE: " + "; ".join(f"{_pct_text(p)} target data: {m} ({fmt(v, 3)})" for p, (v, m) in best.items()) + ".")
+
+        # Comparison with the paper: orderings only.
+        ours_s = {(paper.canonical_method(m), paper.pct_key(p)): s for (m, p), s in msums.items()
+                  if paper.pct_key(p) is not None and s.n}
+        ours = {k: s.mean for k, s in ours_s.items()}
+        comparisons = paper.language_comparisons(ours)
+        if any(c.ours is not None for c in comparisons):
+            ranks_ours: dict[tuple[str, float], int] = {}
+            ranks_paper: dict[tuple[str, float], int] = {}
+            for p in paper.LANGUAGE_FRACTIONS_PCT:
+                group = [c for c in comparisons if c.key == p]
+                for i, m in enumerate(paper.ordering({c.method: c.ours for c in group}, lower_is_better=False)):
+                    ranks_ours[(m, p)] = i + 1
+                for i, m in enumerate(paper.ordering({c.method: c.paper for c in group}, lower_is_better=False)):
+                    ranks_paper[(m, p)] = i + 1
+            rows = [[_pct_text(c.key), paper.DISPLAY_NAMES[c.method],
+                     ours_s[(c.method, c.key)].std_text() if (c.method, c.key) in ours_s else "-", ranks_ours.get((c.method, c.key), "-"), fmt(c.paper, 3), ranks_paper[(c.method, c.key)]]
+                    for c in comparisons]
+            sentences = paper.ordering_sentences(comparisons, lower_is_better=False)
+            body = ("**Only the orderings are comparable.** " + paper.LANGUAGE_FEATURES_NOTE + "\n\n"
+                    + markdown_table(["target data", "method", "ours (MiniLM): mean ± std", "our rank",
+                                      "paper (GPT-2-large, 5 seeds)", "paper rank"], rows))
+            if sentences:
+                body += "\n\n" + "\n".join(f"- {s}" for s in sentences)
+            path, rel = ctx.figure_path("paper-mauve")
+            line_plot(path, "Published MAUVE (paper, GPT-2-large features)", "target data kept (%, log scale)", "MAUVE (0 to 1)",
+                      {paper.DISPLAY_NAMES[m]: [(p, summarize([v])) for p, v in paper.LANGUAGE_MAUVE[m].items()]
+                       for m in paper.LANGUAGE_METHODS}, logx=True)
+            body += "\n\n" + figure_markdown(rel, "The paper's MAUVE values (read off its figure) for the same settings; "
+                                                  "compare the ordering of the lines with ours, not the values.")
+            sections.insert(0, ("Comparison with the paper (orderings only)", body))
+            agree = sum("matches" in s for s in sentences)
+            summary_parts.append(f"The ranking of target-only, fine-tuned and GTL matches the paper at {agree} of {len(sentences)} "
+                                 "target shares (MAUVE features differ from the paper's, so only orderings are compared).")
+
+    if d["classifier"]:
+        cvals: dict[tuple[str, float], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        for r in d["classifier"]:
+            key = (r["method"], _pct(r["fraction"], af))
+            cvals[key]["p_source"].append(r["p_source"])
+            cvals[key]["pct_target"].append(r["pct_target"])
+        rows = [[m, _pct_text(p), len(v["p_source"]), summarize(v["p_source"]).std_text(), summarize(v["pct_target"]).std_text()]
+                for (m, p), v in cvals.items()]
+        sections.append(("Domain classifier", "Source/target classifier on generated samples: P(source) (lower is more "
+                                              "target-like) and the percentage classified as target; mean ± std over seeds.\n\n"
+                         + markdown_table(["method", "target data", "runs", "P(source)", "% classified target"], rows)))
+
+    if d["distinct"]:
+        dvals: dict[tuple[str, float], dict[int, list]] = defaultdict(lambda: defaultdict(list))
+        for r in d["distinct"]:
+            dvals[(r["method"], _pct(r["fraction"], af))][r["n"]].append(r["value"])
+        ns = sorted({r["n"] for r in d["distinct"]})
+        rows = [[m, _pct_text(p)] + [summarize(v[n]).std_text() if n in v else "-" for n in ns] for (m, p), v in dvals.items()]
+        sections.append(("Diversity (distinct-n)", "Share of distinct n-grams among generated tokens (higher is more diverse), "
+                                                   "mean ± std over seeds.\n\n"
+                         + markdown_table(["method", "target data"] + [f"distinct-{n}" for n in ns], rows)))
+
+    if d["perplexity"]:
+        pvals: dict[tuple[str, float, str], list] = defaultdict(list)
+        for r in d["perplexity"]:
+            pvals[(r["method"], _pct(r["fraction"], af), r["evaluator"])].append(r["value"])
+        rows = [[m, _pct_text(p), e, len(v), summarize(v).std_text()] for (m, p, e), v in pvals.items()]
+        sections.append(("Generative perplexity", "Perplexity of generated samples under an evaluator model (lower is more "
+                                                  "fluent under that evaluator), mean ± std over seeds.\n\n"
+                         + markdown_table(["method", "target data", "evaluator", "runs", "perplexity"], rows)))
+
+    abl_parts = []
+    if d["gamma"]:
+        table, fig = _ablation(d["gamma"], "gamma", "gamma (guidance exponent, dimensionless)", ctx, logx=False)
+        abl_parts.append("### Guidance strength gamma\n\n" + table + ("\n\n" + fig if fig else "")
+                         + f"\n\nPaper: P(source) {paper.ABLATION_UNGUIDED_P_SOURCE} unguided, about "
+                         f"{paper.ABLATION_GAMMA5_P_SOURCE[0]}-{paper.ABLATION_GAMMA5_P_SOURCE[1]} at gamma = 5.")
+    if d["candidates"]:
+        table, fig = _ablation(d["candidates"], "candidates", "candidates n (ratio evaluations per step, log scale)", ctx, logx=True)
+        lo, hi = paper.ABLATION_CANDIDATES_P_SOURCE[8], paper.ABLATION_CANDIDATES_P_SOURCE[1024]
+        abl_parts.append("### Number of ratio candidates n\n\n" + table + ("\n\n" + fig if fig else "")
+                         + f"\n\nPaper: P(source) about {lo[0]}-{lo[1]} at n = 8 and {hi[0]}-{hi[1]} at n = 1024.")
+    if abl_parts:
+        sections.append(("Ablations", "\n\n".join(abl_parts)))
+
+    if d["timing"]:
+        fastest = min((r["seconds"] for r in d["timing"] if r["seconds"] > 0), default=None)
+        rows = [[r["method"], r["seconds"], "-" if fastest is None else f"{r['seconds'] / fastest:.2f}x", r["passes"], r["device"]]
+                for r in d["timing"]]
+        sections.append(("Sampling cost", markdown_table(["method", "seconds per sequence", "relative to fastest",
+                                                          "ratio-network passes per sequence", "device"], rows)))
+
+    if not sections:
+        sections.append(("Results", "The results file holds no MAUVE, classifier, diversity, perplexity, ablation or timing rows."))
+    summary = " ".join(summary_parts) or "Language transfer results (no MAUVE rows recorded)."
+    return Rendered("arXiv CS -> Physics transfer", summary, sections)

@@ -1,0 +1,221 @@
+"""Report of the Markov-chain transfer benchmark (kind ``markov-benchmark``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from . import paper
+from . import schema as S
+from .context import Context, Rendered
+from .figures import heatmaps, line_plot
+from .markdown import figure_markdown, fmt, markdown_table
+from .stats import Summary, summarize
+
+#: Known metrics in display order with their labels; other numeric metrics follow, sorted.
+METRICS = {
+    "transition_kl": "row-averaged KL",
+    "cross_entropy_gap": "cross-entropy gap (nats/token)",
+    "exact_kl": "exact KL (nats)",
+    "exact_tv": "exact TV",
+}
+
+
+def _parse(results: dict[str, Any]) -> dict[str, Any]:
+    presets = {}
+    for name, spec in S.mapping(results, "presets", "results").items():
+        where = f"results.presets.{name}"
+        if not isinstance(spec, dict):
+            raise S.ResultsError(f"{where} must be an object, got {spec!r}")
+        presets[name] = {
+            "vocab_size": S.integer(spec, "vocab_size", where),
+            "source": S.matrix(spec, "source_transition", where),
+            "target": S.matrix(spec, "target_transition", where),
+        }
+    cells = []
+    for where, c in S.records(results, "cells", "results"):
+        metrics_obj = S.mapping(c, "metrics", where, required=True)
+        mwhere = f"{where}.metrics"
+        metrics = {"transition_kl": S.number(metrics_obj, "transition_kl", mwhere)}
+        for key in ("cross_entropy_gap", "exact_kl", "exact_tv"):
+            metrics[key] = S.number(metrics_obj, key, mwhere, nullable=True)
+        for key, value in metrics_obj.items():  # extra numeric metrics are shown too; others ignored
+            if key not in metrics and isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics[key] = float(value)
+        cells.append({
+            "preset": S.text(c, "preset", where), "n_target": S.integer(c, "n_target", where),
+            "method": S.text(c, "method", where), "seed": S.integer(c, "seed", where), "metrics": metrics,
+            "estimated": S.matrix(c, "estimated_transition", where, nullable=True),
+        })
+    gamma = [{"preset": S.text(r, "preset", w), "n_target": S.integer(r, "n_target", w), "gamma": S.number(r, "gamma", w),
+              "seed": S.integer(r, "seed", w), "kl": S.number(r, "transition_kl", w, nullable=True)}
+             for w, r in S.records(results, "gamma_sweep", "results")]
+    overlap = [{"overlap": S.label(r, "overlap", w), "method": S.text(r, "method", w), "seed": S.integer(r, "seed", w),
+                "kl": S.number(r, "transition_kl", w, nullable=True)}
+               for w, r in S.records(results, "overlap_sweep", "results")]
+    components = [{"preset": S.text(r, "preset", w), "n_target": S.integer(r, "n_target", w), "seed": S.integer(r, "seed", w),
+                   "component": str(S.label(r, "component", w)), "metric": S.text(r, "metric", w),
+                   "value": S.number(r, "value", w, nullable=True)}
+                  for w, r in S.records(results, "components", "results")]
+    return {"presets": presets, "cells": cells, "gamma": gamma, "overlap": overlap, "components": components}
+
+
+def _grouped(cells: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Summary]]:
+    """(preset, method, n_target) -> metric -> Summary over seeds."""
+    values: dict[tuple[str, str, int], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for c in cells:
+        for key, v in c["metrics"].items():
+            values[(c["preset"], c["method"], c["n_target"])][key].append(v)
+    return {k: {m: summarize(vs) for m, vs in d.items()} for k, d in values.items()}
+
+
+def paper_comparison(cells: list[dict[str, Any]]) -> tuple[str, list[str], list[paper.Comparison]]:
+    """The paper-comparison table for preset ``paper``, the sentences where we differ by > 10% and the comparisons."""
+    means: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for c in cells:
+        if c["preset"] == paper.MARKOV_PRESET:
+            means[(paper.canonical_method(c["method"]), c["n_target"])].append(c["metrics"]["transition_kl"])
+    summaries = {k: summarize(v) for k, v in means.items()}
+    ours = {k: s.mean for k, s in summaries.items() if s.n}
+    comparisons = paper.markov_comparisons(ours)
+    rows = []
+    for cmp in comparisons:
+        s = summaries.get((cmp.method, cmp.key))
+        rel = cmp.relative
+        rows.append([cmp.key, paper.DISPLAY_NAMES[cmp.method],
+                     s.interval_text() if s and s.n else "-", s.n if s else 0, fmt(cmp.paper, 3),
+                     "-" if cmp.difference is None else f"{cmp.difference:+.3f}",
+                     "-" if rel is None else f"{100 * rel:+.0f}%", cmp.verdict])
+    table = markdown_table(["n target", "method", "ours: mean [95% CI]", "seeds", "paper", "ours - paper", "relative", "verdict"], rows)
+    sentences = [s for s in (c.sentence("row-averaged KL") for c in comparisons) if s]
+    sentences += paper.ordering_sentences(comparisons, lower_is_better=True)
+    return table, sentences, comparisons
+
+
+def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
+    """Per-preset tables (mean and 95% t-interval over seeds), KL-vs-n figures, transition heatmaps,
+    gamma and overlap sweeps, component table and the comparison with the published figure."""
+    data = _parse(results)
+    cells = data["cells"]
+    grouped = _grouped(cells)
+    preset_names = list(dict.fromkeys([c["preset"] for c in cells] + list(data["presets"])))
+    sections: list[tuple[str, str]] = []
+    paper_summary = ""
+
+    # Comparison with the paper first: it is the headline.
+    if any(c["preset"] == paper.MARKOV_PRESET for c in cells):
+        table, sentences, comparisons = paper_comparison(cells)
+        verdicts = [c.verdict for c in comparisons]
+        paper_summary = ("Against the paper's figure (n target 1000/100/20): "
+                         + ", ".join(f"{verdicts.count(v)} {v}" for v in ("close", "better", "worse", "missing") if v in verdicts)
+                         + f" (close: within {100 * paper.RELATIVE_THRESHOLD:.0f}%).")
+        body = ("Mean row-averaged KL(true || estimated) of the transition matrix on preset `paper` "
+                "(K = 5, diagonal source d = 0.1, target d = 0.8) beside the values read off the paper's figure; "
+                "lower is better. A verdict is given when the two differ by more than "
+                f"{100 * paper.RELATIVE_THRESHOLD:.0f}%.\n\n" + table)
+        if sentences:
+            body += "\n\n" + "\n".join(f"- {s}" for s in sentences)
+        sections.append(("Comparison with the paper", body))
+
+    metric_keys = list(METRICS) + sorted({k for c in cells for k in c["metrics"]} - set(METRICS))
+    headline = []
+    for preset in preset_names:
+        pcells = [c for c in cells if c["preset"] == preset]
+        methods = list(dict.fromkeys(c["method"] for c in pcells))
+        ns = sorted({c["n_target"] for c in pcells}, reverse=True)
+        seeds = sorted({c["seed"] for c in pcells})
+        present = [k for k in metric_keys if any(c["metrics"].get(k) is not None for c in pcells)]
+        parts = []
+        if pcells:
+            rows = []
+            for m in methods:
+                for n in ns:
+                    g = grouped.get((preset, m, n))
+                    if g is None:
+                        continue
+                    rows.append([m, n, g["transition_kl"].n] + [g[k].interval_text() if k in g else "-" for k in present])
+            parts.append(f"Mean and 95% Student-t interval over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}).\n\n"
+                         + markdown_table(["method", "n target", "seeds"] + [METRICS.get(k, k) for k in present], rows))
+            series = {m: [(n, grouped[(preset, m, n)]["transition_kl"]) for n in ns if (preset, m, n) in grouped] for m in methods}
+            path, rel = ctx.figure_path(f"{preset}-kl-vs-n")
+            line_plot(path, f"Row-averaged KL vs n target (preset {preset})", "n target (sequences, log scale)",
+                      "row-averaged KL(true || estimated) (nats)", series, logx=True, logy=True)
+            parts.append(figure_markdown(rel, f"Row-averaged KL of the estimated transition matrix against the number of "
+                                              f"target sequences, preset {preset}; error bars: 95% t-interval over seeds."))
+            n_min = ns[-1]
+            best = min(((grouped[(preset, m, n_min)]["transition_kl"].mean, m) for m in methods if (preset, m, n_min) in grouped))
+            headline.append(f"preset `{preset}`: best at n target = {n_min} is {best[1]} (KL {fmt(best[0], 3)})")
+        spec = data["presets"].get(preset)
+        if spec is not None:
+            panels = [("true source", spec["source"]), ("true target", spec["target"])]
+            if pcells:
+                n_min = min(c["n_target"] for c in pcells)
+                at_min = [c for c in pcells if c["n_target"] == n_min and c["estimated"] is not None]
+                seed = 0 if any(c["seed"] == 0 for c in at_min) else min((c["seed"] for c in at_min), default=None)
+                for m in methods:
+                    est = next((c["estimated"] for c in at_min if c["method"] == m and c["seed"] == seed), None)
+                    if est is not None:
+                        panels.append((f"{m}\n(n={n_min}, seed {seed})", est))
+            path, rel = ctx.figure_path(f"{preset}-transitions")
+            heatmaps(path, f"Transition matrices, preset {preset} (row: current token, column: next token)", panels)
+            parts.append(figure_markdown(rel, f"True source and target transition matrices and the matrices estimated from "
+                                              f"each method's samples at the smallest n target (preset {preset}, "
+                                              f"K = {spec['vocab_size']})."))
+        if parts:
+            sections.append((f"Preset {preset}", "\n\n".join(parts)))
+
+    if data["gamma"]:
+        vals: dict[tuple[str, int, float], list] = defaultdict(list)
+        for r in data["gamma"]:
+            vals[(r["preset"], r["n_target"], r["gamma"])].append(r["kl"])
+        sums = {k: summarize(v) for k, v in vals.items()}
+        rows = [[p, n, g, s.n, s.interval_text()] for (p, n, g), s in sorted(sums.items())]
+        series: dict[str, list] = defaultdict(list)
+        for (p, n, g), s in sorted(sums.items()):
+            series[f"{p}, n={n}"].append((g, s))
+        path, rel = ctx.figure_path("gamma-sweep")
+        line_plot(path, "Guidance strength sweep", "gamma (guidance exponent, dimensionless)",
+                  "row-averaged KL (nats)", series, logy=True)
+        sections.append(("Guidance strength (gamma) sweep",
+                         markdown_table(["preset", "n target", "gamma", "seeds", "row-averaged KL: mean [95% CI]"], rows)
+                         + "\n\n" + figure_markdown(rel, "Row-averaged KL of GTL samples against gamma; error bars: 95% t-interval over seeds.")))
+
+    if data["overlap"]:
+        vals2: dict[tuple[str, Any], list] = defaultdict(list)
+        for r in data["overlap"]:
+            vals2[(r["method"], r["overlap"])].append(r["kl"])
+        sums2 = {k: summarize(v) for k, v in vals2.items()}
+        order = {m: i for i, m in enumerate(dict.fromkeys(m for m, _ in sums2))}
+        numeric = all(isinstance(o, (int, float)) for _, o in sums2)
+        rows = [[m, o, s.n, s.interval_text()] for (m, o), s in
+                sorted(sums2.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] if numeric else 0))]
+        series2: dict[str, list] = defaultdict(list)
+        for (m, o), s in sums2.items():
+            series2[m].append((o, s))
+        path, rel = ctx.figure_path("overlap-sweep")
+        line_plot(path, "Source/target support overlap sweep", "overlap (share of target tokens the source uses)",
+                  "row-averaged KL (nats)", series2, logy=True)
+        sections.append(("Support overlap sweep",
+                         markdown_table(["method", "overlap", "seeds", "row-averaged KL: mean [95% CI]"], rows)
+                         + "\n\n" + figure_markdown(rel, "Row-averaged KL against the source/target overlap (no overlap is the "
+                                                         "stated failure mode); error bars: 95% t-interval over seeds.")))
+
+    if data["components"]:
+        vals3: dict[tuple[str, int, str, str], list] = defaultdict(list)
+        for r in data["components"]:
+            vals3[(r["preset"], r["n_target"], r["component"], r["metric"])].append(r["value"])
+        rows = [[p, n, comp, met, s.n, s.interval_text()] for (p, n, comp, met), s in
+                ((k, summarize(v)) for k, v in vals3.items())]
+        sections.append(("Components", "Diagnostics of the trained components (denoiser, ratio network, planner) "
+                                       "over seeds.\n\n" + markdown_table(["preset", "n target", "component", "metric", "seeds",
+                                                                          "mean [95% CI]"], rows)))
+
+    methods_all = list(dict.fromkeys(c["method"] for c in cells))
+    summary = (f"{len(cells)} runs over {len(preset_names)} preset(s) and {len(methods_all)} method(s)"
+               + (f" ({', '.join(methods_all)})" if methods_all else "") + ". ")
+    if headline:
+        summary += "Lowest row-averaged KL: " + "; ".join(headline) + "."
+    summary += (" " + paper_summary) if paper_summary else ""
+    if not sections:
+        sections.append(("Results", "The results file holds no cells, sweeps or presets."))
+    return Rendered("Markov-chain transfer benchmark", summary, sections)

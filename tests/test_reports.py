@@ -1,0 +1,420 @@
+"""Reports: every kind renders tables and non-empty figures; paper comparisons; clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from gtl_verify.provenance import provenance, write_results
+from reports import builder, paper
+from reports.builder import RENDERERS, build_report, build_reports, find_results, report_names
+from reports.cli import register
+from reports.markdown import fmt_sci, markdown_table
+from reports.schema import ResultsError
+from reports.stats import summarize
+
+META = provenance(config={"steps": 8, "lr": 0.001}, seeds=[0, 1, 2], wall_time_s=12.5)
+
+
+def diag(d: float, k: int = 5) -> list[list[float]]:
+    off = (1 - d) / (k - 1)
+    return [[d if i == j else off for j in range(k)] for i in range(k)]
+
+
+def figures_of(md_path: Path) -> list[Path]:
+    text = md_path.read_text()
+    rels = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    return [md_path.parent / r for r in rels]
+
+
+def assert_figures_ok(md_path: Path, expected: int | None = None) -> list[Path]:
+    figs = figures_of(md_path)
+    for f in figs:
+        assert f.is_file(), f
+        assert f.stat().st_size > 1000, f
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if expected is not None:
+        assert len(figs) == expected
+    return figs
+
+
+def assert_header(text: str, title: str) -> None:
+    lines = text.splitlines()
+    assert lines[0] == f"# {title}"
+    prov = text.index("## Provenance")
+    first_other = min(text.index(h) for h in re.findall(r"^## (?!Provenance).*$", text, flags=re.M))
+    assert prov < first_other  # title, summary, provenance, then the sections
+    for item in ("**Command**", "**Commit**", "**Device**", "**Seeds**: 0, 1, 2", "**Wall time**: 12.5 s",
+                 "**Packages**", "**Regenerate this report**: `gtl report", '"lr": 0.001'):
+        assert item in text, item
+
+
+# --- synthetic results ---------------------------------------------------------------------------
+
+
+def theory_results() -> dict:
+    return {"checks": [
+        {"name": "theorem1", "description": "guided kernel equals target kernel", "residual": 3.2e-15, "tolerance": 1e-10, "passed": True, "cases": 50},
+        {"name": "stabiliser", "description": "mask mass", "residual": 0.0, "tolerance": 1e-10, "passed": True, "cases": 20},
+        {"name": "jensen", "description": "Jensen gap sign", "residual": 2.5e-3, "tolerance": 1e-10, "passed": False, "cases": 7},
+    ]}
+
+
+def markov_results(gtl_kl: dict[int, float] | None = None, seeds=(0, 1, 2)) -> dict:
+    """Preset 'paper' with per-method KL near the published values (GTL optionally overridden)."""
+    published = {m: dict(v) for m, v in paper.MARKOV_TRANSITION_KL.items()}
+    if gtl_kl:
+        published["gtl"].update(gtl_kl)
+    cells = []
+    for method, display in (("target-only", "target-only"), ("fine-tuned", "fine-tuned"), ("gtl", "gtl")):
+        for n in (1000, 100, 20):
+            for s in seeds:
+                kl = published[method][n] * (1 + 0.01 * (s - 1))
+                cells.append({"preset": "paper", "n_target": n, "method": display, "seed": s,
+                              "metrics": {"transition_kl": kl, "cross_entropy_gap": 0.01 * n ** -0.5, "exact_kl": None,
+                                          "exact_tv": None, "wall_s": 1.5},
+                              "estimated_transition": diag(0.7 + 0.01 * s)})
+    cells.append({"preset": "tiny", "n_target": 10, "method": "gtl", "seed": 0,
+                  "metrics": {"transition_kl": 0.2, "cross_entropy_gap": 0.03, "exact_kl": 0.11, "exact_tv": 0.09},
+                  "estimated_transition": None})
+    return {
+        "config": {"length": 20},
+        "presets": {"paper": {"vocab_size": 5, "source_transition": diag(0.1), "target_transition": diag(0.8)},
+                    "tiny": {"vocab_size": 3, "source_transition": diag(0.2, 3), "target_transition": diag(0.9, 3)}},
+        "cells": cells,
+        "gamma_sweep": [{"preset": "paper", "n_target": 100, "gamma": g, "seed": s, "transition_kl": 0.1 + 0.02 * abs(g - 1) + 0.001 * s}
+                        for g in (0.0, 0.5, 1.0, 2.0) for s in seeds],
+        "overlap_sweep": [{"overlap": o, "method": m, "seed": s, "transition_kl": (1.1 - o) * (2 if m == "gtl" else 1) + 0.001 * s}
+                          for o in (0.0, 0.5, 1.0) for m in ("gtl", "target-only") for s in seeds],
+        "components": [{"preset": "paper", "n_target": 100, "seed": s, "component": "ratio", "metric": "heldout_bce", "value": 0.4 + 0.01 * s}
+                       for s in seeds],
+        "unknown_extra": {"ignored": True},
+    }
+
+
+def validation_results() -> dict:
+    rows = []
+    for setting in ("gamma=1", "gamma=2"):
+        for rule, tv in (("gtl", 1e-12), ("unguided", 0.31), ("my_module:MyRule", 0.05)):
+            rows.append({"rule": rule, "setting": setting, "exact_tv": tv, "exact_kl": tv * 2, "mc_kl": None,
+                         "cross_entropy_gap": 0.001, "notes": "exact | enumeration" if rule == "gtl" else ""})
+    return {"preset": "tiny", "rules": rows}
+
+
+def language_results() -> dict:
+    mauve = []
+    for m, base in (("target-only", 0.3), ("fine-tuned", 0.35), ("gtl", 0.5), ("unguided", 0.1)):
+        for f in (1.0, 0.3, 0.05, 0.01):
+            for s in range(3):
+                mauve.append({"method": m, "fraction": f, "seed": s, "mauve": base + 0.05 * f + 0.01 * s})
+    return {
+        "config": {"steps": 128},
+        "mauve": mauve,
+        "classifier": [{"method": m, "fraction": 0.05, "p_source": p, "pct_target": 100 * (1 - p)} for m, p in (("gtl", 0.3), ("gtl", 0.32), ("unguided", 0.96))],
+        "distinct": [{"method": "gtl", "fraction": 0.05, "n": n, "value": 0.5 + 0.1 * n} for n in (1, 2, 3)],
+        "perplexity": [{"method": "gtl", "fraction": 0.05, "value": 45.0 + s, "evaluator": "gpt2"} for s in range(3)],
+        "ablations": {"gamma": [{"gamma": g, "p_source": 0.96 - 0.12 * g, "mauve": 0.2 + 0.05 * g} for g in (0, 1, 2, 5)],
+                      "candidates": [{"n": n, "p_source": 0.8 / math.log2(n), "mauve": 0.1 * math.log2(n) / 10} for n in (8, 64, 1024)]},
+        "timing": [{"method": "unguided", "seconds_per_sequence": 0.5, "ratio_passes_per_sequence": 0, "device": "cpu"},
+                   {"method": "gtl", "seconds_per_sequence": 0.8, "ratio_passes_per_sequence": 128, "device": "cpu"}],
+    }
+
+
+def benchmark_results() -> dict:
+    return {
+        "title": "Sampler throughput",
+        "tables": {"Steps per second": [{"batch": 1, "steps_per_s": 120.5, "note": "warm"}, {"batch": 8, "steps_per_s": 610.0, "extra": [1, 2]}],
+                   "Modes": [{"ms": 2.0, "mode": "b"}]},
+        "columns": {"Modes": ["mode", "ms"]},
+        "figures": [{"title": "Throughput vs batch", "x": "batch", "y": "steps_per_s", "series": "method",
+                     "xlabel": "batch size (sequences)", "ylabel": "steps per second (1/s)", "logx": True, "logy": False,
+                     "rows": [{"batch": b, "method": m, "steps_per_s": b * k + r} for b in (1, 4, 16) for m, k in (("cached", 50), ("plain", 20)) for r in (0, 3)]},
+                    {"title": "Categorical x", "x": "mode", "y": "ms", "series": None, "rows": [{"mode": "a", "ms": 1.0}, {"mode": "b", "ms": 2.0}]}],
+    }
+
+
+@pytest.fixture()
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "out"
+
+
+def write(tmp_path: Path, name: str, kind: str, results: dict) -> Path:
+    return write_results(tmp_path / f"{name}.json", kind, results, META)
+
+
+# --- each kind ------------------------------------------------------------------------------------------
+
+
+def test_renderers_cover_all_kinds():
+    assert set(RENDERERS) == {"theory", "markov-benchmark", "validation", "language", "benchmark"}
+
+
+def test_theory_report(tmp_path, out):
+    md = build_report(write(tmp_path, "theory", "theory", theory_results()), out)
+    assert md == out / "theory.md"
+    text = md.read_text()
+    assert_header(text, "Theory checks")
+    assert "2 of 3 exact checks passed; failed: jensen." in text
+    assert "| theorem1 | guided kernel equals target kernel | 3.20e-15 | 1.00e-10 | 50 | yes |" in text
+    assert "| jensen | Jensen gap sign | 2.50e-03 | 1.00e-10 | 7 | **NO** |" in text
+    assert "0.00e+00" in text
+    figs = assert_figures_ok(md, expected=1)
+    assert figs[0].parent == out / "figures" and figs[0].name.startswith("theory-")
+
+
+def test_markov_report_tables_figures_and_paper(tmp_path, out):
+    md = build_report(write(tmp_path, "markov", "markov-benchmark", markov_results()), out)
+    text = md.read_text()
+    assert_header(text, "Markov-chain transfer benchmark")
+    for heading in ("## Comparison with the paper", "## Preset paper", "## Preset tiny", "## Guidance strength (gamma) sweep",
+                    "## Support overlap sweep", "## Components"):
+        assert heading in text, heading
+    # mean and 95% t-interval over seeds 0, 1, 2 for GTL at n = 20
+    s = summarize([0.244 * (1 + 0.01 * (k - 1)) for k in range(3)])
+    assert f"| gtl | 20 | 3 | {s.interval_text()} |" in text
+    assert "wall_s" in text  # extra numeric metric shown
+    # paper comparison: all close, so no differing sentence, but rankings are stated
+    assert "| 20 | GTL |" in text and "| 0.244 |" in text and "close" in text
+    assert "worse than the paper" not in text and "better than the paper" not in text
+    assert "the ranking (best first) matches the paper: GTL > fine-tuned > target-only" in text
+    assert "9 close" in text
+    assert "exact KL (nats)" in text and "0.11" in text  # tiny preset has exact metrics
+    assert "| paper | 100 | ratio | heldout_bce | 3 |" in text
+    assert_figures_ok(md, expected=6)  # 2 KL-vs-n, 2 heatmaps, gamma, overlap
+
+
+def test_markov_paper_sentences_when_numbers_disagree(tmp_path, out):
+    md = build_report(write(tmp_path, "m2", "markov-benchmark", markov_results(gtl_kl={20: 0.366, 1000: 0.026})), out)
+    text = md.read_text()
+    assert "At n target = 20, our GTL row-averaged KL (0.366) is worse than the paper's (0.244): 0.122 higher, 50% of the published value." in text
+    assert "At n target = 1000, our GTL row-averaged KL (0.026) is better than the paper's (0.052): 0.026 lower, 50% of the published value." in text
+    assert "| +0.122 | +50% | worse |" in text
+    assert "At n target = 1000 the ranking differs: ours GTL > target-only > fine-tuned, paper target-only > GTL > fine-tuned" in text
+
+
+def test_markov_without_paper_preset_and_empty_lists(tmp_path, out):
+    res = {"presets": {}, "cells": [{"preset": "p", "n_target": 5, "method": "gtl", "seed": 3,
+                                     "metrics": {"transition_kl": 0.5}}]}
+    text = build_report(write(tmp_path, "m3", "markov-benchmark", res), out).read_text()
+    assert "Comparison with the paper" not in text and "## Preset p" in text
+    assert "| gtl | 5 | 1 | 0.5 |" in text  # one seed: mean only
+    empty = build_report(write(tmp_path, "m4", "markov-benchmark", {}), out).read_text()
+    assert "holds no cells" in empty
+
+
+def test_validation_report(tmp_path, out):
+    md = build_report(write(tmp_path, "val", "validation", validation_results()), out)
+    text = md.read_text()
+    assert_header(text, "Guidance-rule validation (preset tiny)")
+    assert "| gtl | gamma=1 | 1.000e-12 | 2.000e-12 | - | 0.001 | exact \\| enumeration |" in text
+    assert "Setting gamma=1: smallest exact TV gtl" in text and "largest unguided" in text
+    assert_figures_ok(md, expected=1)
+
+
+def test_language_report(tmp_path, out):
+    md = build_report(write(tmp_path, "lang", "language", language_results()), out)
+    text = md.read_text()
+    assert_header(text, "arXiv CS -> Physics transfer")
+    assert "only the ordering of the methods is comparable" in text and "GPT-2-large" in text and "MiniLM" in text
+    s = summarize([0.5 + 0.05 * 0.05 + 0.01 * k for k in range(3)])
+    assert f"| 5 % | {s.std_text()} |" not in text  # first column is target-only
+    assert s.std_text() in text
+    assert "| 5 % | GTL |" in text and "| 0.695 | 1 |" in text
+    assert text.count("matches the paper: GTL > fine-tuned > target-only") == 4
+    assert "matches the paper at 4 of 4 target shares" in text
+    for heading in ("## MAUVE", "## Domain classifier", "## Diversity (distinct-n)", "## Generative perplexity",
+                    "## Ablations", "## Sampling cost", "### Guidance strength gamma", "### Number of ratio candidates n"):
+        assert heading in text, heading
+    assert "| gtl | 0.8 | 1.60x | 128 | cpu |" in text
+    assert "| distinct-1 | distinct-2 | distinct-3 |" in text
+    assert_figures_ok(md, expected=4)  # ours, paper, gamma, candidates
+
+
+def test_language_ordering_disagreement_and_percent_fractions(tmp_path, out):
+    res = language_results()
+    for r in res["mauve"]:
+        r["fraction"] *= 100  # recorded in percent
+        if r["method"] == "target-only":
+            r["mauve"] = 0.9
+    text = build_report(write(tmp_path, "lang2", "language", res), out).read_text()
+    assert "At 1 % target data the ranking differs: ours target-only > GTL > fine-tuned, paper GTL > fine-tuned > target-only" in text
+    assert "| 100 % |" in text
+
+
+def test_benchmark_report(tmp_path, out):
+    md = build_report(write(tmp_path, "bench", "benchmark", benchmark_results()), out)
+    text = md.read_text()
+    assert_header(text, "Sampler throughput")
+    assert "| batch | note | steps_per_s | extra |" in text  # write_results sorts keys; union in order of appearance
+    assert "| 8 | - | 610 | [1, 2] |" in text
+    assert "| mode | ms |\n|---|---|\n| b | 2 |" in text  # optional column order
+    assert "## Throughput vs batch" in text and "95% Student-t error bars" in text
+    assert_figures_ok(md, expected=2)
+    assert "2 table(s) and 2 figure(s)." in text
+
+
+# --- errors ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "is not valid JSON"),
+    ('{"kind": "theory", "meta": {}}', "must be an object with keys 'kind', 'meta', 'results'"),
+    ('[1, 2]', "must be an object with keys"),
+    ('{"kind": 3, "meta": {}, "results": {}}', "'kind' must be a non-empty string"),
+    ('{"kind": "theory", "meta": [], "results": {}}', "'meta' must be an object"),
+    ('{"kind": "theory", "meta": {}, "results": []}', "'results' must be an object"),
+    ('{"kind": "nonsense", "meta": {}, "results": {}}', "unknown kind 'nonsense' (known kinds: benchmark, language"),
+    ('{"kind": "theory", "meta": {}, "results": {}}', "results is missing key 'checks'"),
+    ('{"kind": "theory", "meta": {}, "results": {"checks": [{"name": "a"}]}}', "results.checks[0] is missing key 'residual'"),
+])
+def test_malformed_files_raise_value_error_naming_file(tmp_path, out, content, message):
+    path = tmp_path / "broken_file.json"
+    path.write_text(content)
+    with pytest.raises(ValueError) as info:
+        build_report(path, out)
+    msg = str(info.value)
+    assert "broken_file.json" in msg and message in msg
+    assert "\n" not in msg
+    assert not (out / "broken_file.md").exists()
+
+
+@pytest.mark.parametrize("kind, mutate, message", [
+    ("markov-benchmark", lambda r: r["cells"][4]["metrics"].update(transition_kl="abc"),
+     "results.cells[4].metrics.transition_kl must be a number, got 'abc'"),
+    ("markov-benchmark", lambda r: r["cells"][0].pop("method"), "results.cells[0] is missing key 'method'"),
+    ("markov-benchmark", lambda r: r["cells"][0].update(n_target=2.5), "results.cells[0].n_target must be an integer"),
+    ("markov-benchmark", lambda r: r["cells"][0].update(estimated_transition=[[1, 2], [3]]), "must be a square matrix"),
+    ("markov-benchmark", lambda r: r["presets"]["paper"].pop("vocab_size"), "results.presets.paper is missing key 'vocab_size'"),
+    ("validation", lambda r: r["rules"][1].update(exact_tv=True), "results.rules[1].exact_tv must be a number, got True"),
+    ("language", lambda r: r["mauve"][0].pop("seed"), "results.mauve[0] is missing key 'seed'"),
+    ("language", lambda r: r["ablations"]["gamma"][0].pop("gamma"), "results.ablations.gamma[0] is missing key 'gamma'"),
+    ("benchmark", lambda r: r["figures"][0]["rows"][2].pop("batch"), "results.figures[0].rows[2] is missing key 'batch'"),
+    ("benchmark", lambda r: r.update(tables={"t": [1]}), "results.tables.t[0] must be an object"),
+    ("theory", lambda r: r["checks"][0].update(passed="yes"), "results.checks[0].passed must be true or false"),
+])
+def test_missing_or_mistyped_fields(tmp_path, out, kind, mutate, message):
+    res = {"theory": theory_results, "markov-benchmark": markov_results, "validation": validation_results,
+           "language": language_results, "benchmark": benchmark_results}[kind]()
+    mutate(res)
+    path = write(tmp_path, "bad_fields", kind, res)
+    with pytest.raises(ValueError) as info:
+        build_report(path, out)
+    msg = str(info.value)
+    assert msg.startswith(f"results file {path}: ") and message in msg, msg
+    assert not (out / "figures").exists() or not list((out / "figures").iterdir())
+
+
+def test_binary_file(tmp_path, out):
+    path = tmp_path / "binary.json"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match=r"binary\.json is not UTF-8 text"):
+        build_report(path, out)
+
+
+def test_missing_file(tmp_path, out):
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        build_report(tmp_path / "nope.json", out)
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        build_reports([tmp_path / "nope.json"], out)
+
+
+# --- several files, folders, CLI ----------------------------------------------------------------------------
+
+
+def test_folders_and_name_collisions(tmp_path, out):
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "b").mkdir(parents=True)
+    write_results(tmp_path / "runs" / "a" / "results.json", "theory", theory_results(), META)
+    write_results(tmp_path / "runs" / "b" / "results.json", "validation", validation_results(), META)
+    (tmp_path / "runs" / "a" / "config.json").write_text(json.dumps({"lr": 1}))  # not a results file
+    notes = []
+    files = find_results([tmp_path / "runs"], log=notes.append)
+    assert [f.parent.name for f in files] == ["a", "b"] and any("config.json" in n for n in notes)
+    assert report_names(files) == ["a-results", "b-results"]
+    mds = build_reports([tmp_path / "runs", tmp_path / "runs" / "a" / "results.json"], out)  # duplicate dropped
+    assert [m.name for m in mds] == ["a-results.md", "b-results.md"]
+    for m in mds:
+        assert_figures_ok(m, expected=1)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no results files"):
+        build_reports([tmp_path / "empty"], out)
+
+
+def test_build_reports_checks_all_files_before_writing(tmp_path, out):
+    good = write(tmp_path, "good", "theory", theory_results())
+    bad = write(tmp_path, "bad", "mystery", {})
+    with pytest.raises(ValueError, match="bad.json.*unknown kind 'mystery'"):
+        build_reports([good, bad], out)
+    assert not (out / "good.md").exists()
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gtl")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_cli(tmp_path, capsys):
+    results = write(tmp_path, "theory", "theory", theory_results())
+    args = make_parser().parse_args(["report", str(results), "--out", str(tmp_path / "rep")])
+    assert args.func(args) == 0
+    assert (tmp_path / "rep" / "theory.md").is_file()
+    assert str(tmp_path / "rep" / "theory.md") in capsys.readouterr().out
+    default = make_parser().parse_args(["report", str(tmp_path)])
+    assert default.out == "reports"
+    with pytest.raises(SystemExit):
+        make_parser().parse_args(["report"])
+
+
+def test_gtl_main_one_line_errors(tmp_path, capsys, monkeypatch):
+    """Through gtl_verify.cli.main with only this command registered (the others are independent)."""
+    import gtl_verify.cli as gtl_cli
+
+    monkeypatch.setattr(gtl_cli, "COMMAND_MODULES", ("reports.cli",))
+    good = write(tmp_path, "theory", "theory", theory_results())
+    assert gtl_cli.main(["report", str(good), "--out", str(tmp_path / "rep")]) == 0
+    bad = tmp_path / "odd.json"
+    bad.write_text('{"kind": "odd", "meta": {}, "results": {}}')
+    capsys.readouterr()
+    assert gtl_cli.main(["report", str(bad), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gtl report: error: results file") and "odd.json" in err and "unknown kind 'odd'" in err
+    assert "\n" not in err
+
+
+# --- building blocks -----------------------------------------------------------------------------------------
+
+
+def test_summary_t_interval():
+    s = summarize([1.0, 2.0, 3.0])
+    assert s.mean == 2.0 and s.n == 3 and math.isclose(s.std, 1.0)
+    assert math.isclose(s.half_width, 4.302652729911275 / math.sqrt(3), rel_tol=1e-9)  # t_{0.975, 2}
+    one = summarize([0.5, None, float("nan")])
+    assert one.n == 1 and math.isnan(one.lo) and one.interval_text() == "0.5" and one.std_text() == "0.5"
+    assert summarize([]).interval_text() == "-"
+    with pytest.raises(ValueError, match="level"):
+        summarize([1.0], level=1.5)
+
+
+def test_paper_constants_and_comparison():
+    assert paper.MARKOV_TRANSITION_KL["gtl"] == {1000: 0.052, 100: 0.100, 20: 0.244}
+    assert paper.MARKOV_TRANSITION_KL["target-only"][20] == 0.614
+    assert paper.LANGUAGE_MAUVE["fine-tuned"][1.0] == 0.495
+    assert paper.canonical_method("GTL") == "gtl" and paper.canonical_method("Target_Only") == "target-only"
+    c = paper.Comparison("x", "gtl", 0.11, 0.100)
+    assert c.verdict == "close" and c.sentence("KL") is None
+    higher_better = paper.Comparison("x", "gtl", 0.5, 0.719, lower_is_better=False)
+    assert higher_better.verdict == "worse" and "lower" in higher_better.sentence("MAUVE")
+    assert paper.Comparison("x", "gtl", None, 0.1).verdict == "missing"
+
+
+def test_markdown_blocks():
+    assert fmt_sci(3.2e-15) == "3.20e-15" and fmt_sci(None) == "-"
+    assert markdown_table(["a"], [["x|y"]]).endswith("| x\\|y |")
+    assert builder.RENDERERS is RENDERERS
+    assert issubclass(ResultsError, ValueError)
