@@ -37,6 +37,7 @@ class StepInput:
     mask_id: int
     score: Callable[[torch.Tensor], torch.Tensor] | None  # tokens [M, n] -> log r(z^{i<-v}) [M, n]
     sequence_log_ratio: Callable[[], torch.Tensor] | None  # -> log r(z) [B]
+    sequence_ratio: Callable[..., torch.Tensor] | None = None  # the (counted) ratio itself: z -> log r [B]
 
     @property
     def vocab_size(self) -> int:

@@ -107,6 +107,7 @@ class _Components:
             log_probs=log_probs, positions=positions, gamma=gamma, mask_id=self.denoiser.mask_id,
             score=None if ratio is None else (lambda tokens: guidance.score_candidates(ratio, z, positions, tokens, tt)),
             sequence_log_ratio=None if ratio is None else (lambda: ratio(z, tt).to(torch.float64)),
+            sequence_ratio=ratio,
         )
 
     def finish(self, z: torch.Tensor, steps: int, final_argmax: bool, start: float) -> SampleResult:
