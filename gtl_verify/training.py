@@ -1,0 +1,320 @@
+"""One generic, resumable training loop (AdamW) for every learned component.
+
+``train(model, loss_fn, data, config)`` runs ``config.steps`` optimiser steps of
+``loss_fn(model, batch, generator) -> scalar``. Batches come from a LongTensor [N, L] (seeded
+shuffled epochs: each row once per epoch, reshuffled every epoch) or from a callable
+``data(generator) -> batch`` (given the CPU data generator; tensors in the batch are moved to
+the model's device). Randomness is explicit:
+
+- a CPU generator for choosing rows or for ``data(generator)``,
+- a generator on the model's device passed to ``loss_fn`` (times, masks),
+- the global torch RNG (dropout), seeded with ``config.seed`` inside an isolated RNG fork.
+
+Checkpoints (``checkpoint_path``) hold model, optimiser, EMA, all three RNG states, the row
+sampler, the step, the loss history and a config hash; they are written atomically (temporary
+file + ``os.replace``) every ``checkpoint_every`` steps and at the end. A run that finds a
+checkpoint with the same hash resumes from it, and on CPU the final weights are bit-identical to
+an uninterrupted run; a checkpoint written by a different config raises ValueError.
+
+The learning rate warms up linearly over ``warmup`` steps and stays constant afterwards; the
+gradient norm is clipped to ``grad_clip`` (0 = off). With ``ema`` > 0 an exponential moving
+average of the parameters is kept and copied into the model at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .validation import check_int_range, check_real_range
+
+CHECKPOINT_FORMAT = 1
+# fields of TrainConfig that change the optimisation trajectory (steps, logging and checkpoint
+# frequency do not: a run may be extended or checkpointed differently and still resume)
+TRAJECTORY_FIELDS = ("batch_size", "lr", "weight_decay", "warmup", "grad_clip", "seed", "ema")
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """sha256 hex digest of the canonical JSON of ``config`` (sorted keys, no whitespace)."""
+    try:
+        text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config must be JSON-serialisable: {exc}") from None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (see the module docstring)."""
+
+    steps: int
+    batch_size: int
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup: int = 0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 0
+    seed: int = 0
+    log_every: int = 50
+    ema: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_int_range("steps", self.steps, 0)
+        check_int_range("batch_size", self.batch_size, 1)
+        check_real_range("lr", self.lr, 0.0, open_low=True)
+        check_real_range("weight_decay", self.weight_decay, 0.0)
+        check_int_range("warmup", self.warmup, 0)
+        check_real_range("grad_clip", self.grad_clip, 0.0)
+        check_int_range("checkpoint_every", self.checkpoint_every, 0)
+        check_int_range("seed", self.seed, 0)
+        check_int_range("log_every", self.log_every, 1)
+        ema = check_real_range("ema", self.ema, 0.0, 1.0)
+        if ema >= 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def trajectory_hash(self, extra: str | None = None) -> str:
+        """Hash of the fields that determine the trajectory, combined with an outer config hash."""
+        return config_hash({"train": {k: getattr(self, k) for k in TRAJECTORY_FIELDS}, "outer": extra})
+
+
+@dataclass
+class TrainResult:
+    """Loss of every step (all steps since step 0, resumed ones included), the step reached,
+    wall time of this call and the step this call resumed from (0 for a fresh run)."""
+
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    wall_time_s: float = 0.0
+    resumed_from: int = 0
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1] if self.losses else math.nan
+
+
+class _RowSampler:
+    """Minibatches of row indices: a fresh random permutation every epoch (CPU generator)."""
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n, self.generator = n, generator
+        self.perm = torch.randperm(n, generator=generator)
+        self.pos = 0
+
+    def next(self, size: int) -> torch.Tensor:
+        parts, need = [], size
+        while need:
+            if self.pos == self.n:
+                self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
+            take = min(need, self.n - self.pos)
+            parts.append(self.perm[self.pos : self.pos + take])
+            self.pos += take
+            need -= take
+        return torch.cat(parts)
+
+    def state(self) -> dict[str, Any]:
+        return {"perm": self.perm.clone(), "pos": self.pos}
+
+    def load(self, state: dict[str, Any]) -> None:
+        if int(state["perm"].numel()) != self.n:
+            raise ValueError(f"checkpoint sampler covers {int(state['perm'].numel())} rows, the data has {self.n}")
+        self.perm, self.pos = state["perm"].clone(), int(state["pos"])
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if torch.is_tensor(batch):
+        return batch.to(device)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _save_atomic(payload: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint written by :func:`train` (on CPU)."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file
+        raise ValueError(f"checkpoint {path} could not be read: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} is not a training checkpoint of format {CHECKPOINT_FORMAT}")
+    return payload
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any, torch.Generator], torch.Tensor],
+    data: torch.Tensor | Callable[[torch.Generator], Any],
+    config: TrainConfig,
+    *,
+    checkpoint_path: str | Path | None = None,
+    progress: bool = True,
+    config_hash: str | None = None,
+    stop_at: int | None = None,
+    description: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place for ``config.steps`` AdamW steps (see the module docstring).
+
+    ``data``: LongTensor [N, L] (minibatches of ``batch_size`` rows, moved to the model's device)
+    or a callable ``data(generator)`` (CPU generator) returning a batch (a tensor, or a
+    tuple/list/dict of tensors, moved to the model's device). ``config_hash``: hash of the outer
+    configuration (model, data, objective) recorded in checkpoints; resuming from a checkpoint
+    whose combined hash differs raises ValueError. ``stop_at``: stop after this step (writing a
+    checkpoint), as if interrupted; a later call resumes. Returns a :class:`TrainResult`.
+    """
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if torch.is_tensor(data):
+        if data.dim() < 1 or data.shape[0] < 1:
+            raise ValueError(f"data must hold at least one row, got shape {tuple(data.shape)}")
+    elif not callable(data):
+        raise ValueError(f"data must be a tensor or a callable batch(generator), got {type(data).__name__}")
+    end = config.steps if stop_at is None else min(config.steps, check_int_range("stop_at", stop_at, 0))
+    started = time.perf_counter()
+    device = _model_device(model)
+    digest = config.trajectory_hash(config_hash)
+    path = Path(checkpoint_path) if checkpoint_path is not None else None
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    data_gen = torch.Generator().manual_seed(config.seed)
+    loss_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    sampler = _RowSampler(int(data.shape[0]), data_gen) if torch.is_tensor(data) else None
+    ema = [p.detach().clone() for p in params] if config.ema > 0 else None
+    losses: list[float] = []
+    step = 0
+
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(config.seed + 2)
+        if path is not None and path.exists():
+            ckpt = load_checkpoint(path)
+            if ckpt.get("config_hash") != digest:
+                raise ValueError(
+                    f"checkpoint {path} was written by a different config (hash {str(ckpt.get('config_hash'))[:12]}, "
+                    f"this run {digest[:12]}); delete it or use another path"
+                )
+            try:
+                model.load_state_dict(ckpt["model"])
+            except RuntimeError as exc:
+                raise ValueError(f"checkpoint {path} does not match the model: {exc}") from None
+            optimizer.load_state_dict(ckpt["optimizer"])
+            data_gen.set_state(ckpt["data_gen"])
+            loss_gen.set_state(ckpt["loss_gen"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            if cuda_devices and ckpt.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
+            if sampler is not None:
+                sampler.load(ckpt["sampler"])
+            if ema is not None:
+                for e, saved in zip(ema, ckpt["ema"]):
+                    e.copy_(saved.to(e.device))
+            losses = list(ckpt["losses"])
+            step = int(ckpt["step"])
+        resumed_from = step
+
+        def save() -> None:
+            if path is None:
+                return
+            _save_atomic(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "step": step,
+                    "config_hash": digest,
+                    "train_config": config.to_dict(),
+                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                    "optimizer": optimizer.state_dict(),
+                    "data_gen": data_gen.get_state(),
+                    "loss_gen": loss_gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if cuda_devices else None,
+                    "sampler": sampler.state() if sampler is not None else None,
+                    "ema": [e.detach().cpu().clone() for e in ema] if ema is not None else None,
+                    "losses": losses,
+                },
+                path,
+            )
+
+        model.train()
+        bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=description, leave=False)
+        try:
+            while step < end:
+                if sampler is not None:
+                    batch = data[sampler.next(config.batch_size).to(data.device)].to(device)
+                else:
+                    batch = _to_device(data(data_gen), device)
+                lr = config.lr * min(1.0, (step + 1) / config.warmup) if config.warmup else config.lr
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model, batch, loss_gen)
+                if not torch.is_tensor(loss) or loss.dim() != 0:
+                    raise ValueError(f"loss_fn must return a scalar tensor, got {getattr(loss, 'shape', type(loss).__name__)}")
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise ValueError(f"loss became non-finite at step {step}: {value}")
+                loss.backward()
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                if ema is not None:
+                    with torch.no_grad():
+                        for e, p in zip(ema, params):
+                            e.mul_(config.ema).add_(p.detach(), alpha=1 - config.ema)
+                losses.append(value)
+                step += 1
+                bar.update(1)
+                if step % config.log_every == 0 or step == end:
+                    bar.set_postfix(loss=f"{sum(losses[-config.log_every:]) / len(losses[-config.log_every:]):.4f}")
+                if config.checkpoint_every and step % config.checkpoint_every == 0 and step < end:
+                    save()
+            save()
+        finally:
+            bar.close()
+    if ema is not None and step >= config.steps:
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                p.copy_(e)
+    return TrainResult(losses=losses, steps=step, wall_time_s=time.perf_counter() - started, resumed_from=resumed_from)
+
+
+__all__ = ["TrainConfig", "TrainResult", "config_hash", "load_checkpoint", "train"]

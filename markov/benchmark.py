@@ -1,0 +1,263 @@
+"""Markov-chain data-scarcity benchmark: GTL against target-only training and fine-tuning.
+
+For every preset, seed and number of target samples, the learned components are trained (source
+denoiser once per seed) and every method draws ``samples`` sequences, scored against the exact
+target chain: transition KL (the paper's metric), cross-entropy gap, Monte-Carlo KL from the exact
+sampler density (fixed left-to-right reveal), and exact TV when (K+1)^L is enumerable.
+
+Methods: source-only (unguided source denoiser), target-only (denoiser trained on the target
+samples), fine-tuned (source denoiser fine-tuned on them), gtl (source denoiser + learned ratio),
+gtl-oracle-ratio (exact ratio: isolates the ratio error), gtl-oracle-denoiser (exact source
+denoiser + learned ratio: isolates the denoiser error), gtl-planner (learned planner schedule).
+
+Run folders hold one JSON per finished cell, so a re-run skips them and resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from gtl_verify.density import fixed_order_log_density
+from gtl_verify.exact_law import planner_law
+from gtl_verify.planners import LeftToRightPlanner
+from gtl_verify.provenance import atomic_write_text, provenance, write_results
+from gtl_verify.rules import GTL, Unguided
+from gtl_verify.samplers import SamplerConfig, planner_sample
+
+from . import metrics
+from .components import SCHEDULE, ComponentStore, as_denoiser, train_denoiser, train_planner, train_ratio
+from .config import METHODS, MarkovConfig, load_config
+from .data import make_data
+from .oracle import PairOracle
+from .presets import PRESETS, make_pair
+
+EXACT_TV_MAX_STATES = 20_000
+
+
+class Cell:
+    """The components of one (preset, seed, n_target), trained on demand."""
+
+    def __init__(self, config: MarkovConfig, preset: str, seed: int, n_target: int, store: ComponentStore, cache: dict, overlap: float = 0.0):
+        self.config, self.preset, self.seed, self.n_target = config, preset, seed, n_target
+        self.pair = make_pair(preset, seed=seed, overlap=overlap) if overlap else make_pair(preset, seed=seed)
+        self.k = self.pair.source.vocab_size
+        self.oracle = PairOracle(self.pair)
+        key = (preset, seed, overlap)
+        if key not in cache:
+            cache[key] = {"data": make_data(self.pair, n_source=config.n_source, n_target=max(config.n_targets + (config.overlap_n_target,)),
+                                            length=config.length, seed=seed)}
+        self.shared, self.store = cache[key], store
+        self.data = self.shared["data"]
+        self.target = self.data.target_train[:n_target]
+        self.key = {"preset": preset, "seed": seed, "overlap": overlap, "vocab_size": self.k, "length": config.length, "n_source": config.n_source}
+        self._memo: dict[str, Any] = {}
+
+    def _once(self, name, fn):
+        if name not in self._memo:
+            self._memo[name] = fn()
+        return self._memo[name]
+
+    @property
+    def source_net(self):
+        if "source" not in self.shared:
+            b = self.config.training
+            self.shared["source"] = train_denoiser(self.store, self.data.source_train, self.config.models, b, seed=self.seed,
+                                                   key=self.key, steps=b.source_steps, lr=b.lr, label="source-denoiser")
+        return self.shared["source"]
+
+    def denoiser(self, which: str):
+        b, m = self.config.training, self.config.models
+        if which == "source":
+            return as_denoiser(self.source_net, self.k)
+        if which == "target-only":
+            return self._once(which, lambda: as_denoiser(train_denoiser(
+                self.store, self.target, m, b, seed=self.seed, key={**self.key, "n_target": self.n_target},
+                steps=b.target_steps, lr=b.lr, label="target-only-denoiser"), self.k))
+        if which == "fine-tuned":
+            return self._once(which, lambda: as_denoiser(train_denoiser(
+                self.store, self.target, m, b, seed=self.seed, key={**self.key, "n_target": self.n_target, "init": "source"},
+                steps=b.finetune_steps, lr=b.finetune_lr, init=self.source_net, label="fine-tuned-denoiser"), self.k))
+        if which == "oracle":
+            return self.oracle.source
+        raise ValueError(f"unknown denoiser {which!r}")
+
+    def ratio(self):
+        return self._once("ratio", lambda: train_ratio(self.store, self.data.source_train, self.target, self.config.ratio_estimator,
+                                                       self.config.models, self.config.training, seed=self.seed, key=self.key))
+
+    def planner(self):
+        return self._once("planner", lambda: train_planner(self.store, self.source_net, self.data.source_train, self.config.models,
+                                                           self.config.training, seed=self.seed, key=self.key))
+
+    def method_parts(self, method: str):
+        """(denoiser, ratio, planner or None, rule) of a method."""
+        gtl = GTL(candidates=self.config.candidates)
+        return {
+            "source-only": lambda: (self.denoiser("source"), None, None, Unguided()),
+            "target-only": lambda: (self.denoiser("target-only"), None, None, Unguided()),
+            "fine-tuned": lambda: (self.denoiser("fine-tuned"), None, None, Unguided()),
+            "gtl": lambda: (self.denoiser("source"), self.ratio(), None, gtl),
+            "gtl-oracle-ratio": lambda: (self.denoiser("source"), self.oracle, None, gtl),
+            "gtl-oracle-denoiser": lambda: (self.denoiser("oracle"), self.ratio(), None, gtl),
+            "gtl-planner": lambda: (self.denoiser("source"), self.ratio(), self.planner(), gtl),
+        }[method]()
+
+
+def evaluate(cell: Cell, method: str, gamma: float, generator: torch.Generator) -> dict[str, Any]:
+    """Sample ``cell.config.samples`` sequences with ``method`` and compute every metric."""
+    cfg = cell.config
+    denoiser, ratio, planner, rule = cell.method_parts(method)
+    if ratio is None:
+        gamma = 0.0
+    fixed_order = planner is None
+    sampler_cfg = SamplerConfig(cfg.samples, cfg.length, rule=rule, gamma=gamma,
+                                temperature=0.0 if fixed_order else cfg.planner_temperature)
+    res = planner_sample(denoiser, ratio, planner or LeftToRightPlanner(), SCHEDULE, sampler_cfg, generator)
+    x, target = res.tokens, cell.pair.target
+    out: dict[str, Any] = {
+        "transition_kl": metrics.transition_kl(target, x),
+        "cross_entropy_gap": metrics.cross_entropy_gap(target, x),
+        "exact_kl": None,
+        "exact_tv": None,
+        "sampling_s": res.wall_time_s,
+        "ratio_passes_per_sequence": res.ratio_passes / cfg.samples,
+    }
+    if fixed_order:
+        log_s = fixed_order_log_density(denoiser, ratio, rule, SCHEDULE, x, gamma)
+        out["exact_kl"] = metrics.mc_kl(log_s, target.log_prob(x))[0]
+        if (cell.k + 1) ** cfg.length <= EXACT_TV_MAX_STATES:
+            law = planner_law(denoiser, ratio, LeftToRightPlanner(), SCHEDULE, replace(sampler_cfg, num_samples=1))
+            out["exact_tv"] = law.tv(target.table(cfg.length))
+    return {"metrics": out, "estimated_transition": metrics.estimate_transition(x, metrics.SMOOTHING, vocab_size=cell.k).tolist()}
+
+
+def component_errors(cell: Cell, generator: torch.Generator) -> list[dict[str, Any]]:
+    """Learned components against their exact oracles on held-out noisy sequences."""
+    rows = []
+    base = {"preset": cell.preset, "n_target": cell.n_target, "seed": cell.seed}
+    for name, x in (("source", cell.data.source_heldout), ("target", cell.data.target_heldout)):
+        t = torch.rand(len(x), generator=generator, dtype=torch.float64)
+        z = torch.where(torch.rand(x.shape, generator=generator, dtype=torch.float64) < SCHEDULE.alpha(t)[:, None], x, cell.k)
+        ratio = cell.ratio()
+        err = (ratio(z).double() - cell.oracle(z)).abs()
+        rows.append({**base, "component": "ratio", "metric": f"mean |log r - exact| on noisy {name}", "value": float(err.mean())})
+        if name == "source":
+            masked = z == cell.k
+            lp = cell.denoiser("source")(z).double().exp()
+            ex = cell.oracle.source(z).exp()
+            tv = 0.5 * (lp - ex).abs().sum(-1)[masked]
+            rows.append({**base, "component": "source denoiser", "metric": "mean TV to exact p(x^i|z), masked i", "value": float(tv.mean())})
+    return rows
+
+
+def _cell_path(run_dir: Path, *parts: Any) -> Path:
+    return run_dir / "cells" / ("__".join(str(p) for p in parts).replace("/", "-") + ".json")
+
+
+def _cached(path: Path, compute) -> Any:
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute()
+    atomic_write_text(path, json.dumps(value))
+    return value
+
+
+def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = True) -> dict[str, Any]:
+    """Run the whole grid; every finished cell is stored under ``run_dir`` and reused on re-runs."""
+    store = ComponentStore(None if run_dir is None else run_dir / "models", progress=False)
+    cache: dict = {}
+    results: dict[str, Any] = {"config": config.to_dict(), "presets": {}, "cells": [], "gamma_sweep": [], "overlap_sweep": [], "components": [],
+                               "methods": list(config.methods)}
+    jobs = [(p, s, n, m) for p in config.presets for s in config.seeds for n in config.n_targets for m in config.methods]
+    cells: dict[tuple, Cell] = {}
+
+    def cell_of(p, s, n, overlap=0.0):
+        key = (p, s, n, overlap)
+        if key not in cells:
+            cells[key] = Cell(config, p, s, n, store, cache, overlap)
+        return cells[key]
+
+    def store_or_compute(path, fn):
+        return fn() if run_dir is None else _cached(path, fn)
+
+    for p in config.presets:
+        pair = make_pair(p, seed=config.seeds[0])
+        results["presets"][p] = {"vocab_size": pair.source.vocab_size, "source_transition": pair.source.transition.tolist(),
+                                 "target_transition": pair.target.transition.tolist()}
+    bar = tqdm(jobs, desc="markov grid", disable=not progress)
+    for p, s, n, m in bar:
+        bar.set_postfix_str(f"{p} seed={s} n={n} {m}")
+        gen_seed = s * 1_000_003 + n * 101 + METHODS.index(m)
+        value = store_or_compute(_cell_path(run_dir, p, s, n, m) if run_dir else None,
+                                 lambda: evaluate(cell_of(p, s, n), m, config.gamma, torch.Generator().manual_seed(gen_seed)))
+        results["cells"].append({"preset": p, "n_target": n, "method": m, "seed": s, **value})
+    for p in config.presets:
+        for s in config.seeds:
+            for n in config.n_targets:
+                if any(m in config.methods for m in ("gtl", "gtl-oracle-denoiser", "gtl-planner")):
+                    rows = store_or_compute(_cell_path(run_dir, p, s, n, "components") if run_dir else None,
+                                            lambda: component_errors(cell_of(p, s, n), torch.Generator().manual_seed(s)))
+                    results["components"].extend(rows)
+    sweep = [(p, s, g) for p in config.presets for s in config.seeds for g in config.gamma_sweep]
+    for p, s, g in tqdm(sweep, desc="gamma sweep", disable=not progress or not sweep):
+        n = config.gamma_sweep_n_target
+        value = store_or_compute(_cell_path(run_dir, p, s, n, "gamma", g) if run_dir else None,
+                                 lambda: evaluate(cell_of(p, s, n), "gtl", g, torch.Generator().manual_seed(s + 17))["metrics"])
+        results["gamma_sweep"].append({"preset": p, "n_target": n, "gamma": g, "seed": s, "transition_kl": value["transition_kl"]})
+    overlap = [(o, s, m) for o in config.overlap_sweep for s in config.seeds for m in ("gtl-oracle-denoiser", "gtl-oracle-ratio", "source-only")]
+    for o, s, m in tqdm(overlap, desc="overlap sweep", disable=not progress or not overlap):
+        p, n = config.presets[0], config.overlap_n_target
+        value = store_or_compute(_cell_path(run_dir, p, s, n, "overlap", o, m) if run_dir else None,
+                                 lambda: evaluate(cell_of(p, s, n, o), m, config.gamma, torch.Generator().manual_seed(s + 29))["metrics"])
+        results["overlap_sweep"].append({"overlap": o, "method": m, "seed": s, "transition_kl": value["transition_kl"]})
+    return results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML file with MarkovConfig keys ([models], [training] tables)")
+    parser.add_argument("--preset", nargs="+", choices=PRESETS, help="presets to run (default: paper)")
+    parser.add_argument("--n-target", nargs="+", type=int, help="numbers of target samples (default 1000 100 20)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, help="methods (default: all)")
+    parser.add_argument("--samples", type=int, help="generated sequences per cell (default 1000)")
+    parser.add_argument("--out", help="run folder (default runs/markov-<config hash>); re-running resumes it")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from reports.builder import build_report
+
+    config = load_config(args.config, presets=args.preset, n_targets=args.n_target, seeds=args.seeds,
+                         methods=args.methods, samples=args.samples)
+    run_dir = Path(args.out or Path("runs") / f"markov-{config.hash()}")
+    start = time.perf_counter()
+    results = run_benchmark(config, run_dir, progress=not args.quiet)
+    meta = provenance(config.to_dict(), list(config.seeds), time.perf_counter() - start)
+    path = write_results(run_dir / "results.json", "markov-benchmark", results, meta)
+    _print_summary(results)
+    report = build_report(path, run_dir)
+    print(f"results: {path}\nreport: {report}")
+    return 0
+
+
+def _print_summary(results: dict[str, Any]) -> None:
+    from collections import defaultdict
+
+    table: dict[tuple, list[float]] = defaultdict(list)
+    for c in results["cells"]:
+        table[(c["preset"], c["method"], c["n_target"])].append(c["metrics"]["transition_kl"])
+    ns = sorted({c["n_target"] for c in results["cells"]}, reverse=True)
+    for preset in results["presets"]:
+        print(f"\n{preset}: row-averaged transition KL (mean over seeds)")
+        print(f"{'method':22s}" + "".join(f"{'n=' + str(n):>10s}" for n in ns))
+        for m in results["methods"]:
+            vals = [table.get((preset, m, n)) for n in ns]
+            print(f"{m:22s}" + "".join(f"{(sum(v) / len(v)):10.4f}" if v else f"{'-':>10s}" for v in vals))

@@ -1,0 +1,179 @@
+"""Training of the learned components on Markov data, with the shared gtl_verify objectives.
+
+- denoiser: DiT backbone + MDLM masked-diffusion loss (SUBS, schedule weight), no time input (R3);
+- ratio, ``noisy-classifier``: a source-vs-target classifier on noisy sequences z_t of both
+  domains in balanced batches; its optimum logit is log(P_obs(z)/Q_obs(z)) at every t (R1), so
+  log r(z) = -logit with no prior term;
+- ratio, ``regression-ratio`` / ``regression-log`` (the reference pipeline): a clean classifier
+  gives pseudo labels log r_0(x) on source samples (class-prior corrected); a ratio network is
+  regressed on masked source samples in ratio space (unbiased, minimiser E[r_0|z] = r(z)) or in
+  log space (minimiser E[log r_0|z], Jensen-biased);
+- planner: per-position probability that the frozen denoiser's arg-max is right.
+Every component is saved with its configuration hash and reloaded when a run is resumed.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from gtl_verify.learned import ClassifierRatio, NetworkDenoiser, NetworkPlanner, NetworkRatio
+from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet, load_network, save_network
+from gtl_verify.objectives import (
+    classifier_log_ratio,
+    classifier_loss,
+    mask_tokens,
+    mdlm_loss,
+    noisy_classifier_batch,
+    planner_loss,
+    planner_targets,
+    ratio_regression_loss,
+    sample_times,
+)
+from gtl_verify.schedules import LogLinearSchedule, Schedule
+from gtl_verify.training import TrainConfig, config_hash, train
+
+from .config import ModelSizes, TrainingBudget
+
+SCHEDULE: Schedule = LogLinearSchedule()
+
+
+def backbone(vocab_size: int, length: int, hidden: int, blocks: int, heads: int) -> BackboneConfig:
+    """Bidirectional DiT backbone over tokens 0..K (K = mask id), no time input."""
+    return BackboneConfig(vocab_size=vocab_size, num_embeddings=vocab_size + 1, max_length=length,
+                          hidden=hidden, blocks=blocks, heads=heads, cond=max(hidden // 2, 2))
+
+
+class ComponentStore:
+    """Trains a component once and caches it on disk under ``root`` (keyed by a config hash)."""
+
+    def __init__(self, root: Path | None, progress: bool) -> None:
+        self.root, self.progress = root, progress
+
+    def get(self, name: str, key: dict, build: Callable[[], torch.nn.Module], fit: Callable[[torch.nn.Module], None]) -> torch.nn.Module:
+        digest = config_hash(key)[:12]
+        path = None if self.root is None else self.root / f"{name}-{digest}.pt"
+        if path is not None and path.is_file():
+            net, meta = load_network(path)
+            if meta.get("config_hash") != digest:
+                raise ValueError(f"checkpoint {path} was written by a different config")
+            return net
+        net = build()
+        fit(net)
+        net.eval()
+        if path is not None:
+            save_network(net, path, {"config_hash": digest, "key": key})
+        return net
+
+
+def _train(net, loss_fn, data, steps, lr, batch, seed, weight_decay, progress, label) -> None:
+    if steps > 0:
+        cfg = TrainConfig(steps=steps, batch_size=batch, lr=lr, weight_decay=weight_decay, seed=seed, warmup=min(100, steps // 10))
+        train(net, loss_fn, data, cfg, progress=progress, description=label)
+
+
+def train_denoiser(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, budget: TrainingBudget, *, seed: int,
+                   key: dict, steps: int, lr: float, init: DenoiserNet | None = None, label: str = "denoiser") -> DenoiserNet:
+    cfg = backbone(key["vocab_size"], x.shape[1], sizes.denoiser_hidden, sizes.denoiser_blocks, sizes.heads)
+    mask_id = key["vocab_size"]
+
+    def build():
+        return copy.deepcopy(init).train() if init is not None else DenoiserNet(cfg)
+
+    def fit(net):
+        _train(net, lambda m, b, g: mdlm_loss(m, b, SCHEDULE, mask_id, g), x, steps, lr, budget.batch_size, seed,
+               budget.weight_decay, store.progress, label)
+
+    return store.get(label, {**key, "steps": steps, "lr": lr, "seed": seed, "sizes": vars(sizes)}, build, fit)
+
+
+def _balanced(source: torch.Tensor, target: torch.Tensor, batch: int):
+    half = max(batch // 2, 1)
+
+    def draw(gen: torch.Generator):
+        xs = source[torch.randint(len(source), (half,), generator=gen)]
+        xt = target[torch.randint(len(target), (half,), generator=gen)]
+        return xs, xt
+
+    return draw
+
+
+def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tensor, estimator: str, sizes: ModelSizes,
+                budget: TrainingBudget, *, seed: int, key: dict):
+    """A ratio model (SequenceRatio) from source and target samples with the chosen estimator."""
+    k, length = key["vocab_size"], source.shape[1]
+    cfg = backbone(k, length, sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
+    draw = _balanced(source, target, budget.batch_size)
+    full_key = {**key, "estimator": estimator, "steps": budget.ratio_steps, "seed": seed, "sizes": vars(sizes), "n_target": len(target)}
+
+    if estimator == "noisy-classifier":
+        def noisy_batch(gen):
+            xs, xt = draw(gen)
+            z, _, labels = noisy_classifier_batch(xs, xt, SCHEDULE, gen, mask_id=k)
+            return z, labels
+
+        def fit(net):
+            _train(net, lambda m, b, g: classifier_loss(m(b[0])[:, 0], b[1]), noisy_batch, budget.ratio_steps, budget.lr,
+                   budget.batch_size, seed, budget.weight_decay, store.progress, "noisy classifier")
+
+        net = store.get("noisy-classifier", full_key, lambda: SequenceNet(cfg), fit)
+        return ClassifierRatio(net, n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
+
+    # reference pipeline: clean classifier -> pseudo log r_0 on source -> regression on masked source
+    def clean_batch(gen):
+        xs, xt = draw(gen)
+        return torch.cat([xs, xt]), torch.cat([torch.ones(len(xs)), torch.zeros(len(xt))])
+
+    def fit_clean(net):
+        _train(net, lambda m, b, g: classifier_loss(m(b[0])[:, 0], b[1]), clean_batch, budget.ratio_steps, budget.lr,
+               budget.batch_size, seed, budget.weight_decay, store.progress, "clean classifier")
+
+    clean = store.get("clean-classifier", {**full_key, "estimator": "clean"}, lambda: SequenceNet(cfg), fit_clean)
+    with torch.no_grad():
+        labels = classifier_log_ratio(clean(source)[:, 0], 1, 1).float()
+    space = "ratio" if estimator == "regression-ratio" else "log"
+
+    def regression_batch(gen):
+        idx = torch.randint(len(source), (budget.batch_size,), generator=gen)
+        x = source[idx]
+        t = sample_times(len(x), gen, 0.0, False, x.device)
+        return mask_tokens(x, t, SCHEDULE, k, gen), labels[idx]
+
+    def fit_reg(net):
+        _train(net, lambda m, b, g: ratio_regression_loss(m(b[0])[:, 0], b[1], space), regression_batch, budget.ratio_steps,
+               budget.lr, budget.batch_size, seed, budget.weight_decay, store.progress, f"ratio net ({space})")
+
+    net = store.get(f"ratio-{space}", full_key, lambda: SequenceNet(cfg), fit_reg)
+    return NetworkRatio(net)
+
+
+def train_planner(store: ComponentStore, denoiser: DenoiserNet, x: torch.Tensor, sizes: ModelSizes, budget: TrainingBudget,
+                  *, seed: int, key: dict) -> NetworkPlanner:
+    """Planner: P(denoiser arg-max correct at i | z), trained on masked source samples."""
+    k = key["vocab_size"]
+    cfg = backbone(k, x.shape[1], sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
+    frozen = NetworkDenoiser(denoiser, k)
+
+    def batch(gen):
+        xb = x[torch.randint(len(x), (budget.batch_size,), generator=gen)]
+        t = sample_times(len(xb), gen, 1e-3, True, xb.device)
+        z = mask_tokens(xb, t, SCHEDULE, k, gen)
+        targets = planner_targets(frozen(z).float(), xb, z, k)
+        return z, targets
+
+    def fit(net):
+        _train(net, lambda m, b, g: planner_loss(m(b[0]), b[1], b[0] == k), batch, budget.planner_steps, budget.lr,
+               budget.batch_size, seed, budget.weight_decay, store.progress, "planner")
+
+    net = store.get("planner", {**key, "steps": budget.planner_steps, "seed": seed, "sizes": vars(sizes)}, lambda: PositionNet(cfg), fit)
+    return NetworkPlanner(net)
+
+
+def as_denoiser(net: DenoiserNet, vocab_size: int) -> NetworkDenoiser:
+    return NetworkDenoiser(net, vocab_size)
+
+
+__all__ = ["ComponentStore", "SCHEDULE", "as_denoiser", "backbone", "train_denoiser", "train_planner", "train_ratio"]

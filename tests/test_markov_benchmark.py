@@ -1,0 +1,73 @@
+"""The Markov benchmark end to end on a tiny grid: schema, metrics, resume and configuration."""
+
+import argparse
+import json
+
+import pytest
+
+from markov import benchmark
+from markov.config import MarkovConfig, ModelSizes, TrainingBudget, load_config
+
+TINY = MarkovConfig(
+    presets=("diagonal",), n_targets=(8,), seeds=(0,), n_source=200, length=4, samples=40,
+    gamma_sweep=(0.0, 1.0), gamma_sweep_n_target=8, overlap_sweep=(0.5,), overlap_n_target=8,
+    models=ModelSizes(denoiser_hidden=16, denoiser_blocks=1, ratio_hidden=8, ratio_blocks=1, heads=2),
+    training=TrainingBudget(source_steps=5, target_steps=5, finetune_steps=3, ratio_steps=5, planner_steps=3, batch_size=16),
+)
+
+
+def test_tiny_grid_runs_and_resumes(tmp_path, monkeypatch):
+    results = benchmark.run_benchmark(TINY, tmp_path, progress=False)
+    assert {c["method"] for c in results["cells"]} == set(TINY.methods)
+    for cell in results["cells"]:
+        m = cell["metrics"]
+        assert m["transition_kl"] >= 0
+        if cell["method"] != "gtl-planner":
+            assert m["exact_tv"] is not None and 0 <= m["exact_tv"] <= 1  # (K+1)^L = 1296 states: enumerable
+            assert m["exact_kl"] is not None
+    oracle = next(c for c in results["cells"] if c["method"] == "gtl-oracle-ratio")
+    assert oracle["metrics"]["ratio_passes_per_sequence"] == 0  # exact single-site ratio: no network passes
+    gtl = next(c for c in results["cells"] if c["method"] == "gtl")
+    assert gtl["metrics"]["ratio_passes_per_sequence"] == TINY.length * 5  # L steps x K = 5 candidates
+    assert len(results["gamma_sweep"]) == 2 and len(results["overlap_sweep"]) == 3
+    assert {r["component"] for r in results["components"]} == {"ratio", "source denoiser"}
+    # a re-run reads every finished cell instead of recomputing it
+    monkeypatch.setattr(benchmark, "evaluate", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
+    again = benchmark.run_benchmark(TINY, tmp_path, progress=False)
+    assert again["cells"] == json.loads(json.dumps(results["cells"]))
+
+
+def test_cli_writes_results_and_report(tmp_path):
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(
+        'presets = ["diagonal"]\nn_targets = [8]\nn_source = 100\nlength = 3\nsamples = 20\ngamma_sweep = []\n'
+        'methods = ["source-only", "target-only", "gtl-oracle-ratio"]\n'
+        "[models]\ndenoiser_hidden = 16\ndenoiser_blocks = 1\nratio_hidden = 8\nratio_blocks = 1\nheads = 2\n"
+        "[training]\nsource_steps = 3\ntarget_steps = 3\nbatch_size = 8\n"
+    )
+    parser = argparse.ArgumentParser()
+    benchmark.add_arguments(parser)
+    args = parser.parse_args(["--config", str(toml), "--out", str(tmp_path / "run"), "--quiet"])
+    assert benchmark.run_from_args(args) == 0
+    data = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert data["kind"] == "markov-benchmark" and data["meta"]["config"]["length"] == 3
+    assert "Transition" in (tmp_path / "run" / "results.md").read_text() or (tmp_path / "run" / "results.md").stat().st_size > 200
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="presets must be chosen from"):
+        MarkovConfig(presets=("nope",))
+    with pytest.raises(ValueError, match="ratio_estimator"):
+        MarkovConfig(ratio_estimator="magic")
+    with pytest.raises(ValueError, match="n_targets must be in"):
+        MarkovConfig(n_targets=(0,))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("n_target = [5]\n")
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(bad)
+    bad.write_text("n_targets = [\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.toml")
+    assert load_config(None, seeds=[3, 4]).seeds == (3, 4)
