@@ -87,14 +87,16 @@ def random_problem(
     lengths: tuple[int, int] = (1, 4),
     max_noisy_states: int = 1300,
     allow_zero: bool = True,
+    law_kind: str | None = None,
 ) -> Problem:
-    """Random K, L (with (K+1)^L <= max_noisy_states), law pair, schedule and times."""
+    """Random K, L (with (K+1)^L <= max_noisy_states), law pair (of ``law_kind``, default a random
+    kind per law), schedule and times."""
     while True:
         k = int(torch.randint(vocab_sizes[0], vocab_sizes[1] + 1, (1,), generator=gen))
         length = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=gen))
         if (k + 1) ** length <= max_noisy_states:
             break
-    laws = random_law_pair(k, length, gen)
+    laws = random_law_pair(k, length, gen, law_kind)
     proc = make_process(process, k, random_schedule(gen))
     s, t = random_times(gen, allow_zero)
     return Problem(EnumerationOracle(laws, proc), s, t)
