@@ -1,0 +1,148 @@
+"""Source/target chain pairs of the synthetic benchmark (paper section 4.1 and the reference code).
+
+Matrices:
+- diagonal(K, d):      S(u, u) = d, S(u, v) = (1 - d)/(K - 1) for v != u.
+- anti-diagonal(K, d): S(u, K-1-u) = d, S(u, v) = (1 - d)/(K - 1) otherwise.
+- dirichlet(K, alpha): rows drawn i.i.d. from Dirichlet(alpha, ..., alpha).
+
+Presets (``make_pair``); the first token is uniform in all of them:
+- ``paper``:         K = 5, source diagonal d = 0.1, target diagonal d = 0.8 (fixed).
+- ``diagonal``:      source diagonal(K, source_d), target diagonal(K, target_d).
+- ``anti-diagonal``: source anti-diagonal(K, source_d), target diagonal(K, target_d).
+- ``dirichlet``:     source and target rows Dirichlet(alpha), drawn from ``seed``.
+- ``no-overlap``:    K' = K + E tokens (E = ``extra_tokens``, 0 read as 1). The source lives on the
+                     first K tokens (diagonal(K, source_d), zero mass on the extra ones; its rows for
+                     the extra tokens are uniform over the shared ones); the target is
+                     diagonal(K', target_d) and emits the extra tokens, so supp q is NOT within
+                     supp p: the failure case of ratio guidance.
+Except for ``paper``, ``overlap`` in [0, 1] mixes the source towards the target:
+S_source <- (1 - overlap) S_source + overlap S_target (and the same for the initial laws), so
+overlap = 1 makes the two chains identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gtl_verify.validation import check_int_range, check_real_range
+
+from .chain import DTYPE, MarkovChain
+
+PRESETS = ("paper", "diagonal", "anti-diagonal", "dirichlet", "no-overlap")
+
+
+@dataclass
+class ChainPair:
+    """A source chain p, a target chain q on the same vocabulary, and the preset's name."""
+
+    source: MarkovChain
+    target: MarkovChain
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.source.vocab_size != self.target.vocab_size:
+            raise ValueError(
+                f"target must have the source's vocab_size {self.source.vocab_size}, got {self.target.vocab_size}"
+            )
+
+    @property
+    def vocab_size(self) -> int:
+        return self.source.vocab_size
+
+
+def diagonal_matrix(vocab_size: int, d: float) -> torch.Tensor:
+    """S(u, u) = d, S(u, v) = (1 - d)/(K - 1) off the diagonal; [K, K] float64."""
+    k = check_int_range("vocab_size", vocab_size, 2)
+    d = check_real_range("d", d, 0.0, 1.0)
+    eye = torch.eye(k, dtype=DTYPE)
+    return d * eye + (1.0 - d) / (k - 1) * (1.0 - eye)
+
+
+def anti_diagonal_matrix(vocab_size: int, d: float) -> torch.Tensor:
+    """S(u, K-1-u) = d, S(u, v) = (1 - d)/(K - 1) otherwise; [K, K] float64."""
+    k = check_int_range("vocab_size", vocab_size, 2)
+    d = check_real_range("d", d, 0.0, 1.0)
+    flip = torch.eye(k, dtype=DTYPE).flip(1)
+    return d * flip + (1.0 - d) / (k - 1) * (1.0 - flip)
+
+
+def dirichlet_matrix(vocab_size: int, alpha: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """K rows drawn i.i.d. from Dirichlet(alpha * 1_K); [K, K] float64.
+
+    The draws use a NumPy generator seeded from one 62-bit integer taken from ``generator``, so the
+    result is a deterministic function of the torch generator's state.
+    """
+    k = check_int_range("vocab_size", vocab_size, 1)
+    alpha = check_real_range("alpha", alpha, 0.0, open_low=True)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    rows = np.random.default_rng(seed).dirichlet(np.full(k, alpha), size=k)
+    out = torch.as_tensor(rows, dtype=DTYPE)
+    total = out.sum(-1, keepdim=True)
+    # Dirichlet draws with a tiny alpha can underflow to an all-zero row: put its mass on one token
+    bad = ~(total > 0)
+    if bad.any():
+        out[bad[:, 0]] = torch.nn.functional.one_hot(
+            torch.randint(0, k, (int(bad.sum()),), generator=generator), k
+        ).to(DTYPE)
+        total = out.sum(-1, keepdim=True)
+    return out / total
+
+
+def _uniform(k: int) -> torch.Tensor:
+    return torch.full((k,), 1.0 / k, dtype=DTYPE)
+
+
+def make_pair(
+    name: str,
+    *,
+    vocab_size: int = 5,
+    source_d: float = 0.1,
+    target_d: float = 0.8,
+    alpha: float = 1.0,
+    extra_tokens: int = 0,
+    overlap: float = 0.0,
+    seed: int = 0,
+) -> ChainPair:
+    """Build the source/target pair named ``name`` (one of :data:`PRESETS`); see the module docstring."""
+    if name not in PRESETS:
+        raise ValueError(f"name must be one of {list(PRESETS)}, got {name!r}")
+    seed = check_int_range("seed", seed, 0)
+    if name == "paper":
+        return ChainPair(
+            MarkovChain(_uniform(5), diagonal_matrix(5, 0.1)),
+            MarkovChain(_uniform(5), diagonal_matrix(5, 0.8)),
+            name,
+        )
+    k = check_int_range("vocab_size", vocab_size, 2)
+    source_d = check_real_range("source_d", source_d, 0.0, 1.0)
+    target_d = check_real_range("target_d", target_d, 0.0, 1.0)
+    overlap = check_real_range("overlap", overlap, 0.0, 1.0)
+    extra_tokens = check_int_range("extra_tokens", extra_tokens, 0)
+
+    if name == "diagonal":
+        src_pi, src_s = _uniform(k), diagonal_matrix(k, source_d)
+        tgt_pi, tgt_s = _uniform(k), diagonal_matrix(k, target_d)
+    elif name == "anti-diagonal":
+        src_pi, src_s = _uniform(k), anti_diagonal_matrix(k, source_d)
+        tgt_pi, tgt_s = _uniform(k), diagonal_matrix(k, target_d)
+    elif name == "dirichlet":
+        alpha = check_real_range("alpha", alpha, 0.0, open_low=True)
+        g = torch.Generator().manual_seed(seed)
+        src_pi, src_s = _uniform(k), dirichlet_matrix(k, alpha, g)
+        tgt_pi, tgt_s = _uniform(k), dirichlet_matrix(k, alpha, g)
+    else:  # no-overlap
+        extra = max(extra_tokens, 1)
+        full = k + extra
+        src_s = torch.zeros(full, full, dtype=DTYPE)
+        src_s[:k, :k] = diagonal_matrix(k, source_d)
+        src_s[k:, :k] = 1.0 / k
+        src_pi = torch.zeros(full, dtype=DTYPE)
+        src_pi[:k] = 1.0 / k
+        tgt_pi, tgt_s = _uniform(full), diagonal_matrix(full, target_d)
+
+    src_pi = (1.0 - overlap) * src_pi + overlap * tgt_pi
+    src_s = (1.0 - overlap) * src_s + overlap * tgt_s
+    return ChainPair(MarkovChain(src_pi, src_s), MarkovChain(tgt_pi, tgt_s), name)
