@@ -8,7 +8,9 @@ sampler density (fixed left-to-right reveal), and exact TV when (K+1)^L is enume
 Methods: source-only (unguided source denoiser), target-only (denoiser trained on the target
 samples), fine-tuned (source denoiser fine-tuned on them), gtl (source denoiser + learned ratio),
 gtl-oracle-ratio (exact ratio: isolates the ratio error), gtl-oracle-denoiser (exact source
-denoiser + learned ratio: isolates the denoiser error), gtl-planner (learned planner schedule).
+denoiser + learned ratio: isolates the denoiser error), gtl-planner (learned planner schedule),
+tcsm (frozen source denoiser x learned exp-correction, trained on the target with the MDLM loss),
+ar2diff (denoiser initialised from an autoregressive source model, then fine-tuned).
 
 Run folders hold one JSON per finished cell, so a re-run skips them and resumes.
 """
@@ -33,7 +35,17 @@ from gtl_verify.rules import GTL, Unguided
 from gtl_verify.samplers import SamplerConfig, planner_sample
 
 from . import metrics
-from .components import SCHEDULE, ComponentStore, as_denoiser, train_denoiser, train_planner, train_ratio
+from .components import (
+    SCHEDULE,
+    ComponentStore,
+    as_denoiser,
+    train_ar2diff,
+    train_ar_source,
+    train_denoiser,
+    train_planner,
+    train_ratio,
+    train_tcsm,
+)
 from .config import METHODS, MarkovConfig, load_config
 from .data import make_data
 from .oracle import PairOracle
@@ -73,6 +85,13 @@ class Cell:
                                                    key=self.key, steps=b.source_steps, lr=b.lr, label="source-denoiser")
         return self.shared["source"]
 
+    @property
+    def ar_net(self):
+        if "ar" not in self.shared:
+            self.shared["ar"] = train_ar_source(self.store, self.data.source_train, self.config.models, self.config.training,
+                                                seed=self.seed, key=self.key)
+        return self.shared["ar"]
+
     def denoiser(self, which: str):
         b, m = self.config.training, self.config.models
         if which == "source":
@@ -85,6 +104,12 @@ class Cell:
             return self._once(which, lambda: as_denoiser(train_denoiser(
                 self.store, self.target, m, b, seed=self.seed, key={**self.key, "n_target": self.n_target, "init": "source"},
                 steps=b.finetune_steps, lr=b.finetune_lr, init=self.source_net, label="fine-tuned-denoiser"), self.k))
+        if which == "tcsm":
+            return self._once(which, lambda: as_denoiser(train_tcsm(
+                self.store, self.source_net, self.target, m, b, seed=self.seed, key=self.key), self.k))
+        if which == "ar2diff":
+            return self._once(which, lambda: as_denoiser(train_ar2diff(
+                self.store, self.ar_net, self.data.source_train, self.target, m, b, seed=self.seed, key=self.key), self.k))
         if which == "oracle":
             return self.oracle.source
         raise ValueError(f"unknown denoiser {which!r}")
@@ -108,6 +133,8 @@ class Cell:
             "gtl-oracle-ratio": lambda: (self.denoiser("source"), self.oracle, None, gtl),
             "gtl-oracle-denoiser": lambda: (self.denoiser("oracle"), self.ratio(), None, gtl),
             "gtl-planner": lambda: (self.denoiser("source"), self.ratio(), self.planner(), gtl),
+            "tcsm": lambda: (self.denoiser("tcsm"), None, None, Unguided()),
+            "ar2diff": lambda: (self.denoiser("ar2diff"), None, None, Unguided()),
         }[method]()
 
 
@@ -158,6 +185,19 @@ def component_errors(cell: Cell, generator: torch.Generator) -> list[dict[str, A
     return rows
 
 
+def ar_likelihood_check(cell: Cell) -> list[dict[str, Any]]:
+    """The autoregressive source model's held-out NLL per token against the exact source entropy."""
+    from gtl_verify.baselines import ar_log_likelihood
+
+    x = cell.data.source_heldout
+    with torch.no_grad():
+        nll = float(-ar_log_likelihood(cell.ar_net, x, cell.k).mean()) / x.shape[1]
+    exact = float(-cell.pair.source.log_prob(x).mean()) / x.shape[1]
+    base = {"preset": cell.preset, "n_target": 0, "seed": cell.seed, "component": "autoregressive source"}  # no target data
+    return [{**base, "metric": "held-out NLL per token (nats)", "value": nll},
+            {**base, "metric": "excess over exact source NLL per token (nats)", "value": nll - exact}]
+
+
 def _cell_path(run_dir: Path, *parts: Any) -> Path:
     return run_dir / "cells" / ("__".join(str(p) for p in parts).replace("/", "-") + ".json")
 
@@ -206,6 +246,12 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
                     rows = store_or_compute(_cell_path(run_dir, p, s, n, "components") if run_dir else None,
                                             lambda: component_errors(cell_of(p, s, n), torch.Generator().manual_seed(s)))
                     results["components"].extend(rows)
+    if "ar2diff" in config.methods:
+        for p in config.presets:
+            for s in config.seeds:
+                rows = store_or_compute(_cell_path(run_dir, p, s, "ar-check") if run_dir else None,
+                                        lambda: ar_likelihood_check(cell_of(p, s, config.n_targets[0])))
+                results["components"].extend(rows)
     sweep = [(p, s, g) for p in config.presets for s in config.seeds for g in config.gamma_sweep]
     for p, s, g in tqdm(sweep, desc="gamma sweep", disable=not progress or not sweep):
         n = config.gamma_sweep_n_target

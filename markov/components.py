@@ -15,11 +15,13 @@ Every component is saved with its configuration hash and reloaded when a run is 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from gtl_verify.baselines import TCSMNet, ar_loss, diffusion_from_ar
 from gtl_verify.learned import ClassifierRatio, NetworkDenoiser, NetworkPlanner, NetworkRatio
 from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet, load_network, save_network
 from gtl_verify.objectives import (
@@ -172,8 +174,60 @@ def train_planner(store: ComponentStore, denoiser: DenoiserNet, x: torch.Tensor,
     return NetworkPlanner(net)
 
 
+def train_tcsm(store: ComponentStore, reference: DenoiserNet, target: torch.Tensor, sizes: ModelSizes, budget: TrainingBudget,
+               *, seed: int, key: dict) -> TCSMNet:
+    """TCSM-style post-training: frozen source denoiser + a correction net of the ratio network's
+    size (zero-initialised head: training starts exactly at the reference), trained on the target
+    samples with the MDLM loss."""
+    k = key["vocab_size"]
+    cfg = backbone(k, target.shape[1], sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
+
+    def build():
+        correction = DenoiserNet(cfg)
+        torch.nn.init.zeros_(correction.head.weight)
+        torch.nn.init.zeros_(correction.head.bias)
+        return correction
+
+    def fit(correction):
+        _train(TCSMNet(copy.deepcopy(reference), correction), lambda m, b, g: mdlm_loss(m, b, SCHEDULE, k, g), target,
+               budget.tcsm_steps, budget.lr, budget.batch_size, seed, budget.weight_decay, store.progress, "tcsm")
+
+    full_key = {**key, "steps": budget.tcsm_steps, "seed": seed, "sizes": vars(sizes), "n_target": len(target)}
+    correction = store.get("tcsm-correction", full_key, build, fit)
+    return TCSMNet(copy.deepcopy(reference), correction).eval()
+
+
+def train_ar_source(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, budget: TrainingBudget, *, seed: int, key: dict) -> DenoiserNet:
+    """Causal transformer trained by next-token prediction on the source (start token = mask id)."""
+    k = key["vocab_size"]
+    cfg = dataclasses.replace(backbone(k, x.shape[1], sizes.denoiser_hidden, sizes.denoiser_blocks, sizes.heads), causal=True)
+
+    def fit(net):
+        _train(net, lambda m, b, g: ar_loss(m, b, k), x, budget.ar_steps, budget.lr, budget.batch_size, seed,
+               budget.weight_decay, store.progress, "autoregressive source")
+
+    return store.get("ar-source", {**key, "steps": budget.ar_steps, "seed": seed, "sizes": vars(sizes)}, lambda: DenoiserNet(cfg), fit)
+
+
+def train_ar2diff(store: ComponentStore, ar_net: DenoiserNet, source: torch.Tensor, target: torch.Tensor, sizes: ModelSizes,
+                  budget: TrainingBudget, *, seed: int, key: dict) -> DenoiserNet:
+    """AR2Diff: bidirectional denoiser initialised from the AR weights, MDLM on the source, then
+    fine-tuned on the target like the plain fine-tune."""
+    k = key["vocab_size"]
+
+    def fit_source(net):
+        _train(net, lambda m, b, g: mdlm_loss(m, b, SCHEDULE, k, g), source, budget.ar2diff_continue_steps, budget.lr,
+               budget.batch_size, seed, budget.weight_decay, store.progress, "ar2diff source")
+
+    base = store.get("ar2diff-source", {**key, "steps": budget.ar2diff_continue_steps, "ar_steps": budget.ar_steps, "seed": seed,
+                                        "sizes": vars(sizes)}, lambda: diffusion_from_ar(ar_net), fit_source)
+    return train_denoiser(store, target, sizes, budget, seed=seed, key={**key, "n_target": len(target), "init": "ar2diff"},
+                          steps=budget.finetune_steps, lr=budget.finetune_lr, init=base, label="ar2diff-fine-tuned")
+
+
 def as_denoiser(net: DenoiserNet, vocab_size: int) -> NetworkDenoiser:
     return NetworkDenoiser(net, vocab_size)
 
 
-__all__ = ["ComponentStore", "SCHEDULE", "as_denoiser", "backbone", "train_denoiser", "train_planner", "train_ratio"]
+__all__ = ["ComponentStore", "SCHEDULE", "as_denoiser", "backbone", "train_ar2diff", "train_ar_source", "train_denoiser",
+           "train_planner", "train_ratio", "train_tcsm"]

@@ -12,7 +12,8 @@ from gtl_verify.validation import check_int_range, check_real_range
 
 from .presets import PRESETS
 
-METHODS = ("source-only", "target-only", "fine-tuned", "gtl", "gtl-oracle-ratio", "gtl-oracle-denoiser", "gtl-planner")
+METHODS = ("source-only", "target-only", "fine-tuned", "gtl", "gtl-oracle-ratio", "gtl-oracle-denoiser", "gtl-planner",
+           "tcsm", "ar2diff")
 RATIO_ESTIMATORS = ("noisy-classifier", "regression-ratio", "regression-log")
 
 
@@ -36,6 +37,9 @@ class TrainingBudget:
     finetune_steps: int = 1000
     ratio_steps: int = 1500
     planner_steps: int = 400
+    tcsm_steps: int = 1000
+    ar_steps: int = 2000
+    ar2diff_continue_steps: int = 1000
     batch_size: int = 128
     lr: float = 1e-3
     finetune_lr: float = 3e-4

@@ -30,7 +30,7 @@ def test_tiny_grid_runs_and_resumes(tmp_path, monkeypatch):
     gtl = next(c for c in results["cells"] if c["method"] == "gtl")
     assert gtl["metrics"]["ratio_passes_per_sequence"] == TINY.length * 5  # L steps x K = 5 candidates
     assert len(results["gamma_sweep"]) == 2 and len(results["overlap_sweep"]) == 3
-    assert {r["component"] for r in results["components"]} == {"ratio", "source denoiser"}
+    assert {r["component"] for r in results["components"]} == {"ratio", "source denoiser", "autoregressive source"}
     # a re-run reads every finished cell instead of recomputing it
     monkeypatch.setattr(benchmark, "evaluate", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
     again = benchmark.run_benchmark(TINY, tmp_path, progress=False)
