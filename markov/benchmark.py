@@ -273,7 +273,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-target", nargs="+", type=int, help="numbers of target samples (default 1000 100 20)")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="methods (default: all)")
-    parser.add_argument("--samples", type=int, help="generated sequences per cell (default 1000)")
+    parser.add_argument("--samples", type=int, help="generated sequences per cell (default 500)")
     parser.add_argument("--out", help="run folder (default runs/markov-<config hash>); re-running resumes it")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

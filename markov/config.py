@@ -21,9 +21,9 @@ RATIO_ESTIMATORS = ("noisy-classifier", "regression-ratio", "regression-log")
 class ModelSizes:
     """Backbone sizes (hidden, blocks, heads, cond) of the denoiser and of the small ratio/planner nets."""
 
-    denoiser_hidden: int = 64
+    denoiser_hidden: int = 32
     denoiser_blocks: int = 2
-    ratio_hidden: int = 32
+    ratio_hidden: int = 16
     ratio_blocks: int = 2
     heads: int = 4
 
@@ -32,15 +32,15 @@ class ModelSizes:
 class TrainingBudget:
     """AdamW steps of every learned component (batch ``batch_size``)."""
 
-    source_steps: int = 3000
-    target_steps: int = 2000
-    finetune_steps: int = 1000
-    ratio_steps: int = 1500
-    planner_steps: int = 400
-    tcsm_steps: int = 1000
-    ar_steps: int = 2000
-    ar2diff_continue_steps: int = 1000
-    batch_size: int = 128
+    source_steps: int = 1500
+    target_steps: int = 800
+    finetune_steps: int = 400
+    ratio_steps: int = 1000
+    planner_steps: int = 200
+    tcsm_steps: int = 400
+    ar_steps: int = 1000
+    ar2diff_continue_steps: int = 400
+    batch_size: int = 64
     lr: float = 1e-3
     finetune_lr: float = 3e-4
     weight_decay: float = 0.01
@@ -56,12 +56,12 @@ class MarkovConfig:
     methods: tuple[str, ...] = METHODS
     n_source: int = 10_000
     length: int = 20
-    samples: int = 1000
+    samples: int = 500
     gamma: float = 1.0
     candidates: int | None = None
     ratio_estimator: str = "noisy-classifier"
     planner_temperature: float = 0.5
-    gamma_sweep: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    gamma_sweep: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     gamma_sweep_n_target: int = 100
     overlap_sweep: tuple[float, ...] = ()
     overlap_n_target: int = 100
