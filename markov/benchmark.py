@@ -202,6 +202,18 @@ def _cell_path(run_dir: Path, *parts: Any) -> Path:
     return run_dir / "cells" / ("__".join(str(p) for p in parts).replace("/", "-") + ".json")
 
 
+def _check_run_dir(run_dir: Path, config: MarkovConfig) -> None:
+    """A run folder holds cells of one cell-defining configuration only."""
+    marker = run_dir / "cell-config.json"
+    if marker.is_file():
+        stored = json.loads(marker.read_text()).get("cell_hash")
+        if stored != config.cell_hash():
+            raise ValueError(f"run folder {run_dir} holds cells of another configuration (cell hash {stored}, "
+                             f"this config {config.cell_hash()}); choose another --out")
+    else:
+        atomic_write_text(marker, json.dumps({"cell_hash": config.cell_hash()}))
+
+
 def _cached(path: Path, compute) -> Any:
     if path.is_file():
         return json.loads(path.read_text())
@@ -212,6 +224,8 @@ def _cached(path: Path, compute) -> Any:
 
 def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = True) -> dict[str, Any]:
     """Run the whole grid; every finished cell is stored under ``run_dir`` and reused on re-runs."""
+    if run_dir is not None:
+        _check_run_dir(run_dir, config)
     store = ComponentStore(None if run_dir is None else run_dir / "models", progress=False)
     cache: dict = {}
     results: dict[str, Any] = {"config": config.to_dict(), "presets": {}, "cells": [], "gamma_sweep": [], "overlap_sweep": [], "components": [],
@@ -258,7 +272,8 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
         value = store_or_compute(_cell_path(run_dir, p, s, n, "gamma", g) if run_dir else None,
                                  lambda: evaluate(cell_of(p, s, n), "gtl", g, torch.Generator().manual_seed(s + 17))["metrics"])
         results["gamma_sweep"].append({"preset": p, "n_target": n, "gamma": g, "seed": s, "transition_kl": value["transition_kl"]})
-    overlap = [(o, s, m) for o in config.overlap_sweep for s in config.seeds for m in ("gtl-oracle-denoiser", "gtl-oracle-ratio", "source-only")]
+    # exact source denoiser + learned ratio: only the ratio is retrained per overlap value
+    overlap = [(o, s, "gtl-oracle-denoiser") for o in config.overlap_sweep for s in config.seeds]
     for o, s, m in tqdm(overlap, desc="overlap sweep", disable=not progress or not overlap):
         p, n = config.presets[0], config.overlap_n_target
         value = store_or_compute(_cell_path(run_dir, p, s, n, "overlap", o, m) if run_dir else None,

@@ -101,6 +101,12 @@ class MarkovConfig:
     def hash(self) -> str:
         return config_hash(self.to_dict())[:12]
 
+    def cell_hash(self) -> str:
+        """Hash of the settings that determine a cell's value (not the extent of the grid), so a run
+        folder can be extended with more seeds or methods but never mixes incompatible cells."""
+        grid = {"presets", "n_targets", "seeds", "methods", "gamma_sweep", "overlap_sweep"}
+        return config_hash({k: v for k, v in self.to_dict().items() if k not in grid})[:12]
+
 
 def _coerce(cls, data: dict[str, Any], where: str):
     names = {f.name: f for f in fields(cls)}

@@ -31,11 +31,13 @@ def render_theory(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
             "tolerance": S.number(c, "tolerance", where),
             "passed": S.boolean(c, "passed", where),
             "cases": S.integer(c, "cases", where),
+            "expect": c.get("expect", "holds"),
         })
     n_pass = sum(c["passed"] for c in checks)
     failed = [c["name"] for c in checks if not c["passed"]]
+    # separation checks ("expect": "fails") must exceed their tolerance: they are not residuals
     ratios = [(c["residual"] / c["tolerance"], c["name"]) for c in checks
-              if c["tolerance"] > 0 and not math.isnan(c["residual"])]
+              if c["expect"] == "holds" and c["tolerance"] > 0 and not math.isnan(c["residual"])]
     summary = f"{n_pass} of {len(checks)} exact checks passed"
     summary += "." if not failed else f"; failed: {', '.join(failed)}."
     if ratios:

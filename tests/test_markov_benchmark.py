@@ -1,6 +1,7 @@
 """The Markov benchmark end to end on a tiny grid: schema, metrics, resume and configuration."""
 
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -29,12 +30,15 @@ def test_tiny_grid_runs_and_resumes(tmp_path, monkeypatch):
     assert oracle["metrics"]["ratio_passes_per_sequence"] == 0  # exact single-site ratio: no network passes
     gtl = next(c for c in results["cells"] if c["method"] == "gtl")
     assert gtl["metrics"]["ratio_passes_per_sequence"] == TINY.length * 5  # L steps x K = 5 candidates
-    assert len(results["gamma_sweep"]) == 2 and len(results["overlap_sweep"]) == 3
+    assert len(results["gamma_sweep"]) == 2 and len(results["overlap_sweep"]) == 1
     assert {r["component"] for r in results["components"]} == {"ratio", "source denoiser", "autoregressive source"}
     # a re-run reads every finished cell instead of recomputing it
     monkeypatch.setattr(benchmark, "evaluate", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
     again = benchmark.run_benchmark(TINY, tmp_path, progress=False)
     assert again["cells"] == json.loads(json.dumps(results["cells"]))
+    # ... but refuses cells computed under another configuration
+    with pytest.raises(ValueError, match="another configuration"):
+        benchmark.run_benchmark(dataclasses.replace(TINY, samples=41), tmp_path, progress=False)
 
 
 def test_cli_writes_results_and_report(tmp_path):
