@@ -1,10 +1,72 @@
-"""``gtl language``: arXiv CS -> Physics transfer pipeline."""
+"""``gtl language``: arXiv CS -> Physics transfer pipeline.
+
+    gtl language run [--config NAME_OR_FILE] [--data PATH] [--out DIR] [--quiet]
+    gtl language check-data [--data PATH]
+
+``--config`` takes a named config (``cpu-tiny``, ``cpu``, ``gpu``, ``paper``: files in
+``language/configs``) or a TOML file; the default is ``cpu``. A run folder (default
+``runs/language-<config name>``) keeps every trained model and sample set, so running the same
+command again resumes where it stopped.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+DEFAULT_CONFIG = "cpu"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import pipeline
+    from .config import load_config
+
+    config = load_config(args.config, path=args.data)
+    out = Path(args.out) if args.out else Path("runs") / f"language-{config.name}"
+    results_path, report = pipeline.run(config, out, progress=not args.quiet)
+    from gtl_verify.provenance import read_results
+
+    results = read_results(results_path)["results"]
+    print(f"MiniLM-feature MAUVE against held-out physics (mean ± std over {len(config.evaluation.mauve_seeds)} seed(s)):")
+    print(pipeline.mauve_table(results))
+    ref = results.get("reference_mauve")
+    if ref:
+        print(f"ceiling: {ref['samples']} held-out physics segments against the reference: "
+              f"{ref['mauve_mean']:.3f} ± {ref['mauve_std']:.3f}")
+    print(f"results: {results_path}\nreport: {report}")
+    return 0
+
+
+def _check_data(args: argparse.Namespace) -> int:
+    from .data import count_domains, data_files, resolve_data_dir
+
+    data_dir = resolve_data_dir(args.data)
+    files = data_files(data_dir)
+    print(f"data: {data_dir} ({', '.join(p.name for p in files)})")
+    counts = count_domains(data_dir)
+    print(f"{'scheme':16s}{'source (cs.*)':>16s}{'target (physics)':>18s}{'other':>10s}")
+    for scheme, c in counts.items():
+        print(f"{scheme:16s}{c['source']:>16,d}{c['target']:>18,d}{c['other']:>10,d}")
+    empty = [f"{scheme}: {d}" for scheme, c in counts.items() for d in ("source", "target") if c[d] == 0]
+    if empty:
+        raise ValueError(f"empty domain(s) in {data_dir}: {', '.join(empty)}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("language", help="arXiv CS -> Physics transfer pipeline")
-    parser.set_defaults(func=lambda args: parser.error("the language pipeline is not available in this build"))
+    parser = sub.add_parser("language", help="arXiv CS -> Physics transfer pipeline",
+                            description=__doc__.split("\n\n")[0])
+    inner = parser.add_subparsers(dest="language_command", metavar="SUBCOMMAND")
+    parser.set_defaults(func=lambda args: parser.error("choose a subcommand: run or check-data"))
+
+    run = inner.add_parser("run", help="train every component, sample every method, evaluate, report")
+    run.add_argument("--config", default=DEFAULT_CONFIG, metavar="NAME_OR_FILE",
+                     help="named config (cpu-tiny, cpu, gpu, paper) or a TOML file (default: cpu)")
+    run.add_argument("--data", metavar="PATH", help="folder (or file) of arXiv JSON lines (default: ../shared/data/arxiv)")
+    run.add_argument("--out", metavar="DIR", help="run folder (default runs/language-<config name>); re-running resumes it")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
+    run.set_defaults(func=_run)
+
+    check = inner.add_parser("check-data", help="count the papers of each domain in the arXiv files")
+    check.add_argument("--data", metavar="PATH", help="folder (or file) of arXiv JSON lines (default: ../shared/data/arxiv)")
+    check.set_defaults(func=_check_data)

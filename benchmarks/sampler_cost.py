@@ -1,0 +1,526 @@
+"""Ratio-network cost of full guidance, top-n candidates, the planner schedule and the amortised head.
+
+THEORY section 4: full single-site guidance scores r(z^{i<-v}) for every masked position and token,
+so the ancestral sampler makes K x (masked positions) ratio passes per step; top-n makes n x
+(masked positions); the planner schedule reveals one position per step and scores n candidates
+there, n passes per step and L n per sequence. The amortised single-site head
+(:mod:`gtl_verify.amortised`) answers every (i, v) of a row in one pass: 1 pass per step and row.
+
+For every (K, L) of the grid this script builds small random-weight networks (a DenoiserNet, a
+SequenceNet ratio through NetworkRatio, and a SingleSiteRatioNet of the ratio's size) and runs,
+side by side in one process (repeats interleaved): the unguided ancestral sampler (T = L steps
+unless --steps), full guidance GTL(candidates=None), top-n GTL(candidates=n), the unguided planner
+sampler, the planner schedule planner_sample with GTL(candidates=n), and full guidance through the
+amortised head (ancestral and planner). For each run it
+
+- counts ratio passes per generated sequence (SampleResult.ratio_passes) and CHECKS them against
+  the formulas (ancestral: K or n times the masked positions summed over the steps, recorded by a
+  wrapper around the rule; planner: L n; amortised: 0 sequence passes and one single-site pass
+  per row still holding a mask at each step); a mismatch raises, a match prints "ok";
+- measures wall time per sequence (median over --repeats) and the guided/unguided wall-time ratio
+  against the unguided run of the same sampler, timed in the same loop.
+
+Runs whose ratio work (passes x L tokens, from the expected-value formula: the ancestral sampler
+with the log-linear schedule has L (T+1)/2 masked position-steps per sequence in expectation)
+exceeds --max-token-passes are not run; their pass count comes from the formula and their time
+reads "not run (N passes)".
+
+A second section (skip with --skip-validation) trains the amortised head on the exact PairOracle of
+a Markov chain pair (preset ``diagonal``: K = 5, source d = 0.1, target d = 0.8) and measures it
+as ``gtl markov validate`` measures a rule: accuracy on held-out noisy sequences, the exact TV/KL to
+q of the sampler's output law (enumerable length) for the left-to-right order, a confidence
+planner and ancestral sampling, and at a longer length the Monte-Carlo KL(sampler || q) from the
+exact sampler density, next to the exact-ratio and unguided samplers.
+
+Outputs (folder --out, default runs/perf): sampler_cost.json (a "benchmark" results file; render
+with ``gtl report runs/perf/sampler_cost.json``) and the figures sampler_cost_passes.png and
+sampler_cost_time.png.
+
+    python benchmarks/sampler_cost.py --quick                  # K in {5,64,1024,30522}, L in {16,64,256}
+    python benchmarks/sampler_cost.py --K 5 64 --L 16 32 --n 1 4 --repeats 3 --skip-validation
+    python benchmarks/sampler_cost.py --device cuda --max-token-passes 1e9
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from gtl_verify.amortised import AmortisedRatio, SingleSiteRatioNet, amortised_accuracy, train_amortised  # noqa: E402
+from gtl_verify.density import fixed_order_log_density  # noqa: E402
+from gtl_verify.exact_law import ancestral_law, planner_law  # noqa: E402
+from gtl_verify.learned import NetworkDenoiser, NetworkRatio  # noqa: E402
+from gtl_verify.networks import BackboneConfig, DenoiserNet, SequenceNet, count_parameters  # noqa: E402
+from gtl_verify.objectives import mask_tokens, sample_times  # noqa: E402
+from gtl_verify.planners import ConfidencePlanner, LeftToRightPlanner, make_planner  # noqa: E402
+from gtl_verify.provenance import provenance, write_results  # noqa: E402
+from gtl_verify.rules import GTL, Unguided  # noqa: E402
+from gtl_verify.samplers import SamplerConfig, SampleResult, ancestral_sample, planner_sample  # noqa: E402
+from gtl_verify.schedules import LogLinearSchedule, Schedule  # noqa: E402
+from gtl_verify.training import TrainConfig  # noqa: E402
+
+QUICK_K = (5, 64, 1024, 30522)
+QUICK_L = (16, 64, 256)
+FULL_K = (5, 64, 1024, 8192, 30522)
+FULL_L = (16, 64, 128, 256, 512)
+DEFAULT_N = (1, 8, 64)
+COST_TABLE = "Ratio-network passes and wall time per sequence"
+SPEEDUP_TABLE = "Amortised single-site head against candidate scoring"
+ACCURACY_TABLE = "Amortised head: accuracy against the exact teacher (held-out noisy sequences)"
+VALIDATION_TABLE = "Amortised head against exact ground truth (Markov chains)"
+COST_COLUMNS = ["K", "L", "sampler", "method", "n", "steps", "ratio_passes_per_seq", "formula", "formula_passes_per_seq",
+                "check", "single_site_passes_per_seq", "wall_s_per_seq", "guided_over_unguided", "batch"]
+
+
+# ------------------------------------------------------------------ formulas
+def expected_masked_position_steps(schedule: Schedule, length: int, steps: int) -> float:
+    """E[sum over the T steps of the masked positions] per sequence of the ancestral sampler on the
+    grid t_j = j/T: a position is still masked at the start of the step from t_j with probability
+    (1 - alpha(t_j)) / (1 - alpha(1)) (= t_j for the log-linear schedule, giving L (T+1)/2)."""
+    top = 1.0 - float(schedule.alpha(1.0))
+    return length * sum((1.0 - float(schedule.alpha(j / steps))) / top for j in range(steps, 0, -1))
+
+
+@dataclass(frozen=True, eq=False)
+class Method:
+    """One sampler configuration of the grid."""
+
+    sampler: str  # "ancestral" | "planner"
+    name: str
+    rule: Callable | None
+    n: int | None  # candidates per position (K for full guidance), None when unguided
+    amortised: bool = False
+
+    @property
+    def guided(self) -> bool:
+        return self.n is not None
+
+    def formula(self) -> str:
+        if not self.guided:
+            return "0"
+        if self.amortised:
+            return "0 (one single-site pass per row and step)"
+        top = self.name.startswith("top")
+        if self.sampler == "planner":
+            return "L n" if top else "L K"
+        return "sum over steps of n x masked positions" if top else "sum over steps of K x masked positions"
+
+    def expected_passes(self, k: int, length: int, steps: int, schedule: Schedule) -> float:
+        """Expected ratio-network (sequence) passes per sequence."""
+        if not self.guided or self.amortised:
+            return 0.0
+        if self.sampler == "planner":
+            return float(length * self.n)
+        return self.n * expected_masked_position_steps(schedule, length, steps)
+
+
+def methods_for(k: int, ns: tuple[int, ...]) -> list[Method]:
+    ns = tuple(n for n in ns if n < k)
+    out = [Method("ancestral", "unguided", Unguided(), None), Method("ancestral", "full", GTL(), k)]
+    out += [Method("ancestral", f"top-{n}", GTL(candidates=n), n) for n in ns]
+    out.append(Method("ancestral", "amortised full", GTL(), k, amortised=True))
+    out.append(Method("planner", "unguided", Unguided(), None))
+    out += [Method("planner", f"top-{n}", GTL(candidates=n), n) for n in ns]
+    out.append(Method("planner", "full", GTL(candidates=k), k))
+    out += [Method("planner", f"amortised top-{n}", GTL(candidates=n), n, amortised=True) for n in ns]
+    out.append(Method("planner", "amortised full", GTL(), k, amortised=True))
+    return out
+
+
+class MaskRecorder:
+    """Wraps a rule; records, per step, the masked positions of z and the rows holding one."""
+
+    def __init__(self, rule: Callable, mask_id: int) -> None:
+        self.rule, self.mask_id = rule, mask_id
+        self.masked: list[int] = []
+        self.rows: list[int] = []
+        self.name = getattr(rule, "name", "rule")
+        self.uses_ratio = getattr(rule, "uses_ratio", True)
+
+    def __call__(self, step):
+        masked = step.z == self.mask_id
+        self.masked.append(int(masked.sum()))
+        self.rows.append(int(masked.any(-1).sum()))
+        return self.rule(step)
+
+
+# ------------------------------------------------------------------ networks
+@dataclass
+class Nets:
+    denoiser: NetworkDenoiser
+    ratio: NetworkRatio
+    amortised: AmortisedRatio
+    parameters: dict[str, int]
+
+
+def build_nets(k: int, length: int, args: argparse.Namespace, device: torch.device) -> Nets:
+    """Random-weight networks of the configured sizes (mask id K), in eval mode on ``device``."""
+    torch.manual_seed(args.seed)
+
+    def cfg(hidden: int, blocks: int) -> BackboneConfig:
+        return BackboneConfig(vocab_size=k, num_embeddings=k + 1, max_length=length, hidden=hidden, blocks=blocks,
+                              heads=args.heads, cond=max(hidden // 2, 2))
+
+    den = DenoiserNet(cfg(args.denoiser_hidden, args.denoiser_blocks)).to(device).eval()
+    seq = SequenceNet(cfg(args.ratio_hidden, args.ratio_blocks)).to(device).eval()
+    amo = SingleSiteRatioNet(cfg(args.ratio_hidden, args.ratio_blocks)).to(device).eval()
+    for p in amo.site.parameters():  # random increments (the head starts at 0 when trained)
+        torch.nn.init.normal_(p, std=0.1)
+    params = {"denoiser": count_parameters(den), "ratio": count_parameters(seq), "amortised": count_parameters(amo)}
+    return Nets(NetworkDenoiser(den, k, max_batch=args.max_batch), NetworkRatio(seq, max_batch=args.max_batch),
+                AmortisedRatio(amo, max_batch=args.max_batch), params)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_once(method: Method, nets: Nets, k: int, length: int, steps: int, args, device, seed: int) -> tuple[SampleResult, MaskRecorder, float]:
+    recorder = MaskRecorder(method.rule, k)
+    ratio = None if not method.guided else (nets.amortised if method.amortised else nets.ratio)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    _sync(device)
+    start = time.perf_counter()
+    if method.sampler == "ancestral":
+        cfg = SamplerConfig(args.batch, length, steps=steps, rule=recorder)
+        res = ancestral_sample(nets.denoiser, ratio, SCHEDULE, cfg, gen)
+    else:
+        cfg = SamplerConfig(args.batch, length, rule=recorder, temperature=args.planner_temperature)
+        res = planner_sample(nets.denoiser, ratio, make_planner(args.planner), SCHEDULE, cfg, gen)
+    _sync(device)
+    return res, recorder, time.perf_counter() - start
+
+
+def check_counts(method: Method, res: SampleResult, rec: MaskRecorder, k: int, length: int, batch: int) -> tuple[int, str]:
+    """The exact pass count the formula gives for this run (from the recorded masks); raises on mismatch."""
+    if not method.guided:
+        expected, single = 0, 0
+    elif method.amortised:
+        expected, single = 0, sum(rec.rows)
+    elif method.sampler == "planner":
+        expected, single = batch * length * method.n, 0
+    else:
+        expected, single = method.n * sum(rec.masked), 0
+    if res.ratio_passes != expected or res.single_site_passes != single:
+        raise AssertionError(
+            f"{method.sampler} {method.name} at K={k}, L={length}: counted {res.ratio_passes} ratio passes and "
+            f"{res.single_site_passes} single-site passes, the formula {method.formula()} gives {expected} and {single}")
+    if method.sampler == "planner" and method.guided and sum(rec.masked) != batch * length * (length + 1) // 2:
+        raise AssertionError(f"planner at K={k}, L={length}: masked positions {sum(rec.masked)} != B L (L+1)/2")
+    return expected, "ok"
+
+
+SCHEDULE: Schedule = LogLinearSchedule()
+
+
+def cost_grid(args: argparse.Namespace, device: torch.device) -> tuple[list[dict], list[dict], dict]:
+    rows: list[dict[str, Any]] = []
+    speed: list[dict[str, Any]] = []
+    params: dict[str, Any] = {}
+    for k in args.K:
+        for length in args.L:
+            steps = args.steps or length
+            nets = build_nets(k, length, args, device)
+            params[f"K={k}"] = nets.parameters
+            methods = methods_for(k, tuple(args.n))
+            feasible, skipped = [], []
+            for m in methods:
+                work = m.expected_passes(k, length, steps, SCHEDULE) * args.batch * length
+                (feasible if work <= args.max_token_passes else skipped).append(m)
+            times: dict[Method, list[float]] = {m: [] for m in feasible}
+            last: dict[Method, tuple] = {}
+            for r in range(args.warmup + args.repeats):
+                for m in feasible:  # interleaved: guided and unguided runs share the machine state
+                    res, rec, wall = run_once(m, nets, k, length, steps, args, device, args.seed + r)
+                    exact, status = check_counts(m, res, rec, k, length, args.batch)
+                    if r >= args.warmup:
+                        times[m].append(wall / args.batch)
+                    last[m] = (res, rec, exact, status)
+            base = {s: statistics.median(times[m]) for m in feasible for s in [m.sampler] if not m.guided}
+            for m in methods:
+                row = {"K": k, "L": length, "sampler": m.sampler, "method": m.name, "n": m.n,
+                       "steps": steps if m.sampler == "ancestral" else length, "formula": m.formula(), "batch": args.batch}
+                expected = m.expected_passes(k, length, steps, SCHEDULE)
+                if m in times:
+                    res, rec, exact, status = last[m]
+                    wall = statistics.median(times[m])
+                    row.update(ratio_passes_per_seq=res.ratio_passes / args.batch, formula_passes_per_seq=exact / args.batch,
+                               expected_passes_per_seq=expected, check=status,
+                               single_site_passes_per_seq=res.single_site_passes / args.batch, wall_s_per_seq=wall,
+                               guided_over_unguided=(wall / base[m.sampler]) if m.sampler in base else None)
+                    print(f"K={k:>6} L={length:>4} {m.sampler:9s} {m.name:16s} passes/seq {res.ratio_passes / args.batch:>12.0f} "
+                          f"single-site/seq {res.single_site_passes / args.batch:>5.0f}  {status}  "
+                          f"{wall:9.4f} s/seq  x{row['guided_over_unguided']:.2f}", flush=True)
+                else:
+                    row.update(ratio_passes_per_seq=None, formula_passes_per_seq=expected, expected_passes_per_seq=expected,
+                               check="formula only", single_site_passes_per_seq=None,
+                               wall_s_per_seq=f"not run ({expected:.3g} passes)", guided_over_unguided=None)
+                    print(f"K={k:>6} L={length:>4} {m.sampler:9s} {m.name:16s} passes/seq {expected:>12.4g} (formula)   "
+                          f"not run ({expected:.3g} passes)", flush=True)
+                rows.append(row)
+            # amortised against candidate scoring, same sampler and same ratio-network size
+            # (the amortised run with the same candidates where there is one, else amortised full guidance)
+            by_name = {(m.sampler, m.name): m for m in methods}
+            for sampler in ("ancestral", "planner"):
+                for m in methods:
+                    if m.sampler != sampler or not m.guided or m.amortised:
+                        continue
+                    amo = by_name.get((sampler, f"amortised {m.name}"), by_name[(sampler, "amortised full")])
+                    cand = statistics.median(times[m]) if m in times else None
+                    a = statistics.median(times[amo]) if amo in times else None
+                    passes = last[m][2] / args.batch if m in last else m.expected_passes(k, length, steps, SCHEDULE)
+                    speed.append({"K": k, "L": length, "sampler": sampler, "candidate_method": m.name, "amortised_method": amo.name,
+                                  "candidate_passes_per_seq": passes,
+                                  "candidate_s_per_seq": cand if cand is not None else "not run",
+                                  "amortised_s_per_seq": a,
+                                  "speedup": (cand / a) if cand is not None and a else None})
+    return rows, speed, params
+
+
+# ------------------------------------------------------------------ amortised head against ground truth
+def validation(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    from markov import metrics
+    from markov.oracle import PairOracle
+    from markov.presets import make_pair
+
+    k = args.val_vocab
+    pair = make_pair("diagonal", vocab_size=k)
+    teacher = PairOracle(pair)
+    source_denoiser = teacher.source
+    accuracy_rows, rows = [], []
+    nets = {}
+    for length in (args.val_exact_length, args.val_length):
+        if length in nets:
+            continue
+        torch.manual_seed(args.seed)
+        g = torch.Generator().manual_seed(args.seed)
+        src, tgt = pair.source.sample(8192, length, g), pair.target.sample(512, length, g)
+        cfg = BackboneConfig(vocab_size=k, num_embeddings=k + 1, max_length=length, hidden=args.val_hidden,
+                             blocks=args.val_blocks, heads=2, cond=max(args.val_hidden // 2, 2))
+        net = SingleSiteRatioNet(cfg)
+        start = time.perf_counter()
+        res = train_amortised(net, teacher, src, TrainConfig(steps=args.val_steps, batch_size=128, lr=3e-3, warmup=20,
+                                                             ema=0.98, seed=args.seed), target=tgt, progress=False)
+        train_s = time.perf_counter() - start
+        ratio = AmortisedRatio(net)
+        nets[length] = ratio
+        gh = torch.Generator().manual_seed(args.seed + 1000)
+        x = torch.cat([pair.source.sample(1000, length, gh), pair.target.sample(1000, length, gh)])
+        z = mask_tokens(x, sample_times(len(x), gh, 0.0, False), SCHEDULE, k, gh)
+        acc = amortised_accuracy(ratio, teacher, z, source_denoiser(z))
+        lt, st = (teacher(z).double(), teacher.single_site(z).double())
+        mask = (z == k)[..., None].expand_as(st)
+        zero_mae = float((st - lt[:, None, None])[mask].abs().mean())
+        row = {"K": k, "L": length, "train_steps": args.val_steps, "train_s": train_s, "final_loss": res.final_loss,
+               "parameters": count_parameters(net), "delta_mae": acc.delta_mae, "site_mae": acc.site_mae,
+               "level_mae": acc.level_mae, "guided_tv": acc.guided_tv, "zero_increment_mae": zero_mae,
+               "masked_positions": acc.positions}
+        accuracy_rows.append(row)
+        print(f"amortised head K={k} L={length}: trained {args.val_steps} steps in {train_s:.1f} s; increment MAE "
+              f"{acc.delta_mae:.4f} (zero increment {zero_mae:.3f}), site MAE {acc.site_mae:.4f}, level MAE "
+              f"{acc.level_mae:.4f}, guided-law TV {acc.guided_tv:.4f}", flush=True)
+
+    ratios = {"exact ratio": teacher, "amortised head": None, "unguided": None}
+    le = args.val_exact_length
+    q_table = pair.target.table(le)
+    settings = [
+        ("exact: left-to-right", lambda r, rule: planner_law(source_denoiser, r, LeftToRightPlanner(), SCHEDULE,
+                                                             SamplerConfig(1, le, rule=rule, temperature=0.0))),
+        ("exact: confidence planner", lambda r, rule: planner_law(source_denoiser, r, ConfidencePlanner(), SCHEDULE,
+                                                                  SamplerConfig(1, le, rule=rule, temperature=0.5))),
+        (f"exact: ancestral T={le}", lambda r, rule: ancestral_law(source_denoiser, r, SCHEDULE,
+                                                                   SamplerConfig(1, le, steps=le, rule=rule))),
+        (f"exact: ancestral T={4 * le}", lambda r, rule: ancestral_law(source_denoiser, r, SCHEDULE,
+                                                                       SamplerConfig(1, le, steps=4 * le, rule=rule))),
+    ]
+    for name in ratios:
+        r = teacher if name == "exact ratio" else (nets[le] if name == "amortised head" else None)
+        rule = Unguided() if name == "unguided" else GTL()
+        for setting, run in settings:
+            law = run(r, rule)
+            rows.append({"ratio": name, "setting": setting, "exact_tv": law.tv(q_table), "exact_kl": law.kl(q_table),
+                         "mc_kl": None, "mc_kl_se": None, "cross_entropy_gap": None, "transition_kl": None})
+    ll = args.val_length
+    for name in ratios:
+        r = teacher if name == "exact ratio" else (nets[ll] if name == "amortised head" else None)
+        rule = Unguided() if name == "unguided" else GTL()
+        gen = torch.Generator().manual_seed(args.seed + 7)
+        x = planner_sample(source_denoiser, r, LeftToRightPlanner(), SCHEDULE,
+                           SamplerConfig(args.val_samples, ll, rule=rule, temperature=0.0), gen).tokens
+        log_s = fixed_order_log_density(source_denoiser, r, rule, SCHEDULE, x)
+        kl, se = metrics.mc_kl(log_s, pair.target.log_prob(x))
+        rows.append({"ratio": name, "setting": f"long: left-to-right L={ll}", "exact_tv": None, "exact_kl": None,
+                     "mc_kl": kl, "mc_kl_se": se, "cross_entropy_gap": metrics.cross_entropy_gap(pair.target, x),
+                     "transition_kl": metrics.transition_kl(pair.target, x)})
+    fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+    print(f"\n{'ratio':16s} {'setting':30s} {'exact TV':>10s} {'exact KL':>10s} {'MC KL':>10s} {'+-':>8s} {'trans KL':>9s}")
+    for row in rows:
+        print(f"{row['ratio']:16s} {row['setting']:30s} {fmt(row['exact_tv']):>10s} {fmt(row['exact_kl']):>10s} "
+              f"{fmt(row['mc_kl']):>10s} {fmt(row['mc_kl_se']):>8s} {fmt(row['transition_kl']):>9s}")
+    return accuracy_rows, rows
+
+
+# ------------------------------------------------------------------ figures and results
+def _figures(rows: list[dict]) -> list[dict]:
+    figs = []
+    lmax = max(r["L"] for r in rows)
+    kmax = max(r["K"] for r in rows)
+    guided = [r for r in rows if r["n"] is not None and not r["method"].startswith("amortised")]
+
+    def label(r: dict) -> str:
+        return f"{r['sampler']} {r['method']}"
+
+    pass_rows = [{"K": r["K"], "L": r["L"], "series": label(r), "passes": r["formula_passes_per_seq"]} for r in guided]
+    figs.append({"title": f"Ratio passes per sequence against K (L = {lmax})", "x": "K", "y": "passes", "series": "series",
+                 "xlabel": "vocabulary size K", "ylabel": "ratio-network passes per sequence", "logx": True, "logy": True,
+                 "rows": [r for r in pass_rows if r["L"] == lmax]})
+    figs.append({"title": f"Ratio passes per sequence against L (K = {kmax})", "x": "L", "y": "passes", "series": "series",
+                 "xlabel": "sequence length L", "ylabel": "ratio-network passes per sequence", "logx": True, "logy": True,
+                 "rows": [r for r in pass_rows if r["K"] == kmax]})
+    timed = [{"K": r["K"], "L": r["L"], "series": f"{r['sampler']} {r['method']}", "wall": r["wall_s_per_seq"]}
+             for r in rows if isinstance(r["wall_s_per_seq"], float) and r["sampler"] == "planner"]
+    figs.append({"title": f"Planner sampler: wall time per sequence against L (K = {kmax})", "x": "L", "y": "wall",
+                 "series": "series", "xlabel": "sequence length L", "ylabel": "wall time per sequence (s)", "logx": True,
+                 "logy": True, "rows": [r for r in timed if r["K"] == kmax]})
+    return figs
+
+
+def save_pngs(figures: list[dict], out: Path) -> list[Path]:
+    from reports.figures import line_plot
+    from reports.stats import summarize
+
+    paths = []
+    names = ["sampler_cost_passes.png", "sampler_cost_passes_vs_L.png", "sampler_cost_time.png"]
+    for fig, name in zip(figures, names):
+        series: dict[str, list] = {}
+        for row in fig["rows"]:
+            if row[fig["y"]] is None:
+                continue
+            series.setdefault(row[fig["series"]], []).append((row[fig["x"]], summarize([row[fig["y"]]])))
+        if series:
+            paths.append(line_plot(out / name, fig["title"], fig["xlabel"], fig["ylabel"], series, logx=fig["logx"],
+                                   logy=fig["logy"], figsize=(7.5, 4.5)))
+    return paths
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--K", type=int, nargs="+", help=f"vocabulary sizes (default {FULL_K}; --quick {QUICK_K})")
+    p.add_argument("--L", type=int, nargs="+", help=f"sequence lengths (default {FULL_L}; --quick {QUICK_L})")
+    p.add_argument("--n", type=int, nargs="+", default=list(DEFAULT_N), help=f"top-n candidates (default {DEFAULT_N}; n >= K is dropped)")
+    p.add_argument("--quick", action="store_true", help="small grid, one timed repeat, short amortised training")
+    p.add_argument("--batch", type=int, default=1, help="sequences per sampler run (default 1)")
+    p.add_argument("--steps", type=int, default=None, help="ancestral steps T (default T = L)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per run (default 3; --quick 1)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed repeats first (default 1; --quick 0)")
+    p.add_argument("--max-token-passes", type=float, default=None,
+                   help="skip runs with more expected ratio work (passes x L x batch) than this (default 2e7; --quick 3e6)")
+    p.add_argument("--planner", default="confidence", help="rule-based planner of the planner sampler (default confidence)")
+    p.add_argument("--planner-temperature", type=float, default=0.5)
+    p.add_argument("--denoiser-hidden", type=int, default=32)
+    p.add_argument("--denoiser-blocks", type=int, default=1)
+    p.add_argument("--ratio-hidden", type=int, default=32)
+    p.add_argument("--ratio-blocks", type=int, default=1)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--max-batch", type=int, default=512, help="rows per network call (default 512)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-validation", action="store_true", help="skip the amortised-head accuracy/ground-truth section")
+    p.add_argument("--skip-cost", action="store_true", help="skip the cost grid")
+    p.add_argument("--val-vocab", type=int, default=5, help="K of the Markov validation (default 5)")
+    p.add_argument("--val-exact-length", type=int, default=5, help="enumerable length of the validation (default 5; ancestral laws cost (K+1)^(2L) per step)")
+    p.add_argument("--val-length", type=int, default=32, help="long length of the validation (default 32)")
+    p.add_argument("--val-steps", type=int, default=None, help="training steps of the amortised head (default 2000; --quick 800)")
+    p.add_argument("--val-hidden", type=int, default=32)
+    p.add_argument("--val-blocks", type=int, default=2)
+    p.add_argument("--val-samples", type=int, default=2000, help="samples of the long validation setting (default 2000)")
+    p.add_argument("--out", default="runs/perf", help="output folder (default runs/perf)")
+    args = p.parse_args(argv)
+    args.K = args.K or list(QUICK_K if args.quick else FULL_K)
+    args.L = args.L or list(QUICK_L if args.quick else FULL_L)
+    args.repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
+    args.max_token_passes = args.max_token_passes if args.max_token_passes is not None else (3e6 if args.quick else 2e7)
+    args.val_steps = args.val_steps if args.val_steps is not None else (800 if args.quick else 2000)
+    for name in ("batch", "repeats", "denoiser_hidden", "ratio_hidden", "heads", "max_batch", "val_vocab",
+                 "val_exact_length", "val_length", "val_steps", "val_samples"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("K", "L", "n"):
+        if any(v < 1 for v in getattr(args, name)) or (name == "K" and min(args.K) < 2):
+            p.error(f"--{name} values must be >= {2 if name == 'K' else 1}, got {getattr(args, name)}")
+    if args.steps is not None and args.steps < 1:
+        p.error(f"--steps must be >= 1, got {args.steps}")
+    if args.warmup < 0:
+        p.error(f"--warmup must be >= 0, got {args.warmup}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda requested but CUDA is not available")
+    make_planner(args.planner)  # validates the name
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    out = Path(args.out)
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}", flush=True)
+    tables: dict[str, list[dict]] = {}
+    columns: dict[str, list[str]] = {}
+    figures: list[dict] = []
+    params: dict[str, Any] = {}
+    if not args.skip_cost:
+        rows, speed, params = cost_grid(args, device)
+        tables[COST_TABLE], columns[COST_TABLE] = rows, COST_COLUMNS
+        tables[SPEEDUP_TABLE] = speed
+        columns[SPEEDUP_TABLE] = ["K", "L", "sampler", "candidate_method", "amortised_method", "candidate_passes_per_seq",
+                                  "candidate_s_per_seq", "amortised_s_per_seq", "speedup"]
+        figures = _figures(rows)
+        print(f"\n{'K':>6} {'L':>4} {'sampler':9s} {'candidates':10s} {'passes/seq':>11s} {'cand s/seq':>11s} {'amortised':16s} {'s/seq':>8s} {'speed-up':>9s}")
+        for s in speed:
+            c, a, up = s["candidate_s_per_seq"], s["amortised_s_per_seq"], s["speedup"]
+            c_text = f"{c:.4f}" if isinstance(c, float) else str(c)
+            a_text = f"{a:.4f}" if isinstance(a, float) else "-"
+            up_text = f"{up:.1f}x" if up else "-"
+            print(f"{s['K']:>6} {s['L']:>4} {s['sampler']:9s} {s['candidate_method']:10s} {s['candidate_passes_per_seq']:>11.4g} "
+                  f"{c_text:>11s} {s['amortised_method']:16s} {a_text:>8s} {up_text:>9s}")
+    if not args.skip_validation:
+        acc, val = validation(args)
+        tables[ACCURACY_TABLE], tables[VALIDATION_TABLE] = acc, val
+        columns[ACCURACY_TABLE] = ["K", "L", "train_steps", "train_s", "delta_mae", "zero_increment_mae", "site_mae",
+                                   "level_mae", "guided_tv", "masked_positions", "parameters", "final_loss"]
+        columns[VALIDATION_TABLE] = ["ratio", "setting", "exact_tv", "exact_kl", "mc_kl", "mc_kl_se", "cross_entropy_gap",
+                                     "transition_kl"]
+    load_after = os.getloadavg()
+    results = {"title": "Sampler cost: full guidance, top-n, planner schedule and the amortised single-site head",
+               "tables": tables, "figures": figures, "columns": columns,
+               "load_average": {"before": list(load_before), "after": list(load_after)}, "parameters": params}
+    config = {k: v for k, v in vars(args).items()}
+    path = write_results(out / "sampler_cost.json", "benchmark", results, provenance(config, [args.seed], time.perf_counter() - start))
+    pngs = save_pngs(figures, out) if figures else []
+    print(f"\nload average after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    print(f"results: {path}")
+    for p in pngs:
+        print(f"figure: {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
