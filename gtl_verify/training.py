@@ -54,6 +54,16 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def build_seeded(build: Callable[[], nn.Module], digest: str) -> nn.Module:
+    """Construct a network with its initial weights drawn from a generator seeded by ``digest``
+    (a config hash, hex), not from whatever state the global RNG happens to be in: a component
+    built after others were loaded from disk (a resumed run) gets the same weights as in a
+    fresh run. The global RNG state is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(digest[:15], 16))
+        return build()
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings (see the module docstring)."""

@@ -64,7 +64,7 @@ from gtl_verify.provenance import atomic_write_text, device_name, provenance, wr
 from gtl_verify.rules import GTL, Unguided
 from gtl_verify.samplers import SamplerConfig, ancestral_sample, planner_sample
 from gtl_verify.schedules import LogLinearSchedule, Schedule
-from gtl_verify.training import TrainConfig, config_hash, train
+from gtl_verify.training import TrainConfig, build_seeded, config_hash, train
 
 from . import data as data_mod
 from . import evaluate as ev
@@ -240,7 +240,7 @@ class Run:
             self.log(f"{name}: loaded {path.name}")
             info = dict(meta.get("info", {}))
         else:
-            net = build().to(self.device)
+            net = build_seeded(build, digest).to(self.device)
             ckpt = self.root / "checkpoints" / f"{_slug(name)}-{digest}.ckpt"
             self.log(f"{name}: training ({count_parameters(net):,} parameters)")
             result = fit(net, ckpt, digest)

@@ -36,7 +36,7 @@ from gtl_verify.objectives import (
     sample_times,
 )
 from gtl_verify.schedules import LogLinearSchedule, Schedule
-from gtl_verify.training import TrainConfig, config_hash, train
+from gtl_verify.training import TrainConfig, build_seeded, config_hash, train
 
 from .config import ModelSizes, TrainingBudget
 
@@ -63,7 +63,7 @@ class ComponentStore:
             if meta.get("config_hash") != digest:
                 raise ValueError(f"checkpoint {path} was written by a different config")
             return net
-        net = build()
+        net = build_seeded(build, digest)
         fit(net)
         net.eval()
         if path is not None:
