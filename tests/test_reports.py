@@ -418,3 +418,26 @@ def test_markdown_blocks():
     assert markdown_table(["a"], [["x|y"]]).endswith("| x\\|y |")
     assert builder.RENDERERS is RENDERERS
     assert issubclass(ResultsError, ValueError)
+
+
+def test_markov_bars_verdicts_and_attribution():
+    from reports.render_markov import bar_checks
+    from reports.stats import summarize
+
+    def g(*values):
+        return {"transition_kl": summarize(list(values))}
+
+    grouped = {
+        ("paper", "gtl", 100): g(0.30, 0.34), ("paper", "target-only", 100): g(0.20, 0.22),
+        ("paper", "fine-tuned", 100): g(0.50, 0.52), ("paper", "gtl-oracle-ratio", 100): g(0.004, 0.006),
+        ("paper", "gtl-oracle-denoiser", 100): g(0.31, 0.33), ("other", "gtl", 100): g(9.0),
+    }
+    table, notes = bar_checks(grouped)
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert "met" in lines["GTL below fine-tuned"] and "missed by 0.11 " in lines["GTL below target-only"]
+    assert "missed by 0.22 " in lines["GTL at or below the paper's GTL"]  # 0.32 vs 0.100
+    assert lines["exact-ratio GTL <= 0.01"].rstrip(" |").endswith("met")
+    assert notes and all("the ratio network" in n for n in notes)
+    grouped[("paper", "gtl-oracle-denoiser", 100)] = g(0.01, 0.012)
+    grouped[("paper", "gtl-oracle-ratio", 100)] = g(0.2, 0.2)
+    assert all("the denoiser" in n for n in bar_checks(grouped)[1])
