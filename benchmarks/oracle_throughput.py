@@ -8,6 +8,9 @@ Each entry is the median wall time of ``--repeats`` runs after ``--warmup`` runs
     python benchmarks/oracle_throughput.py --sweep --threads 2
     python benchmarks/oracle_throughput.py --device cuda
 
+Results go to ``--out`` (default runs/perf): oracle_throughput.json (a "benchmark" results file)
+and its Markdown report with the figure (seconds against L per K and B), as ``gtl report`` writes it.
+
 Each forward-backward step is a small [B, K] x [K, K] product plus a few [B, K] element-wise
 operations, so with several threads on a busy machine the per-operation thread barriers can
 dominate; use ``--threads 1`` or ``OMP_WAIT_POLICY=PASSIVE`` there.
@@ -16,6 +19,7 @@ dominate; use ``--threads 1`` or ``OMP_WAIT_POLICY=PASSIVE`` there.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -28,11 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from markov.chain import MarkovChain
 from markov.oracle import ChainOracle, PairOracle
 from markov.presets import dirichlet_matrix
+from gtl_verify.provenance import provenance, write_results
+from reports.builder import build_reports
 
 SWEEP_BATCH = (64, 256, 1024)
 SWEEP_LENGTH = (64, 256, 1024)
 SWEEP_VOCAB = (5, 32, 128)
-SWEEP_MAX_ELEMENTS = 2**25  # B * L * K above this (256 MiB per float64 buffer) is left out of the sweep
+SWEEP_MAX_ELEMENTS = 2**25
+GOAL_SHAPE, GOAL_S = (1024, 256, 32), 0.5  # marginals of 1024 x 256 x 32 under 0.5 s on a 2-core CPU  # B * L * K above this (256 MiB per float64 buffer) is left out of the sweep
 
 
 def _sync(device: torch.device) -> None:
@@ -81,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default="runs/perf", help="folder for the results JSON and report (default runs/perf)")
     args = parser.parse_args(argv)
     for name in ("batch", "length", "vocab", "repeats"):
         if getattr(args, name) < 1:
@@ -98,10 +106,29 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
           f"median of {args.repeats} after {args.warmup} warm-up")
     print(f"{'B':>6} {'L':>6} {'K':>5} {'marginals_s':>12} {'single_site_s':>14} {'Mpos/s':>8}")
+    start = time.perf_counter()
+    load_before = os.getloadavg()
+    rows = []
     for b, length, k in grid:
         res = measure(b, length, k, device, args.warmup, args.repeats)
         rate = b * length / res["marginals_s"] / 1e6
         print(f"{b:>6} {length:>6} {k:>5} {res['marginals_s']:>12.4f} {res['single_site_s']:>14.4f} {rate:>8.2f}")
+        rows.append({"device": str(device), "B": b, "L": length, "K": k, **res, "Mpositions_per_s": rate,
+                     "goal_s": GOAL_S if (b, length, k) == GOAL_SHAPE else None})
+    figure = {"title": "Oracle forward-backward: seconds for the marginals of a batch", "x": "L", "y": "marginals_s",
+              "series": "series", "xlabel": "sequence length L", "ylabel": "wall time (s, median)", "logx": True,
+              "logy": True, "rows": [{**r, "series": f"B={r['B']}, K={r['K']}"} for r in rows]}
+    results = {"title": f"Exact oracle throughput ({device}, {torch.get_num_threads()} threads)",
+               "tables": {"throughput": rows},
+               "columns": {"throughput": ["device", "B", "L", "K", "marginals_s", "single_site_s", "Mpositions_per_s", "goal_s"]},
+               "figures": [figure] if len(rows) > 1 else [],
+               "load_average": {"before": list(load_before), "after": list(os.getloadavg())}}
+    config = {k: v for k, v in vars(args).items() if k != "out"} | {"threads_used": torch.get_num_threads()}
+    path = write_results(Path(args.out) / "oracle_throughput.json", "benchmark", results,
+                         provenance(config, [0], time.perf_counter() - start))
+    print(f"results: {path}")
+    for report in build_reports([str(path)], args.out):
+        print(f"report: {report}")
 
 
 if __name__ == "__main__":
