@@ -1,6 +1,6 @@
 """Validate a guidance rule against exact ground truth on Markov chains.
 
-    gtl markov validate my_module:MyRule [--preset paper] [--ratio-drift D] [--out DIR]
+    gtl markov validate my_module:MyRule [--preset paper] [--ratio-drift D] [--learned N] [--out DIR]
 
 The rule (a class, instantiated without arguments, or a function of a
 :class:`gtl_verify.rules.StepInput`) is run with the exact source denoiser and the exact ratio
@@ -12,7 +12,12 @@ candidates), full guidance (all K) and the unguided sampler, and measured:
   T = L and 4L steps -> exact TV and KL to q;
 - long setting (length L): samples with the fixed left-to-right order, the Monte-Carlo
   KL(sampler || q) from the exact sampler log-density, the target cross-entropy gap and the
-  transition KL.
+  transition KL;
+- with ``--learned N`` also the long setting with *learned* components: the source denoiser and the
+  ratio network of the Markov benchmark (its default sizes and budgets, N target sequences, the
+  same preset and seed), trained once and cached in DIR/models; the sampler's log-density is still
+  exact (it is computed from the same learned networks), so the Monte-Carlo KL to q measures the
+  rule together with the learned components' errors.
 
 Results go to DIR/results.json and a Markdown report with a figure (DIR/results.md).
 """
@@ -20,6 +25,7 @@ Results go to DIR/results.json and a Markdown report with a figure (DIR/results.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import re
 import sys
@@ -36,8 +42,10 @@ from gtl_verify.provenance import provenance, write_results
 from gtl_verify.rules import GTL, Unguided, rule_name
 from gtl_verify.samplers import SamplerConfig, planner_sample
 from gtl_verify.schedules import LogLinearSchedule
+from gtl_verify.validation import check_int_range
 
 from . import metrics
+from .config import MarkovConfig
 from .oracle import PairOracle
 from .presets import PRESETS, make_pair
 
@@ -77,8 +85,39 @@ class DriftedRatio:
         return self.ratio.single_site(z, t) + self.drift * (unmasked + 1)[:, None, None]
 
 
+def learned_components(preset: str, seed: int, n_target: int, length: int, models_dir: Path | None, progress: bool,
+                       base: MarkovConfig | None = None):
+    """(denoiser, ratio) learned as in the Markov benchmark's ``gtl`` method, with the sizes and budgets
+    of ``base`` (default: the benchmark's defaults)."""
+    from .benchmark import Cell
+    from .components import ComponentStore
+
+    check_int_range("learned n_target", n_target, 1)
+    config = dataclasses.replace(base or MarkovConfig(), presets=(preset,), n_targets=(n_target,), seeds=(seed,),
+                                 length=length, overlap_n_target=n_target)
+    cell = Cell(config, preset, seed, n_target, ComponentStore(models_dir, progress), {})
+    return cell.denoiser("source"), cell.ratio()
+
+
+def _long_rows(rules: dict, denoiser, ratio, pair, schedule, length: int, samples: int, seed: int, label: str,
+               progress: bool) -> list[dict]:
+    """Left-to-right samples of every rule and their Monte-Carlo KL to q from the exact sampler density."""
+    rows = []
+    gen = torch.Generator().manual_seed(seed)
+    for name, r in tqdm(list(rules.items()), desc=f"{label} (L={length})", disable=not progress):
+        cfg = SamplerConfig(samples, length, rule=r, temperature=0.0)
+        x = planner_sample(denoiser, ratio, LeftToRightPlanner(), schedule, cfg, gen).tokens
+        log_s = fixed_order_log_density(denoiser, ratio, r, schedule, x)
+        kl, se = metrics.mc_kl(log_s, pair.target.log_prob(x))
+        rows.append({"rule": name, "setting": f"{label}: left-to-right L={length}", "exact_tv": None, "exact_kl": None,
+                     "mc_kl": kl, "cross_entropy_gap": metrics.cross_entropy_gap(pair.target, x),
+                     "notes": f"MC standard error {se:.2g}; transition KL {metrics.transition_kl(pair.target, x):.3g}"})
+    return rows
+
+
 def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int = 64, samples: int = 2000,
-             ratio_drift: float = 0.0, seed: int = 0, progress: bool = True) -> dict:
+             ratio_drift: float = 0.0, seed: int = 0, learned_n_target: int | None = None,
+             models_dir: Path | None = None, learned_config: MarkovConfig | None = None, progress: bool = True) -> dict:
     """Measure ``rule`` and the built-in rules against ground truth; returns the results dict."""
     pair = make_pair(preset, seed=seed)
     oracle = PairOracle(pair)
@@ -102,17 +141,14 @@ def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int 
         law = run(r)
         rows.append({"rule": name, "setting": setting, "exact_tv": law.tv(q_table), "exact_kl": law.kl(q_table),
                      "mc_kl": None, "cross_entropy_gap": None, "notes": f"leftover mask mass {law.leftover_mass:.3g}"})
-    gen = torch.Generator().manual_seed(seed)
-    for name, r in tqdm(list(rules.items()), desc=f"long chains (L={length})", disable=not progress):
-        cfg = SamplerConfig(samples, length, rule=r, temperature=0.0)
-        x = planner_sample(denoiser, ratio, LeftToRightPlanner(), schedule, cfg, gen).tokens
-        log_s = fixed_order_log_density(denoiser, ratio, r, schedule, x)
-        kl, se = metrics.mc_kl(log_s, pair.target.log_prob(x))
-        rows.append({"rule": name, "setting": f"long: left-to-right L={length}", "exact_tv": None, "exact_kl": None,
-                     "mc_kl": kl, "cross_entropy_gap": metrics.cross_entropy_gap(pair.target, x),
-                     "notes": f"MC standard error {se:.2g}; transition KL {metrics.transition_kl(pair.target, x):.3g}"})
+    rows += _long_rows(rules, denoiser, ratio, pair, schedule, length, samples, seed, "long", progress)
+    if learned_n_target is not None:
+        learned_denoiser, learned_ratio = learned_components(preset, seed, learned_n_target, length, models_dir,
+                                                                 progress, learned_config)
+        rows += _long_rows(rules, learned_denoiser, learned_ratio, pair, schedule, length, samples, seed,
+                           f"long, learned (n target {learned_n_target})", progress)
     return {"preset": preset, "rule": rule_name(rule), "ratio_drift": ratio_drift, "exact_length": exact_length,
-            "length": length, "samples": samples, "rules": rows}
+            "length": length, "samples": samples, "learned_n_target": learned_n_target, "rules": rows}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +159,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=2000, help="samples for the long-chain setting (default 2000)")
     parser.add_argument("--ratio-drift", type=float, default=0.0,
                         help="miscalibrate the exact ratio: log r + D x (number of revealed tokens) (default 0)")
+    parser.add_argument("--learned", type=int, default=None, metavar="N_TARGET",
+                        help="also run the long setting with the benchmark's learned source denoiser and ratio network "
+                             "trained on N_TARGET target sequences (cached in OUT/models)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="output folder (default runs/validate/<rule>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -133,9 +172,10 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     rule = load_rule(args.rule)
     start = time.perf_counter()
-    results = validate(rule, args.preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
-                       ratio_drift=args.ratio_drift, seed=args.seed, progress=not args.quiet)
     out = Path(args.out or Path("runs") / "validate" / re.sub(r"[^A-Za-z0-9_.-]+", "-", rule_name(rule)))
+    results = validate(rule, args.preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
+                       ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned,
+                       models_dir=out / "models", progress=not args.quiet)
     config = {k: v for k, v in vars(args).items() if k not in {"func", "traceback", "quiet"}}
     path = write_results(out / "results.json", "validation", results, provenance(config, [args.seed], time.perf_counter() - start))
     print(f"{'rule':22s} {'setting':34s} {'exact TV':>10s} {'exact KL':>10s} {'MC KL':>10s}")

@@ -88,3 +88,16 @@ def test_load_rule_errors():
     with pytest.raises(ValueError, match="has no attribute"):
         load_rule("markov.examples:Nope")
     assert load_rule("markov.examples:Unstabilised").name == "unstabilised"
+
+
+def test_learned_components_add_a_long_setting(tmp_path):
+    from markov.config import MarkovConfig, ModelSizes, TrainingBudget
+    from markov.validator import validate
+
+    tiny = MarkovConfig(n_source=60, models=ModelSizes(denoiser_hidden=8, denoiser_blocks=1, ratio_hidden=8, ratio_blocks=1, heads=2),
+                        training=TrainingBudget(source_steps=3, ratio_steps=3, batch_size=8))
+    res = validate(GTL(), "diagonal", exact_length=2, length=6, samples=20, learned_n_target=10,
+                   models_dir=tmp_path / "models", learned_config=tiny, progress=False)
+    learned = [r for r in res["rules"] if r["setting"].startswith("long, learned (n target 10)")]
+    assert len(learned) == 4 and all(r["mc_kl"] is not None and r["cross_entropy_gap"] is not None for r in learned)
+    assert res["learned_n_target"] == 10 and any((tmp_path / "models").glob("*.pt"))
