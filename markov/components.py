@@ -77,6 +77,11 @@ def _train(net, loss_fn, data, steps, lr, batch, seed, weight_decay, progress, l
         train(net, loss_fn, data, cfg, progress=progress, description=label)
 
 
+def _denoiser_sizes(sizes: ModelSizes) -> dict:
+    """The sizes a denoiser's weights depend on (not the ratio network's)."""
+    return {"hidden": sizes.denoiser_hidden, "blocks": sizes.denoiser_blocks, "heads": sizes.heads}
+
+
 def train_denoiser(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, budget: TrainingBudget, *, seed: int,
                    key: dict, steps: int, lr: float, init: DenoiserNet | None = None, label: str = "denoiser") -> DenoiserNet:
     cfg = backbone(key["vocab_size"], x.shape[1], sizes.denoiser_hidden, sizes.denoiser_blocks, sizes.heads)
@@ -89,7 +94,7 @@ def train_denoiser(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, bu
         _train(net, lambda m, b, g: mdlm_loss(m, b, SCHEDULE, mask_id, g), x, steps, lr, budget.batch_size, seed,
                budget.weight_decay, store.progress, label)
 
-    return store.get(label, {**key, "steps": steps, "lr": lr, "seed": seed, "sizes": vars(sizes)}, build, fit)
+    return store.get(label, {**key, "steps": steps, "lr": lr, "seed": seed, "sizes": _denoiser_sizes(sizes)}, build, fit)
 
 
 def _balanced(source: torch.Tensor, target: torch.Tensor, batch: int):
@@ -108,8 +113,10 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
     """A ratio model (SequenceRatio) from source and target samples with the chosen estimator."""
     k, length = key["vocab_size"], source.shape[1]
     cfg = backbone(k, length, sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
-    draw = _balanced(source, target, budget.batch_size)
-    full_key = {**key, "estimator": estimator, "steps": budget.ratio_steps, "seed": seed, "sizes": vars(sizes), "n_target": len(target)}
+    batch, lr = budget.ratio_batch_size, budget.ratio_lr
+    draw = _balanced(source, target, batch)
+    full_key = {**key, "estimator": estimator, "steps": budget.ratio_steps, "lr": lr, "batch": batch, "seed": seed,
+                "sizes": vars(sizes), "n_target": len(target)}
 
     if estimator == "noisy-classifier":
         def noisy_batch(gen):
@@ -118,8 +125,8 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
             return z, labels
 
         def fit(net):
-            _train(net, lambda m, b, g: classifier_loss(m(b[0])[:, 0], b[1]), noisy_batch, budget.ratio_steps, budget.lr,
-                   budget.batch_size, seed, budget.weight_decay, store.progress, "noisy classifier")
+            _train(net, lambda m, b, g: classifier_loss(m(b[0])[:, 0], b[1]), noisy_batch, budget.ratio_steps, lr,
+                   batch, seed, budget.weight_decay, store.progress, "noisy classifier")
 
         net = store.get("noisy-classifier", full_key, lambda: SequenceNet(cfg), fit)
         return ClassifierRatio(net, n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
@@ -130,8 +137,8 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
         return torch.cat([xs, xt]), torch.cat([torch.ones(len(xs)), torch.zeros(len(xt))])
 
     def fit_clean(net):
-        _train(net, lambda m, b, g: classifier_loss(m(b[0])[:, 0], b[1]), clean_batch, budget.ratio_steps, budget.lr,
-               budget.batch_size, seed, budget.weight_decay, store.progress, "clean classifier")
+        _train(net, lambda m, b, g: classifier_loss(m(b[0])[:, 0], b[1]), clean_batch, budget.ratio_steps, lr,
+               batch, seed, budget.weight_decay, store.progress, "clean classifier")
 
     clean = store.get("clean-classifier", {**full_key, "estimator": "clean"}, lambda: SequenceNet(cfg), fit_clean)
     with torch.no_grad():
@@ -139,14 +146,14 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
     space = "ratio" if estimator == "regression-ratio" else "log"
 
     def regression_batch(gen):
-        idx = torch.randint(len(source), (budget.batch_size,), generator=gen)
+        idx = torch.randint(len(source), (batch,), generator=gen)
         x = source[idx]
         t = sample_times(len(x), gen, 0.0, False, x.device)
         return mask_tokens(x, t, SCHEDULE, k, gen), labels[idx]
 
     def fit_reg(net):
         _train(net, lambda m, b, g: ratio_regression_loss(m(b[0])[:, 0], b[1], space), regression_batch, budget.ratio_steps,
-               budget.lr, budget.batch_size, seed, budget.weight_decay, store.progress, f"ratio net ({space})")
+               lr, batch, seed, budget.weight_decay, store.progress, f"ratio net ({space})")
 
     net = store.get(f"ratio-{space}", full_key, lambda: SequenceNet(cfg), fit_reg)
     return NetworkRatio(net)
@@ -206,7 +213,7 @@ def train_ar_source(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, b
         _train(net, lambda m, b, g: ar_loss(m, b, k), x, budget.ar_steps, budget.lr, budget.batch_size, seed,
                budget.weight_decay, store.progress, "autoregressive source")
 
-    return store.get("ar-source", {**key, "steps": budget.ar_steps, "seed": seed, "sizes": vars(sizes)}, lambda: DenoiserNet(cfg), fit)
+    return store.get("ar-source", {**key, "steps": budget.ar_steps, "seed": seed, "sizes": _denoiser_sizes(sizes)}, lambda: DenoiserNet(cfg), fit)
 
 
 def train_ar2diff(store: ComponentStore, ar_net: DenoiserNet, source: torch.Tensor, target: torch.Tensor, sizes: ModelSizes,
@@ -220,7 +227,7 @@ def train_ar2diff(store: ComponentStore, ar_net: DenoiserNet, source: torch.Tens
                budget.batch_size, seed, budget.weight_decay, store.progress, "ar2diff source")
 
     base = store.get("ar2diff-source", {**key, "steps": budget.ar2diff_continue_steps, "ar_steps": budget.ar_steps, "seed": seed,
-                                        "sizes": vars(sizes)}, lambda: diffusion_from_ar(ar_net), fit_source)
+                                        "sizes": _denoiser_sizes(sizes)}, lambda: diffusion_from_ar(ar_net), fit_source)
     return train_denoiser(store, target, sizes, budget, seed=seed, key={**key, "n_target": len(target), "init": "ar2diff"},
                           steps=budget.finetune_steps, lr=budget.finetune_lr, init=base, label="ar2diff-fine-tuned")
 

@@ -23,19 +23,22 @@ class ModelSizes:
 
     denoiser_hidden: int = 32
     denoiser_blocks: int = 2
-    ratio_hidden: int = 16
+    ratio_hidden: int = 32
     ratio_blocks: int = 2
     heads: int = 4
 
 
 @dataclass(frozen=True)
 class TrainingBudget:
-    """AdamW steps of every learned component (batch ``batch_size``)."""
+    """AdamW steps of every learned component (batch ``batch_size``, rate ``lr``), except the ratio
+    model, which has its own batch and rate: its log-ratio spans tens of nats between the two domains,
+    so the cross-entropy saturates on most pairs and it needs larger batches and a larger rate to
+    learn the differences between neighbouring sequences that guidance uses."""
 
     source_steps: int = 1500
     target_steps: int = 800
     finetune_steps: int = 400
-    ratio_steps: int = 1000
+    ratio_steps: int = 2000
     planner_steps: int = 200
     tcsm_steps: int = 400
     ar_steps: int = 1000
@@ -44,6 +47,8 @@ class TrainingBudget:
     lr: float = 1e-3
     finetune_lr: float = 3e-4
     weight_decay: float = 0.01
+    ratio_batch_size: int = 128
+    ratio_lr: float = 3e-3
 
 
 @dataclass(frozen=True)

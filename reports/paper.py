@@ -127,13 +127,26 @@ def ordering(values: Mapping[str, float | None], lower_is_better: bool) -> list[
     return sorted(present, key=lambda m: present[m] if lower_is_better else -present[m])
 
 
+TIE_RTOL = 1e-3
+
+
+def is_tie(values: list[float]) -> bool:
+    """True when the values agree to a relative 1e-3 (max - min <= TIE_RTOL max|v|): no ranking."""
+    return len(values) > 1 and max(values) - min(values) <= TIE_RTOL * max(abs(v) for v in values)
+
+
 def ordering_sentences(comparisons: list[Comparison], lower_is_better: bool) -> list[str]:
-    """For each setting, whether our ranking of the methods matches the paper's."""
+    """For each setting, whether our ranking of the methods matches the paper's; settings where
+    our values tie (``is_tie``) get a sentence saying there is no ranking to compare."""
     out = []
     for setting in dict.fromkeys(c.setting for c in comparisons):
         group = [c for c in comparisons if c.setting == setting]
         ours = ordering({c.method: c.ours for c in group}, lower_is_better)
         if len(ours) < 2:
+            continue
+        values = [c.ours for c in group if c.method in ours]
+        if is_tie(values):
+            out.append(f"At {setting} our methods tie (all {values[0]:.3g}): no ranking to compare.")
             continue
         paper = [m for m in ordering({c.method: c.paper for c in group}, lower_is_better) if m in ours]
         show = lambda ms: " > ".join(DISPLAY_NAMES.get(m, m) for m in ms)  # noqa: E731

@@ -101,8 +101,14 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
                   "MAUVE (0 to 1)", series, logx=True, error="std")
         body += "\n\n" + figure_markdown(rel, "MAUVE against the share of physics data kept; error bars: std over seeds.")
         sections.append(("MAUVE", body))
-        best = {p: max(((msums[(m, p)].mean, m) for m in methods if (m, p) in msums)) for p in pcts}
-        summary_parts.append("Highest MAUVE: " + "; ".join(f"{_pct_text(p)} target data: {m} ({fmt(v, 3)})" for p, (v, m) in best.items()) + ".")
+        def highest(p: float) -> str:
+            values = [(msums[(m, p)].mean, m) for m in methods if (m, p) in msums]
+            if paper.is_tie([v for v, _ in values]):
+                return f"{_pct_text(p)} target data: all methods tie ({fmt(values[0][0], 3)})"
+            v, m = max(values)
+            return f"{_pct_text(p)} target data: {m} ({fmt(v, 3)})"
+
+        summary_parts.append("Highest MAUVE: " + "; ".join(highest(p) for p in pcts) + ".")
 
         # Comparison with the paper: orderings only.
         ours_s = {(paper.canonical_method(m), paper.pct_key(p)): s for (m, p), s in msums.items()
@@ -110,12 +116,14 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
         ours = {k: s.mean for k, s in ours_s.items()}
         comparisons = paper.language_comparisons(ours)
         if any(c.ours is not None for c in comparisons):
-            ranks_ours: dict[tuple[str, float], int] = {}
+            ranks_ours: dict[tuple[str, float], int | str] = {}
             ranks_paper: dict[tuple[str, float], int] = {}
             for p in paper.LANGUAGE_FRACTIONS_PCT:
                 group = [c for c in comparisons if c.key == p]
-                for i, m in enumerate(paper.ordering({c.method: c.ours for c in group}, lower_is_better=False)):
-                    ranks_ours[(m, p)] = i + 1
+                ours_group = {c.method: c.ours for c in group}
+                tied = paper.is_tie([v for v in ours_group.values() if v is not None])
+                for i, m in enumerate(paper.ordering(ours_group, lower_is_better=False)):
+                    ranks_ours[(m, p)] = "tie" if tied else i + 1
                 for i, m in enumerate(paper.ordering({c.method: c.paper for c in group}, lower_is_better=False)):
                     ranks_paper[(m, p)] = i + 1
             rows = [[_pct_text(c.key), paper.DISPLAY_NAMES[c.method],
@@ -135,8 +143,10 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
                                                   "compare the ordering of the lines with ours, not the values.")
             sections.insert(0, ("Comparison with the paper (orderings only)", body))
             agree = sum("matches" in s for s in sentences)
-            summary_parts.append(f"The ranking of target-only, fine-tuned and GTL matches the paper at {agree} of {len(sentences)} "
-                                 "target shares (MAUVE features differ from the paper's, so only orderings are compared).")
+            ranked = sum("the ranking" in s for s in sentences)
+            summary_parts.append(f"The ranking of target-only, fine-tuned and GTL matches the paper at {agree} of {ranked} "
+                                 "target shares where our values differ (MAUVE features differ from the paper's, so only "
+                                 "orderings are compared).")
 
     if d["classifier"]:
         cvals: dict[tuple[str, float], dict[str, list]] = defaultdict(lambda: defaultdict(list))

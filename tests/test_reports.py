@@ -246,6 +246,17 @@ def test_language_ordering_disagreement_and_percent_fractions(tmp_path, out):
     assert "| 100 % |" in text
 
 
+def test_language_tied_mauve_is_reported_as_a_tie_not_a_ranking(tmp_path, out):
+    res = language_results()
+    for r in res["mauve"]:
+        r["mauve"] = 0.00407  # every method at the MAUVE floor
+    text = build_report(write(tmp_path, "lang3", "language", res), out).read_text()
+    assert "At 1 % target data our methods tie (all 0.00407): no ranking to compare." in text
+    assert "1 % target data: all methods tie (0.00407)" in text
+    assert "matches the paper at 0 of 0 target shares where our values differ" in text
+    assert "| 1 % | GTL | 0.00407 ± 0 | tie |" in text
+
+
 def test_benchmark_report(tmp_path, out):
     md = build_report(write(tmp_path, "bench", "benchmark", benchmark_results()), out)
     text = md.read_text()
