@@ -27,7 +27,7 @@ SCHEMES = ("paper", "physics-broad")
 RATIO_ESTIMATORS = ("regression", "noisy-classifier")
 RATIO_SPACES = ("ratio", "log")
 DEVICES = ("auto", "cpu", "cuda")
-METHODS = ("source-only", "target-only", "fine-tuned", "gtl", "gtl-planner")
+METHODS = ("source-only", "target-only", "fine-tuned", "gtl", "gtl-planner", "tcsm")
 POSITIONS = ("rotary", "learned")
 
 
@@ -173,7 +173,8 @@ class Budget:
 @dataclass(frozen=True)
 class Training:
     """Budgets: source denoiser (MDLM on CS), target-only denoisers, fine-tuning of the source
-    denoiser, clean classifier, noisy (time-dependent) classifier, ratio network and planner."""
+    denoiser, clean classifier, noisy (time-dependent) classifier, ratio network and planner. The
+    TCSM correction network (method ``tcsm``) is trained with the ratio network's budget."""
 
     source: Budget = field(default_factory=lambda: Budget(steps=400, lr=1e-3, warmup=40))
     target: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3, warmup=20))

@@ -17,8 +17,10 @@ file with the same configuration hash exists, and training itself checkpoints to
    optional cycle term against the noisy classifier on masked target segments) or the noisy
    classifier itself as the ratio.
 6. :func:`planner`: per-position probability that the frozen source denoiser's arg-max is right.
-7. :func:`draw_samples`: source-only, target-only, fine-tuned (ancestral, unguided), gtl (ancestral
-   GTL with top-n candidates) and gtl-planner (one planner-chosen position per step).
+7. :func:`draw_samples`: source-only, target-only, fine-tuned, tcsm (:func:`tcsm_denoiser`: the
+   frozen source denoiser times a learned exp-correction of the ratio network's size, trained on the
+   kept physics segments with the MDLM loss; ancestral, unguided), gtl (ancestral GTL with top-n
+   candidates) and gtl-planner (one planner-chosen position per step).
 8. :func:`evaluate_samples`: MiniLM-feature MAUVE, classifier score, distinct-n, perplexity.
 9. :func:`run_pipeline` assembles the ``language`` results; :func:`run` writes results.json and
    the Markdown report.
@@ -44,6 +46,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from gtl_verify.baselines import TCSMNet
 from gtl_verify.learned import ClassifierRatio, NetworkDenoiser, NetworkPlanner, NetworkRatio
 from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet, count_parameters, load_network, save_network
 from gtl_verify.objectives import (
@@ -460,6 +463,31 @@ def finetuned_denoiser(run: Run, fraction: float) -> DenoiserNet:
     return run.component(name, key, build, fit)
 
 
+def tcsm_denoiser(run: Run, fraction: float) -> TCSMNet:
+    """TCSM-style post-training: logits = frozen source denoiser + correction(z), i.e.
+    p(x^i|z) proportional to p_ref(x^i|z) exp(f(z)_{i,x}); the correction has the ratio network's
+    size ``[models.ratio]`` and budget ``[training.ratio]``, a zero-initialised head (training starts
+    at the source model) and is fitted on the kept physics segments with the MDLM loss."""
+    cfg = run.config
+    source = source_denoiser(run) if "source denoiser" not in run.nets else run.nets["source denoiser"]
+    key = {**_base_key(run), "stage": "tcsm-correction", "fraction": fraction, "reference": run.keys["source denoiser"],
+           "size": vars(cfg.models.ratio), "budget": vars(cfg.training.ratio)}
+    data = run.data
+    name = f"tcsm correction {fraction:g}"
+
+    def build():
+        correction = DenoiserNet(backbone(cfg.models.ratio, data.vocab, data.length))
+        nn.init.zeros_(correction.head.weight)
+        nn.init.zeros_(correction.head.bias)
+        return correction
+
+    def fit(correction, ckpt, digest):
+        model = TCSMNet(source, correction)
+        return run.fit(model, _denoiser_loss(run, model), data.target_train[fraction], cfg.training.ratio, name, ckpt, digest)
+
+    return TCSMNet(source, run.component(name, key, build, fit)).eval()
+
+
 # ------------------------------------------------------------------ 4. classifiers
 def _balanced(source: torch.Tensor, target: torch.Tensor, batch: int):
     half = max(batch // 2, 1)
@@ -634,6 +662,8 @@ def _method_parts(run: Run, method: str, fraction: float):
         return target_denoiser(run, fraction), None, None
     if method == "fine-tuned":
         return finetuned_denoiser(run, fraction), None, None
+    if method == "tcsm":
+        return tcsm_denoiser(run, fraction), None, None
     if method == "gtl":
         return run.nets["source denoiser"], ratio_model(run, fraction), None
     if method == "gtl-planner":
@@ -652,6 +682,7 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
     net, ratio, plan = _method_parts(run, method, fraction)
     names = {"source-only": ["source denoiser"], "target-only": [f"target-only denoiser {fraction:g}"],
              "fine-tuned": [f"fine-tuned denoiser {fraction:g}"],
+             "tcsm": ["source denoiser", f"tcsm correction {fraction:g}"],
              "gtl": ["source denoiser", ratio_network_name(run, fraction)],
              "gtl-planner": ["source denoiser", ratio_network_name(run, fraction), "planner"]}[method]
     guided = method in ("gtl", "gtl-planner")
@@ -766,6 +797,9 @@ def train_components(run: Run) -> None:
         with run.stage("fine-tuned denoisers"):
             if "fine-tuned" in methods:
                 finetuned_denoiser(run, f)
+        with run.stage("tcsm corrections"):
+            if "tcsm" in methods:
+                tcsm_denoiser(run, f)
     for f in cfg.data.fractions:
         with run.stage("classifiers and ratio"):
             if f == cfg.evaluator_fraction:

@@ -96,6 +96,7 @@ def test_cpu_tiny_end_to_end_results_and_report(tiny_run):
     assert {r["method"] for r in res["timing"]} == methods
     gtl_passes = {r["method"]: r["ratio_passes_per_sequence"] for r in res["timing"]}
     assert gtl_passes["gtl"] > 0 and gtl_passes["gtl-planner"] > 0 and gtl_passes["target-only"] == 0
+    assert "tcsm" in methods and gtl_passes["tcsm"] == 0  # the implicit-ratio baseline samples unguided
     # planner schedule: n candidates at one position per step, L steps -> at most L n passes per sequence
     assert gtl_passes["gtl-planner"] <= config.data.segment_length * config.sampling.candidates
     assert [r["gamma"] for r in res["ablations"]["gamma"]] == list(config.sampling.gamma_sweep)
