@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .networks import DenoiserNet
+from .networks import BackboneConfig, DenoiserNet
 
 
 class TCSMNet(nn.Module):
@@ -49,6 +49,15 @@ class TCSMNet(nn.Module):
         with torch.no_grad():
             ref = self.reference(z, t)
         return ref + self.correction(z, t)
+
+
+def zero_correction(config: BackboneConfig) -> DenoiserNet:
+    """A TCSM correction network f with a zero output head: TCSMNet(reference, f) starts exactly at
+    the reference model (f(z) = 0)."""
+    correction = DenoiserNet(config)
+    nn.init.zeros_(correction.head.weight)
+    nn.init.zeros_(correction.head.bias)
+    return correction
 
 
 def ar_inputs(x: torch.Tensor, start_id: int) -> torch.Tensor:

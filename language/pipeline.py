@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from gtl_verify.baselines import TCSMNet
+from gtl_verify.baselines import TCSMNet, zero_correction
 from gtl_verify.learned import ClassifierRatio, NetworkDenoiser, NetworkPlanner, NetworkRatio
 from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet, count_parameters, load_network, save_network
 from gtl_verify.objectives import (
@@ -476,10 +476,7 @@ def tcsm_denoiser(run: Run, fraction: float) -> TCSMNet:
     name = f"tcsm correction {fraction:g}"
 
     def build():
-        correction = DenoiserNet(backbone(cfg.models.ratio, data.vocab, data.length))
-        nn.init.zeros_(correction.head.weight)
-        nn.init.zeros_(correction.head.bias)
-        return correction
+        return zero_correction(backbone(cfg.models.ratio, data.vocab, data.length))
 
     def fit(correction, ckpt, digest):
         model = TCSMNet(source, correction)

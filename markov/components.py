@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from gtl_verify.baselines import TCSMNet, ar_loss, diffusion_from_ar
+from gtl_verify.baselines import TCSMNet, ar_loss, diffusion_from_ar, zero_correction
 from gtl_verify.learned import ClassifierRatio, NetworkDenoiser, NetworkPlanner, NetworkRatio
 from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet, load_network, save_network
 from gtl_verify.objectives import (
@@ -189,18 +189,12 @@ def train_tcsm(store: ComponentStore, reference: DenoiserNet, target: torch.Tens
     k = key["vocab_size"]
     cfg = backbone(k, target.shape[1], sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
 
-    def build():
-        correction = DenoiserNet(cfg)
-        torch.nn.init.zeros_(correction.head.weight)
-        torch.nn.init.zeros_(correction.head.bias)
-        return correction
-
     def fit(correction):
         _train(TCSMNet(copy.deepcopy(reference), correction), lambda m, b, g: mdlm_loss(m, b, SCHEDULE, k, g), target,
                budget.tcsm_steps, budget.lr, budget.batch_size, seed, budget.weight_decay, store.progress, "tcsm")
 
     full_key = {**key, "steps": budget.tcsm_steps, "seed": seed, "sizes": vars(sizes), "n_target": len(target)}
-    correction = store.get("tcsm-correction", full_key, build, fit)
+    correction = store.get("tcsm-correction", full_key, lambda: zero_correction(cfg), fit)
     return TCSMNet(copy.deepcopy(reference), correction).eval()
 
 

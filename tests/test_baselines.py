@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gtl_verify.baselines import TCSMNet, ar_log_likelihood, ar_loss, diffusion_from_ar
+from gtl_verify.baselines import TCSMNet, ar_log_likelihood, ar_loss, diffusion_from_ar, zero_correction
 from gtl_verify.forward import enumerate_sequences
 from gtl_verify.networks import BackboneConfig, DenoiserNet
 from markov.oracle import PairOracle
@@ -29,9 +29,7 @@ def test_tcsm_parameterisation_is_exact_with_the_single_site_ratio(preset):
 
 def test_tcsm_starts_at_the_reference_and_keeps_it_frozen():
     torch.manual_seed(0)
-    ref, corr = DenoiserNet(_cfg()), DenoiserNet(_cfg(hidden=8))
-    torch.nn.init.zeros_(corr.head.weight)
-    torch.nn.init.zeros_(corr.head.bias)
+    ref, corr = DenoiserNet(_cfg()), zero_correction(_cfg(hidden=8))
     net = TCSMNet(ref, corr)
     z = torch.randint(0, 4, (5, 4))
     assert torch.allclose(net(z), ref(z))
