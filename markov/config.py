@@ -38,7 +38,7 @@ class TrainingBudget:
     source_steps: int = 1500
     target_steps: int = 800
     finetune_steps: int = 400
-    ratio_steps: int = 2000
+    ratio_steps: int = 1000
     planner_steps: int = 200
     tcsm_steps: int = 400
     ar_steps: int = 1000
