@@ -12,11 +12,11 @@ Named configs live in ``language/configs/<name>.toml`` (``cpu-tiny``, ``cpu``, `
 from __future__ import annotations
 
 import math
-import tomllib
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gtl_verify.config import Budget, ConfigError, NetSize, build, check_sequence, read_toml
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
@@ -28,21 +28,12 @@ RATIO_ESTIMATORS = ("regression", "noisy-classifier")
 RATIO_SPACES = ("ratio", "log")
 DEVICES = ("auto", "cpu", "cuda")
 METHODS = ("source-only", "target-only", "fine-tuned", "gtl", "gtl-planner", "tcsm")
-POSITIONS = ("rotary", "learned")
 
 
 def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
     return value
-
-
-def _check_tuple(name: str, value: Any, allow_empty: bool = False) -> tuple:
-    if not isinstance(value, (tuple, list)):
-        raise ValueError(f"{name} must be a list, got {value!r}")
-    if not value and not allow_empty:
-        raise ValueError(f"{name} must hold at least one value, got []")
-    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -94,7 +85,7 @@ class DataConfig:
         if self.min_count > 1 and (self.vocabulary != "observed" or self.tokenizer != "bert"):
             raise ValueError(f"data.min_count > 1 needs vocabulary = 'observed' and tokenizer = 'bert' (an [UNK] token), "
                              f"got min_count={self.min_count}, vocabulary={self.vocabulary!r}, tokenizer={self.tokenizer!r}")
-        fr = _check_tuple("data.fractions", self.fractions)
+        fr = check_sequence("data.fractions", self.fractions)
         for f in fr:
             check_real_range("data.fractions", f, 0.0, 1.0, open_low=True)
         if len(set(fr)) != len(fr):
@@ -102,33 +93,6 @@ class DataConfig:
         ov = check_real_range("data.overlap", self.overlap, 0.0, 1.0)
         if ov >= 1.0:
             raise ValueError(f"data.overlap must be below 1, got {self.overlap}")
-
-
-@dataclass(frozen=True)
-class NetSize:
-    """Backbone sizes of one network (see :class:`gtl_verify.networks.BackboneConfig`)."""
-
-    hidden: int = 64
-    blocks: int = 2
-    heads: int = 4
-    cond: int = 32
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-    positions: str = "rotary"
-
-    def __post_init__(self) -> None:
-        check_int_range("hidden", self.hidden, 2)
-        check_int_range("blocks", self.blocks, 0)
-        check_int_range("heads", self.heads, 1)
-        check_int_range("cond", self.cond, 2)
-        check_real_range("mlp_ratio", self.mlp_ratio, 0.0, open_low=True)
-        d = check_real_range("dropout", self.dropout, 0.0, 1.0)
-        if d >= 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden must be divisible by heads={self.heads}, got hidden={self.hidden}")
-        if self.positions not in POSITIONS:
-            raise ValueError(f"positions must be one of {list(POSITIONS)}, got {self.positions!r}")
 
 
 @dataclass(frozen=True)
@@ -143,31 +107,6 @@ class Models:
     ratio: NetSize = field(default_factory=lambda: NetSize(hidden=24, blocks=2, heads=4, cond=12))
     classifier: NetSize = field(default_factory=lambda: NetSize(hidden=48, blocks=2, heads=4, cond=24))
     planner: NetSize = field(default_factory=lambda: NetSize(hidden=32, blocks=2, heads=4, cond=16))
-
-
-@dataclass(frozen=True)
-class Budget:
-    """AdamW budget of one component: ``steps`` of ``batch_size`` rows at learning rate ``lr``
-    (linear warm-up over ``warmup`` steps, gradient norm clipped to ``grad_clip``)."""
-
-    steps: int = 100
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup: int = 0
-    grad_clip: float = 1.0
-    ema: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_int_range("steps", self.steps, 0)
-        check_int_range("batch_size", self.batch_size, 2)
-        check_real_range("lr", self.lr, 0.0, open_low=True)
-        check_real_range("weight_decay", self.weight_decay, 0.0)
-        check_int_range("warmup", self.warmup, 0)
-        check_real_range("grad_clip", self.grad_clip, 0.0)
-        e = check_real_range("ema", self.ema, 0.0, 1.0)
-        if e >= 1.0:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
 
 @dataclass(frozen=True)
@@ -242,7 +181,7 @@ class SamplingConfig:
     ablation_samples: int = 32
 
     def __post_init__(self) -> None:
-        methods = _check_tuple("sampling.methods", self.methods)
+        methods = check_sequence("sampling.methods", self.methods)
         for m in methods:
             if m not in METHODS:
                 raise ValueError(f"sampling.methods must be chosen from {list(METHODS)}, got {m!r}")
@@ -254,9 +193,9 @@ class SamplingConfig:
         check_real_range("sampling.gamma", self.gamma, 0.0)
         check_real_range("sampling.planner_temperature", self.planner_temperature, 0.0)
         _check_bool("sampling.planner_log_prob_features", self.planner_log_prob_features)
-        for g in _check_tuple("sampling.gamma_sweep", self.gamma_sweep, allow_empty=True):
+        for g in check_sequence("sampling.gamma_sweep", self.gamma_sweep, allow_empty=True):
             check_real_range("sampling.gamma_sweep", g, 0.0)
-        for n in _check_tuple("sampling.candidates_sweep", self.candidates_sweep, allow_empty=True):
+        for n in check_sequence("sampling.candidates_sweep", self.candidates_sweep, allow_empty=True):
             check_int_range("sampling.candidates_sweep", n, 1)
         check_real_range("sampling.ablation_fraction", self.ablation_fraction, 0.0, 1.0, open_low=True)
         check_int_range("sampling.ablation_samples", self.ablation_samples, 2)
@@ -278,7 +217,7 @@ class EvaluationConfig:
     feature_batch: int = 64
 
     def __post_init__(self) -> None:
-        for s in _check_tuple("evaluation.mauve_seeds", self.mauve_seeds):
+        for s in check_sequence("evaluation.mauve_seeds", self.mauve_seeds):
             check_int_range("evaluation.mauve_seeds", s, 0)
         check_int_range("evaluation.reference_texts", self.reference_texts, 2)
         check_real_range("evaluation.mauve_scaling", self.mauve_scaling, 0.0, open_low=True)
@@ -333,13 +272,6 @@ class LanguageConfig:
                 f"sampling.ablation_fraction={self.sampling.ablation_fraction} must be one of "
                 f"data.fractions={list(self.data.fractions)} when an ablation sweep is set"
             )
-        for name in ("denoiser", "ratio", "classifier", "planner"):
-            size: NetSize = getattr(self.models, name)
-            if size.positions == "rotary" and (size.hidden // size.heads) % 2:
-                raise ValueError(
-                    f"models.{name}: rotary positions need an even head size hidden/heads, "
-                    f"got hidden={size.hidden}, heads={size.heads}"
-                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -354,37 +286,12 @@ class LanguageConfig:
 
 
 # ------------------------------------------------------------------ loading
-def _build(base: Any, data: Any, where: str):
-    """``base`` (a dataclass instance) with the keys of a TOML table replaced; nested tables
-    update nested dataclasses; unknown keys raise ValueError naming them."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a table, got {data!r}")
-    known = {f.name for f in fields(base)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(known)}")
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        current = getattr(base, key)
-        if is_dataclass(current):
-            value = _build(current, value, key if where == "config" else f"{where}.{key}")
-        elif isinstance(value, list):
-            value = tuple(value)
-        out[key] = value
-    try:
-        return replace(base, **out)
-    except ValueError as exc:
-        if where == "config" or str(exc).startswith(where):
-            raise
-        raise ValueError(f"{where}: {exc}") from None
-
-
 def config_from_dict(data: dict[str, Any], name: str | None = None) -> LanguageConfig:
     """A :class:`LanguageConfig` from a nested dict (as read from TOML)."""
     data = dict(data)
     if name is not None and "name" not in data:
         data["name"] = name
-    return _build(LanguageConfig(), data, "config")
+    return build(LanguageConfig(), data)
 
 
 def resolve_config_path(name_or_file: str | Path) -> Path:
@@ -406,14 +313,14 @@ def load_config(name_or_file: str | Path = "cpu", **data_overrides: Any) -> Lang
     """Load a named config or TOML file; ``data_overrides`` (None values ignored) replace keys of
     ``[data]`` (e.g. ``path``)."""
     path = resolve_config_path(name_or_file)
+    raw = read_toml(path)
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
-    config = config_from_dict(raw, name=path.stem)
+        config = config_from_dict(raw, name=path.stem)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     overrides = {k: v for k, v in data_overrides.items() if v is not None}
     if overrides:
-        config = replace(config, data=_build(config.data, overrides, "data"))
+        config = replace(config, data=build(config.data, overrides, "data"))
     return config
 
 

@@ -64,7 +64,7 @@ class Cell:
         self.oracle = PairOracle(self.pair)
         key = (preset, seed, overlap)
         if key not in cache:
-            cache[key] = {"data": make_data(self.pair, n_source=config.n_source, n_target=max(config.n_targets + (config.overlap_n_target,)),
+            cache[key] = {"data": make_data(self.pair, n_source=config.n_source, n_target=config.max_n_target,
                                             length=config.length, seed=seed)}
         self.shared, self.store = cache[key], store
         self.data = self.shared["data"]

@@ -1,16 +1,23 @@
-"""Configuration of the Markov benchmark: defaults, TOML loading, validation and hashing."""
+"""Configuration of the Markov benchmark: the settings, their validation and hashing.
+
+A config file is TOML with the top-level keys of :class:`MarkovConfig` and the tables
+``[models]`` (:class:`ModelSizes`) and ``[training]`` (:class:`TrainingBudget`), read by the
+suite's one loader (:mod:`gtl_verify.config`): every value is type- and range-checked before any
+work, and an error names the dotted key and its value (``training.ratio_steps must be in >= 0,
+got -7``).
+"""
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gtl_verify.config import Budget, ConfigError, NetSize, check_sequence, load
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
-from .presets import PRESETS
+from .presets import PRESETS, make_pair
 
 METHODS = ("source-only", "target-only", "fine-tuned", "gtl", "gtl-oracle-ratio", "gtl-oracle-denoiser", "gtl-planner",
            "tcsm", "ar2diff")
@@ -26,6 +33,31 @@ class ModelSizes:
     ratio_hidden: int = 32
     ratio_blocks: int = 2
     heads: int = 4
+
+    def __post_init__(self) -> None:
+        for role in ("denoiser", "ratio"):
+            hidden, blocks = f"{role}_hidden", f"{role}_blocks"
+            check_int_range(hidden, getattr(self, hidden), 2)
+            check_int_range(blocks, getattr(self, blocks), 0)
+        check_int_range("heads", self.heads, 1)
+        for role in ("denoiser", "ratio"):
+            hidden = getattr(self, f"{role}_hidden")
+            if hidden % self.heads or (hidden // self.heads) % 2:
+                raise ConfigError(f"{role}_hidden must be an even multiple of heads={self.heads} (rotary positions "
+                                  f"need an even head size), got {role}_hidden={hidden}")
+
+    def _size(self, hidden: int, blocks: int) -> NetSize:
+        return NetSize(hidden=hidden, blocks=blocks, heads=self.heads, cond=max(hidden // 2, 2))
+
+    @property
+    def denoiser(self) -> NetSize:
+        """Sizes of the denoisers and of the autoregressive source model (cond = hidden / 2)."""
+        return self._size(self.denoiser_hidden, self.denoiser_blocks)
+
+    @property
+    def ratio(self) -> NetSize:
+        """Sizes of the ratio networks, the classifiers, the planner and the TCSM correction."""
+        return self._size(self.ratio_hidden, self.ratio_blocks)
 
 
 @dataclass(frozen=True)
@@ -49,6 +81,22 @@ class TrainingBudget:
     weight_decay: float = 0.01
     ratio_batch_size: int = 128
     ratio_lr: float = 3e-3
+
+    def __post_init__(self) -> None:
+        for name in ("source_steps", "target_steps", "finetune_steps", "ratio_steps", "planner_steps", "tcsm_steps",
+                     "ar_steps", "ar2diff_continue_steps"):
+            check_int_range(name, getattr(self, name), 0)
+        for name in ("batch_size", "ratio_batch_size"):
+            check_int_range(name, getattr(self, name), 2)
+        for name in ("lr", "finetune_lr", "ratio_lr"):
+            check_real_range(name, getattr(self, name), 0.0, open_low=True)
+        check_real_range("weight_decay", self.weight_decay, 0.0)
+
+    def budget(self, steps: int, lr: float | None = None, batch_size: int | None = None) -> Budget:
+        """The shared :class:`~gtl_verify.config.Budget` of one component (this budget's weight decay;
+        warm-up over a tenth of the steps, at most 100)."""
+        return Budget(steps=steps, batch_size=batch_size or self.batch_size, lr=self.lr if lr is None else lr,
+                      weight_decay=self.weight_decay, warmup=min(100, steps // 10))
 
 
 @dataclass(frozen=True)
@@ -74,31 +122,40 @@ class MarkovConfig:
     training: TrainingBudget = field(default_factory=TrainingBudget)
 
     def __post_init__(self) -> None:
-        for p in self.presets:
-            if p not in PRESETS:
-                raise ValueError(f"presets must be chosen from {list(PRESETS)}, got {p!r}")
-        for m in self.methods:
-            if m not in METHODS:
-                raise ValueError(f"methods must be chosen from {list(METHODS)}, got {m!r}")
+        for name, choices in (("presets", PRESETS), ("methods", METHODS)):
+            for value in check_sequence(name, getattr(self, name)):
+                if value not in choices:
+                    raise ConfigError(f"{name} must be chosen from {list(choices)}, got {value!r}")
         if self.ratio_estimator not in RATIO_ESTIMATORS:
-            raise ValueError(f"ratio_estimator must be one of {list(RATIO_ESTIMATORS)}, got {self.ratio_estimator!r}")
-        if not self.n_targets or not self.seeds or not self.presets or not self.methods:
-            raise ValueError("presets, n_targets, seeds and methods must each hold at least one value")
-        for n in self.n_targets:
+            raise ConfigError(f"ratio_estimator must be one of {list(RATIO_ESTIMATORS)}, got {self.ratio_estimator!r}")
+        for n in check_sequence("n_targets", self.n_targets):
             check_int_range("n_targets", n, 1)
-        for s in self.seeds:
+        for s in check_sequence("seeds", self.seeds):
             check_int_range("seeds", s, 0)
         check_int_range("n_source", self.n_source, 1)
         check_int_range("length", self.length, 2)
         check_int_range("samples", self.samples, 2)
         check_real_range("gamma", self.gamma, 0.0)
-        for g in self.gamma_sweep:
+        for g in check_sequence("gamma_sweep", self.gamma_sweep, allow_empty=True):
             check_real_range("gamma_sweep", g, 0.0)
-        for o in self.overlap_sweep:
+        check_int_range("gamma_sweep_n_target", self.gamma_sweep_n_target, 1)
+        for o in check_sequence("overlap_sweep", self.overlap_sweep, allow_empty=True):
             check_real_range("overlap_sweep", o, 0.0, 1.0)
+        check_int_range("overlap_n_target", self.overlap_n_target, 1)
         if self.candidates is not None:
             check_int_range("candidates", self.candidates, 1)
+            for p in self.presets:
+                k = make_pair(p).vocab_size
+                if self.candidates > k:
+                    raise ConfigError(f"candidates must be at most the vocabulary size K={k} of preset {p!r}, got {self.candidates}")
         check_real_range("planner_temperature", self.planner_temperature, 0.0)
+        if not isinstance(self.models, ModelSizes) or not isinstance(self.training, TrainingBudget):
+            raise ConfigError(f"models and training must be tables, got {self.models!r} and {self.training!r}")
+
+    @property
+    def max_n_target(self) -> int:
+        """The most target samples any cell uses (grid, gamma sweep and overlap sweep)."""
+        return max(self.n_targets + (self.gamma_sweep_n_target, self.overlap_n_target))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,35 +170,8 @@ class MarkovConfig:
         return config_hash({k: v for k, v in self.to_dict().items() if k not in grid})[:12]
 
 
-def _coerce(cls, data: dict[str, Any], where: str):
-    names = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(names)}")
-    out = {}
-    for key, value in data.items():
-        if key == "models":
-            value = _coerce(ModelSizes, value, f"{where}.models")
-        elif key == "training":
-            value = _coerce(TrainingBudget, value, f"{where}.training")
-        elif isinstance(value, list):
-            value = tuple(value)
-        out[key] = value
-    return cls(**out)
-
-
 def load_config(path: str | Path | None = None, **overrides: Any) -> MarkovConfig:
     """Defaults, updated by a TOML file (top-level keys as in :class:`MarkovConfig`, tables
-    [models] and [training]) and then by ``overrides`` (None values ignored)."""
-    config = MarkovConfig()
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
-        config = _coerce(MarkovConfig, data, str(path))
-    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
-    return replace(config, **overrides) if overrides else config
+    [models] and [training]) and then by ``overrides`` (None values ignored); every value is
+    checked before any work (:func:`gtl_verify.config.load`)."""
+    return load(MarkovConfig(), path, **overrides)
