@@ -21,8 +21,6 @@ tokenizer's id such as BERT's 103) has its own row; tokens outside ``0..num_embe
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .storage import atomic_torch_save
 from .validation import check_int_range, check_real_range, check_tokens
 
 POSITIONS = ("rotary", "learned")
@@ -426,15 +425,7 @@ def save_network(net: nn.Module, path: str | Path, meta: dict[str, Any] | None =
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "meta": meta or {},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def load_network(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:

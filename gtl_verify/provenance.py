@@ -14,13 +14,14 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .storage import atomic_write_text
 
 PACKAGES = ("torch", "numpy", "scipy", "sympy", "matplotlib", "hypothesis", "tokenizers", "mauve-text")
 
@@ -66,23 +67,6 @@ def provenance(config: dict[str, Any] | None = None, seeds: list[int] | None = N
         "packages": package_versions(),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_results(path: str | Path, kind: str, results: dict[str, Any], meta: dict[str, Any]) -> Path:

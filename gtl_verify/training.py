@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .storage import atomic_torch_save, load_torch_cache
 from .validation import check_int_range, check_real_range
 
 CHECKPOINT_FORMAT = 1
@@ -160,20 +159,6 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _save_atomic(payload: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint written by :func:`train` (on CPU)."""
     path = Path(path)
@@ -236,8 +221,8 @@ def train(
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(config.seed + 2)
-        if path is not None and path.exists():
-            ckpt = load_checkpoint(path)
+        ckpt = None if path is None else load_torch_cache(path, load_checkpoint)
+        if ckpt is not None:
             if ckpt.get("config_hash") != digest:
                 raise ValueError(
                     f"checkpoint {path} was written by a different config (hash {str(ckpt.get('config_hash'))[:12]}, "
@@ -265,7 +250,7 @@ def train(
         def save() -> None:
             if path is None:
                 return
-            _save_atomic(
+            atomic_torch_save(
                 {
                     "format": CHECKPOINT_FORMAT,
                     "step": step,

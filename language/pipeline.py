@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from gtl_verify.baselines import TCSMNet, zero_correction
 from gtl_verify.learned import ClassifierRatio, NetworkDenoiser, NetworkPlanner, NetworkRatio
-from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet, count_parameters, load_network, save_network
+from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet
 from gtl_verify.objectives import (
     classifier_log_ratio,
     classifier_loss,
@@ -63,11 +63,13 @@ from gtl_verify.objectives import (
     sample_times,
     subs_log_probs,
 )
-from gtl_verify.provenance import atomic_write_text, device_name, provenance, write_results
+from gtl_verify.provenance import device_name, provenance, write_results
+from gtl_verify.storage import RunLock, atomic_torch_save, atomic_write_text, load_torch_cache, read_json_cache
 from gtl_verify.rules import GTL, Unguided
 from gtl_verify.samplers import SamplerConfig, ancestral_sample, planner_sample
 from gtl_verify.schedules import LogLinearSchedule, Schedule
-from gtl_verify.training import TrainConfig, build_seeded, config_hash, train
+from gtl_verify.store import ComponentStore, Fit, key_digest, slug
+from gtl_verify.training import TrainConfig, config_hash, train
 
 from . import data as data_mod
 from . import evaluate as ev
@@ -190,10 +192,13 @@ class Run:
     data: PreparedData | None = None
     nets: dict[str, nn.Module] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
-    components: dict[str, dict[str, Any]] = field(default_factory=dict)
-    trained: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    store: ComponentStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = ComponentStore(self.root / "models", digest_chars=16, checkpoints=self.root / "checkpoints",
+                                    device=self.device, log=self.log)
 
     def log(self, message: str) -> None:
         if self.progress:
@@ -227,42 +232,23 @@ class Run:
         return (self.config.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
 
     # ---------------------------------------------------------- component store
-    def component(self, name: str, key: dict[str, Any], build: Callable[[], nn.Module],
-                  fit: Callable[[nn.Module, Path, str], Any]) -> nn.Module:
-        """Load ``<run>/models/<name>-<hash>.pt`` when present (hash of ``key``), else build, fit
-        (resumable through ``<run>/checkpoints/<name>-<hash>.ckpt``), save and return the network."""
-        digest = config_hash(key)[:16]
+    def component(self, name: str, key: dict[str, Any], build: Callable[[], nn.Module], fit: Fit) -> nn.Module:
+        """The component ``name`` from ``<run>/models`` (see :class:`gtl_verify.store.ComponentStore`;
+        training resumes from ``<run>/checkpoints``), memoised for this run."""
+        digest = key_digest(key, self.store.digest_chars)
         if name in self.nets and self.keys.get(name) == digest:
             return self.nets[name]
         self.keys[name] = digest
-        path = self.root / "models" / f"{_slug(name)}-{digest}.pt"
-        if path.is_file():
-            net, meta = load_network(path, map_location=self.device)
-            if meta.get("config_hash") != digest:
-                raise ValueError(f"model file {path} was written by a different config (hash {meta.get('config_hash')!r})")
-            self.log(f"{name}: loaded {path.name}")
-            info = dict(meta.get("info", {}))
-        else:
-            net = build_seeded(build, digest).to(self.device)
-            ckpt = self.root / "checkpoints" / f"{_slug(name)}-{digest}.ckpt"
-            self.log(f"{name}: training ({count_parameters(net):,} parameters)")
-            result = fit(net, ckpt, digest)
-            net.eval()
-            info = {"parameters": count_parameters(net)}
-            if result is not None:
-                losses = result.losses
-                tail = losses[-max(1, len(losses) // 10):] if losses else []
-                info.update({"steps": result.steps, "final_loss": float(np.mean(tail)) if tail else None,
-                             "first_loss": float(losses[0]) if losses else None, "train_seconds": result.wall_time_s})
-            save_network(net, path, {"config_hash": digest, "key": _jsonable(key), "info": info})
-            ckpt.unlink(missing_ok=True)
-            self.trained.append(name)
-            losses = "" if info.get("final_loss") is None else f", loss {info['first_loss']:.4f} -> {info['final_loss']:.4f}"
-            self.log(f"{name}: saved ({info.get('steps', 0)} steps{losses})")
-        info["parameters"] = count_parameters(net)
-        self.components[name] = info
-        self.nets[name] = net
-        return net
+        self.nets[name] = self.store.get(name, key, build, fit)
+        return self.nets[name]
+
+    @property
+    def components(self) -> dict[str, dict[str, Any]]:
+        return self.store.components
+
+    @property
+    def trained(self) -> list[str]:
+        return self.store.trained
 
     def fit(self, net: nn.Module, loss_fn, data, budget: Budget, name: str, ckpt: Path, digest: str):
         """Train ``net`` with :func:`gtl_verify.training.train` (checkpointed, resumable)."""
@@ -274,8 +260,12 @@ class Run:
         return train(net, loss_fn, data, cfg, checkpoint_path=ckpt, progress=self.progress, config_hash=digest, description=name)
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "-" for c in name)
+def _payload(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A cached torch payload holding ``keys``; ValueError (a damaged cache) otherwise."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or not set(keys) <= payload.keys():
+        raise ValueError(f"expected a dict with keys {list(keys)}")
+    return payload
 
 
 def _jsonable(value: Any) -> Any:
@@ -325,9 +315,8 @@ def prepare_data(run: Run) -> PreparedData:
         (p.name, p.stat().st_size) for p in data_mod.data_files(data_dir)]}
     digest = config_hash(key)[:16]
     cache = run.root / "data" / f"segments-{digest}.pt"
-    texts = None
-    if cache.is_file():
-        payload = torch.load(cache, map_location="cpu", weights_only=True)
+    payload = load_torch_cache(cache, lambda p: _payload(p, ("texts", "summary", "segments")))
+    if payload is not None:
         run.log(f"data: loaded {cache.name}")
     else:
         run.log(f"data: reading {data_dir}")
@@ -353,10 +342,7 @@ def prepare_data(run: Run) -> PreparedData:
 
         payload["segments"] = {name: pack(name) for name in texts}
         payload["counts"] = {name: len(t) for name, t in texts.items()}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(cache)
+        atomic_torch_save(payload, cache)
     seg = payload["segments"]
     info = tokenizer_info(tok)
     if cfg.vocabulary == "observed":
@@ -688,9 +674,9 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
            "temperature": cfg.planner_temperature if method == "gtl-planner" else None,
            "gamma": gamma if guided else None, "candidates": candidates if guided else None, "seed": run.config.seed}
     digest = config_hash(key)[:16]
-    path = run.root / "samples" / f"{_slug(method)}-{fraction:g}-{tag}-{digest}.pt"
-    if path.is_file():
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+    path = run.root / "samples" / f"{slug(method)}-{fraction:g}-{tag}-{digest}.pt"
+    payload = load_torch_cache(path, lambda p: _payload(p, ("tokens", "cost")))
+    if payload is not None:
         return SampleSet(method, fraction, tag, payload["tokens"], dict(payload["cost"]))
     denoiser = NetworkDenoiser(net, data.vocab.mask_id)
     rule = GTL(candidates=candidates) if guided else Unguided()
@@ -713,10 +699,7 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
     bar.close()
     tokens = torch.cat(outs)
     totals["samples"] = samples
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"tokens": tokens, "cost": totals, "key": _jsonable(key)}, tmp)
-    tmp.replace(path)
+    atomic_torch_save({"tokens": tokens, "cost": totals, "key": _jsonable(key)}, path)
     run.log(f"samples {method} {fraction:g} [{tag}]: {samples} in {totals['wall_time_s']:.1f}s")
     return SampleSet(method, fraction, tag, tokens, totals)
 
@@ -760,9 +743,10 @@ def evaluate_samples(e: Evaluator, tokens: torch.Tensor, *, tokenizer_ids: bool 
     digest = config_hash({"tokens": tokens.tolist(), "tok": tokenizer_ids, "seeds": seeds, "eval": vars(cfg),
                           "ref": e.run.data.hash, "cls": e.run.keys.get(f"clean classifier {e.run.config.evaluator_fraction:g}"),
                           "ev": e.run.keys.get(f"target-only denoiser {e.run.config.evaluator_fraction:g}")})[:16]
-    path = e.run.root / "metrics" / f"{_slug(tag)}-{digest}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    path = e.run.root / "metrics" / f"{slug(tag)}-{digest}.json"
+    cached = read_json_cache(path)
+    if isinstance(cached, dict):
+        return cached
     texts = e.texts(tokens, tokenizer_ids)
     feats = e.features(texts)
     m = ev.mauve_seeds(feats, e.reference, seeds, cfg.mauve_scaling)
@@ -973,10 +957,11 @@ def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple
     from reports.builder import build_report
 
     start = time.perf_counter()
-    results = run_pipeline(config, out, progress)
-    meta = provenance(config.to_dict(), [config.seed], time.perf_counter() - start)
-    path = write_results(Path(out) / "results.json", "language", results, meta)
-    report = build_report(path, out)
+    with RunLock(out):
+        results = run_pipeline(config, out, progress)
+        meta = provenance(config.to_dict(), [config.seed], time.perf_counter() - start)
+        path = write_results(Path(out) / "results.json", "language", results, meta)
+        report = build_report(path, out)
     return path, report
 
 

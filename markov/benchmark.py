@@ -22,7 +22,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -30,14 +30,16 @@ from tqdm.auto import tqdm
 from gtl_verify.density import fixed_order_log_density
 from gtl_verify.exact_law import planner_law
 from gtl_verify.planners import LeftToRightPlanner
-from gtl_verify.provenance import atomic_write_text, provenance, write_results
+from gtl_verify.provenance import provenance, write_results
+from gtl_verify.storage import RunLock, atomic_write_text, read_json_cache
 from gtl_verify.rules import GTL, Unguided
 from gtl_verify.samplers import SamplerConfig, planner_sample
 
 from . import metrics
+from gtl_verify.store import ComponentStore
+
 from .components import (
     SCHEDULE,
-    ComponentStore,
     as_denoiser,
     train_ar2diff,
     train_ar_source,
@@ -205,32 +207,120 @@ def _cell_path(run_dir: Path, *parts: Any) -> Path:
 def _check_run_dir(run_dir: Path, config: MarkovConfig) -> None:
     """A run folder holds cells of one cell-defining configuration only."""
     marker = run_dir / "cell-config.json"
-    if marker.is_file():
-        stored = json.loads(marker.read_text()).get("cell_hash")
-        if stored != config.cell_hash():
-            raise ValueError(f"run folder {run_dir} holds cells of another configuration (cell hash {stored}, "
+    stored = read_json_cache(marker)
+    if stored is not None:
+        if stored.get("cell_hash") != config.cell_hash():
+            raise ValueError(f"run folder {run_dir} holds cells of another configuration (cell hash {stored.get('cell_hash')}, "
                              f"this config {config.cell_hash()}); choose another --out")
     else:
         atomic_write_text(marker, json.dumps({"cell_hash": config.cell_hash()}))
 
 
-def _cached(path: Path, compute) -> Any:
-    if path.is_file():
-        return json.loads(path.read_text())
-    value = compute()
-    atomic_write_text(path, json.dumps(value))
-    return value
+GRID_FIELDS = {"presets": PRESETS, "methods": METHODS, "n_targets": None, "seeds": None, "gamma_sweep": None, "overlap_sweep": None}
+
+
+def folder_grid(run_dir: Path, config: MarkovConfig) -> MarkovConfig:
+    """``config`` with every grid list widened to the union of the grids run into ``run_dir``
+    (recorded in ``grid.json``), so the summary covers every cell the folder holds."""
+    path = run_dir / "grid.json"
+    stored = read_json_cache(path) or {}
+    union: dict[str, tuple] = {}
+    for name, order in GRID_FIELDS.items():
+        values = list(getattr(config, name))
+        extra = [v for v in stored.get(name, []) if v not in values]
+        if extra:
+            values += extra
+            values.sort(key=order.index if order else (lambda v: -v) if name == "n_targets" else None)
+        union[name] = tuple(values)
+    atomic_write_text(path, json.dumps(union))
+    return replace(config, **union)
+
+
+Fetch = Callable[[Path | None, Callable[[], Any]], Any]
+
+
+def _compute_fetch(run_dir: Path | None) -> Fetch:
+    """Cached computation: read the cell file when it holds a value, else compute and store it."""
+    def fetch(path, compute):
+        if run_dir is None:
+            return compute()
+        value = read_json_cache(path)
+        if value is None:
+            value = compute()
+            atomic_write_text(path, json.dumps(value))
+        return value
+
+    return fetch
+
+
+def _stored_fetch(path: Path | None, compute: Callable[[], Any]) -> Any:
+    """Read-only: the cell file's value, or None for a cell this folder has not finished."""
+    return read_json_cache(path)
+
+
+def _grid_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetch, progress: bool) -> dict[str, list]:
+    """The cell rows of the grid and the component checks; a cell ``fetch`` gives None for is left out."""
+    out: dict[str, list] = {"cells": [], "components": []}
+    path = (lambda *parts: _cell_path(run_dir, *parts)) if run_dir is not None else (lambda *parts: None)
+    jobs = [(p, s, n, m) for p in config.presets for s in config.seeds for n in config.n_targets for m in config.methods]
+    bar = tqdm(jobs, desc="markov grid", disable=not progress)
+    for p, s, n, m in bar:
+        bar.set_postfix_str(f"{p} seed={s} n={n} {m}")
+        gen_seed = s * 1_000_003 + n * 101 + METHODS.index(m)
+        value = fetch(path(p, s, n, m), lambda: evaluate(cell_of(p, s, n), m, config.gamma, torch.Generator().manual_seed(gen_seed)))
+        if value is not None:
+            out["cells"].append({"preset": p, "n_target": n, "method": m, "seed": s, **value})
+    if any(m in config.methods for m in ("gtl", "gtl-oracle-denoiser", "gtl-planner")):
+        for p in config.presets:
+            for s in config.seeds:
+                for n in config.n_targets:
+                    out["components"].extend(fetch(path(p, s, n, "components"),
+                                                   lambda: component_errors(cell_of(p, s, n), torch.Generator().manual_seed(s))) or [])
+    if "ar2diff" in config.methods:
+        for p in config.presets:
+            for s in config.seeds:
+                out["components"].extend(fetch(path(p, s, "ar-check"), lambda: ar_likelihood_check(cell_of(p, s, config.n_targets[0]))) or [])
+    return out
+
+
+def _sweep_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetch, progress: bool) -> dict[str, list]:
+    """The gamma sweep (gtl at ``gamma_sweep_n_target``) and the overlap sweep (exact source denoiser
+    + learned ratio: only the ratio is retrained per overlap value)."""
+    out: dict[str, list] = {"gamma_sweep": [], "overlap_sweep": []}
+    path = (lambda *parts: _cell_path(run_dir, *parts)) if run_dir is not None else (lambda *parts: None)
+    sweep = [(p, s, g) for p in config.presets for s in config.seeds for g in config.gamma_sweep]
+    for p, s, g in tqdm(sweep, desc="gamma sweep", disable=not progress or not sweep):
+        n = config.gamma_sweep_n_target
+        value = fetch(path(p, s, n, "gamma", g), lambda: evaluate(cell_of(p, s, n), "gtl", g, torch.Generator().manual_seed(s + 17))["metrics"])
+        if value is not None:
+            out["gamma_sweep"].append({"preset": p, "n_target": n, "gamma": g, "seed": s, "transition_kl": value["transition_kl"]})
+    overlap = [(o, s, "gtl-oracle-denoiser") for o in config.overlap_sweep for s in config.seeds]
+    for o, s, m in tqdm(overlap, desc="overlap sweep", disable=not progress or not overlap):
+        p, n = config.presets[0], config.overlap_n_target
+        value = fetch(path(p, s, n, "overlap", o, m),
+                      lambda: evaluate(cell_of(p, s, n, o), m, config.gamma, torch.Generator().manual_seed(s + 29))["metrics"])
+        if value is not None:
+            out["overlap_sweep"].append({"overlap": o, "method": m, "seed": s, "transition_kl": value["transition_kl"]})
+    return out
+
+
+def _preset_tables(config: MarkovConfig) -> dict[str, Any]:
+    out = {}
+    for p in config.presets:
+        pair = make_pair(p, seed=config.seeds[0])
+        out[p] = {"vocab_size": pair.source.vocab_size, "source_transition": pair.source.transition.tolist(),
+                  "target_transition": pair.target.transition.tolist()}
+    return out
 
 
 def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = True) -> dict[str, Any]:
-    """Run the whole grid; every finished cell is stored under ``run_dir`` and reused on re-runs."""
+    """Run the whole grid; every finished cell is stored under ``run_dir`` and reused on re-runs.
+    With a run folder, the results cover every finished cell of the folder (the union of the grids
+    run into it), not only this call's grid."""
     if run_dir is not None:
         _check_run_dir(run_dir, config)
-    store = ComponentStore(None if run_dir is None else run_dir / "models", progress=False)
+    store = ComponentStore(None if run_dir is None else run_dir / "models")
     cache: dict = {}
-    results: dict[str, Any] = {"config": config.to_dict(), "presets": {}, "cells": [], "gamma_sweep": [], "overlap_sweep": [], "components": [],
-                               "methods": list(config.methods)}
-    jobs = [(p, s, n, m) for p in config.presets for s in config.seeds for n in config.n_targets for m in config.methods]
     cells: dict[tuple, Cell] = {}
 
     def cell_of(p, s, n, overlap=0.0):
@@ -239,47 +329,14 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
             cells[key] = Cell(config, p, s, n, store, cache, overlap)
         return cells[key]
 
-    def store_or_compute(path, fn):
-        return fn() if run_dir is None else _cached(path, fn)
-
-    for p in config.presets:
-        pair = make_pair(p, seed=config.seeds[0])
-        results["presets"][p] = {"vocab_size": pair.source.vocab_size, "source_transition": pair.source.transition.tolist(),
-                                 "target_transition": pair.target.transition.tolist()}
-    bar = tqdm(jobs, desc="markov grid", disable=not progress)
-    for p, s, n, m in bar:
-        bar.set_postfix_str(f"{p} seed={s} n={n} {m}")
-        gen_seed = s * 1_000_003 + n * 101 + METHODS.index(m)
-        value = store_or_compute(_cell_path(run_dir, p, s, n, m) if run_dir else None,
-                                 lambda: evaluate(cell_of(p, s, n), m, config.gamma, torch.Generator().manual_seed(gen_seed)))
-        results["cells"].append({"preset": p, "n_target": n, "method": m, "seed": s, **value})
-    for p in config.presets:
-        for s in config.seeds:
-            for n in config.n_targets:
-                if any(m in config.methods for m in ("gtl", "gtl-oracle-denoiser", "gtl-planner")):
-                    rows = store_or_compute(_cell_path(run_dir, p, s, n, "components") if run_dir else None,
-                                            lambda: component_errors(cell_of(p, s, n), torch.Generator().manual_seed(s)))
-                    results["components"].extend(rows)
-    if "ar2diff" in config.methods:
-        for p in config.presets:
-            for s in config.seeds:
-                rows = store_or_compute(_cell_path(run_dir, p, s, "ar-check") if run_dir else None,
-                                        lambda: ar_likelihood_check(cell_of(p, s, config.n_targets[0])))
-                results["components"].extend(rows)
-    sweep = [(p, s, g) for p in config.presets for s in config.seeds for g in config.gamma_sweep]
-    for p, s, g in tqdm(sweep, desc="gamma sweep", disable=not progress or not sweep):
-        n = config.gamma_sweep_n_target
-        value = store_or_compute(_cell_path(run_dir, p, s, n, "gamma", g) if run_dir else None,
-                                 lambda: evaluate(cell_of(p, s, n), "gtl", g, torch.Generator().manual_seed(s + 17))["metrics"])
-        results["gamma_sweep"].append({"preset": p, "n_target": n, "gamma": g, "seed": s, "transition_kl": value["transition_kl"]})
-    # exact source denoiser + learned ratio: only the ratio is retrained per overlap value
-    overlap = [(o, s, "gtl-oracle-denoiser") for o in config.overlap_sweep for s in config.seeds]
-    for o, s, m in tqdm(overlap, desc="overlap sweep", disable=not progress or not overlap):
-        p, n = config.presets[0], config.overlap_n_target
-        value = store_or_compute(_cell_path(run_dir, p, s, n, "overlap", o, m) if run_dir else None,
-                                 lambda: evaluate(cell_of(p, s, n, o), m, config.gamma, torch.Generator().manual_seed(s + 29))["metrics"])
-        results["overlap_sweep"].append({"overlap": o, "method": m, "seed": s, "transition_kl": value["transition_kl"]})
-    return results
+    fetch = _compute_fetch(run_dir)
+    rows = {**_grid_rows(config, run_dir, cell_of, fetch, progress), **_sweep_rows(config, run_dir, cell_of, fetch, progress)}
+    summary = config if run_dir is None else folder_grid(run_dir, config)
+    if summary != config:
+        rows = {**_grid_rows(summary, run_dir, cell_of, _stored_fetch, False), **_sweep_rows(summary, run_dir, cell_of, _stored_fetch, False)}
+    return {"config": summary.to_dict(), "presets": _preset_tables(summary), "methods": list(summary.methods),
+            "cells": rows["cells"], "gamma_sweep": rows["gamma_sweep"], "overlap_sweep": rows["overlap_sweep"],
+            "components": rows["components"]}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -300,9 +357,10 @@ def run_from_args(args: argparse.Namespace) -> int:
                          methods=args.methods, samples=args.samples)
     run_dir = Path(args.out or Path("runs") / f"markov-{config.hash()}")
     start = time.perf_counter()
-    results = run_benchmark(config, run_dir, progress=not args.quiet)
-    meta = provenance(config.to_dict(), list(config.seeds), time.perf_counter() - start)
-    path = write_results(run_dir / "results.json", "markov-benchmark", results, meta)
+    with RunLock(run_dir):
+        results = run_benchmark(config, run_dir, progress=not args.quiet)
+        meta = provenance(results["config"], list(results["config"]["seeds"]), time.perf_counter() - start)
+        path = write_results(run_dir / "results.json", "markov-benchmark", results, meta)
     _print_summary(results)
     report = build_report(path, run_dir)
     print(f"results: {path}\nreport: {report}")

@@ -23,7 +23,7 @@ import torch
 
 from gtl_verify.baselines import TCSMNet, ar_loss, diffusion_from_ar, zero_correction
 from gtl_verify.learned import ClassifierRatio, NetworkDenoiser, NetworkPlanner, NetworkRatio
-from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet, load_network, save_network
+from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet
 from gtl_verify.objectives import (
     classifier_log_ratio,
     classifier_loss,
@@ -36,7 +36,8 @@ from gtl_verify.objectives import (
     sample_times,
 )
 from gtl_verify.schedules import LogLinearSchedule, Schedule
-from gtl_verify.training import TrainConfig, build_seeded, config_hash, train
+from gtl_verify.store import ComponentStore, Fit
+from gtl_verify.training import TrainConfig, train
 
 from .config import ModelSizes, TrainingBudget
 
@@ -49,26 +50,12 @@ def backbone(vocab_size: int, length: int, hidden: int, blocks: int, heads: int)
                           hidden=hidden, blocks=blocks, heads=heads, cond=max(hidden // 2, 2))
 
 
-class ComponentStore:
-    """Trains a component once and caches it on disk under ``root`` (keyed by a config hash)."""
-
-    def __init__(self, root: Path | None, progress: bool) -> None:
-        self.root, self.progress = root, progress
-
-    def get(self, name: str, key: dict, build: Callable[[], torch.nn.Module], fit: Callable[[torch.nn.Module], None]) -> torch.nn.Module:
-        digest = config_hash(key)[:12]
-        path = None if self.root is None else self.root / f"{name}-{digest}.pt"
-        if path is not None and path.is_file():
-            net, meta = load_network(path)
-            if meta.get("config_hash") != digest:
-                raise ValueError(f"checkpoint {path} was written by a different config")
-            return net
-        net = build_seeded(build, digest)
+def fitted(fit: Callable[[torch.nn.Module], None]) -> Fit:
+    """A ``fit(net)`` as the store's ``fit(net, checkpoint, digest)`` (Markov training is short: no checkpoints)."""
+    def run(net: torch.nn.Module, checkpoint: Path | None, digest: str) -> None:
         fit(net)
-        net.eval()
-        if path is not None:
-            save_network(net, path, {"config_hash": digest, "key": key})
-        return net
+
+    return run
 
 
 def _train(net, loss_fn, data, steps, lr, batch, seed, weight_decay, progress, label) -> None:
@@ -94,7 +81,7 @@ def train_denoiser(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, bu
         _train(net, lambda m, b, g: mdlm_loss(m, b, SCHEDULE, mask_id, g), x, steps, lr, budget.batch_size, seed,
                budget.weight_decay, store.progress, label)
 
-    return store.get(label, {**key, "steps": steps, "lr": lr, "seed": seed, "sizes": _denoiser_sizes(sizes)}, build, fit)
+    return store.get(label, {**key, "steps": steps, "lr": lr, "seed": seed, "sizes": _denoiser_sizes(sizes)}, build, fitted(fit))
 
 
 def _balanced(source: torch.Tensor, target: torch.Tensor, batch: int):
@@ -128,7 +115,7 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
             _train(net, lambda m, b, g: classifier_loss(m(b[0])[:, 0], b[1]), noisy_batch, budget.ratio_steps, lr,
                    batch, seed, budget.weight_decay, store.progress, "noisy classifier")
 
-        net = store.get("noisy-classifier", full_key, lambda: SequenceNet(cfg), fit)
+        net = store.get("noisy-classifier", full_key, lambda: SequenceNet(cfg), fitted(fit))
         return ClassifierRatio(net, n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
 
     # reference pipeline: clean classifier -> pseudo log r_0 on source -> regression on masked source
@@ -140,7 +127,7 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
         _train(net, lambda m, b, g: classifier_loss(m(b[0])[:, 0], b[1]), clean_batch, budget.ratio_steps, lr,
                batch, seed, budget.weight_decay, store.progress, "clean classifier")
 
-    clean = store.get("clean-classifier", {**full_key, "estimator": "clean"}, lambda: SequenceNet(cfg), fit_clean)
+    clean = store.get("clean-classifier", {**full_key, "estimator": "clean"}, lambda: SequenceNet(cfg), fitted(fit_clean))
     with torch.no_grad():
         labels = classifier_log_ratio(clean(source)[:, 0], 1, 1).float()
     space = "ratio" if estimator == "regression-ratio" else "log"
@@ -155,7 +142,7 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
         _train(net, lambda m, b, g: ratio_regression_loss(m(b[0])[:, 0], b[1], space), regression_batch, budget.ratio_steps,
                lr, batch, seed, budget.weight_decay, store.progress, f"ratio net ({space})")
 
-    net = store.get(f"ratio-{space}", full_key, lambda: SequenceNet(cfg), fit_reg)
+    net = store.get(f"ratio-{space}", full_key, lambda: SequenceNet(cfg), fitted(fit_reg))
     return NetworkRatio(net)
 
 
@@ -177,7 +164,7 @@ def train_planner(store: ComponentStore, denoiser: DenoiserNet, x: torch.Tensor,
         _train(net, lambda m, b, g: planner_loss(m(b[0]), b[1], b[0] == k), batch, budget.planner_steps, budget.lr,
                budget.batch_size, seed, budget.weight_decay, store.progress, "planner")
 
-    net = store.get("planner", {**key, "steps": budget.planner_steps, "seed": seed, "sizes": vars(sizes)}, lambda: PositionNet(cfg), fit)
+    net = store.get("planner", {**key, "steps": budget.planner_steps, "seed": seed, "sizes": vars(sizes)}, lambda: PositionNet(cfg), fitted(fit))
     return NetworkPlanner(net)
 
 
@@ -194,7 +181,7 @@ def train_tcsm(store: ComponentStore, reference: DenoiserNet, target: torch.Tens
                budget.tcsm_steps, budget.lr, budget.batch_size, seed, budget.weight_decay, store.progress, "tcsm")
 
     full_key = {**key, "steps": budget.tcsm_steps, "seed": seed, "sizes": vars(sizes), "n_target": len(target)}
-    correction = store.get("tcsm-correction", full_key, lambda: zero_correction(cfg), fit)
+    correction = store.get("tcsm-correction", full_key, lambda: zero_correction(cfg), fitted(fit))
     return TCSMNet(copy.deepcopy(reference), correction).eval()
 
 
@@ -207,7 +194,7 @@ def train_ar_source(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, b
         _train(net, lambda m, b, g: ar_loss(m, b, k), x, budget.ar_steps, budget.lr, budget.batch_size, seed,
                budget.weight_decay, store.progress, "autoregressive source")
 
-    return store.get("ar-source", {**key, "steps": budget.ar_steps, "seed": seed, "sizes": _denoiser_sizes(sizes)}, lambda: DenoiserNet(cfg), fit)
+    return store.get("ar-source", {**key, "steps": budget.ar_steps, "seed": seed, "sizes": _denoiser_sizes(sizes)}, lambda: DenoiserNet(cfg), fitted(fit))
 
 
 def train_ar2diff(store: ComponentStore, ar_net: DenoiserNet, source: torch.Tensor, target: torch.Tensor, sizes: ModelSizes,
@@ -221,7 +208,7 @@ def train_ar2diff(store: ComponentStore, ar_net: DenoiserNet, source: torch.Tens
                budget.batch_size, seed, budget.weight_decay, store.progress, "ar2diff source")
 
     base = store.get("ar2diff-source", {**key, "steps": budget.ar2diff_continue_steps, "ar_steps": budget.ar_steps, "seed": seed,
-                                        "sizes": _denoiser_sizes(sizes)}, lambda: diffusion_from_ar(ar_net), fit_source)
+                                        "sizes": _denoiser_sizes(sizes)}, lambda: diffusion_from_ar(ar_net), fitted(fit_source))
     return train_denoiser(store, target, sizes, budget, seed=seed, key={**key, "n_target": len(target), "init": "ar2diff"},
                           steps=budget.finetune_steps, lr=budget.finetune_lr, init=base, label="ar2diff-fine-tuned")
 

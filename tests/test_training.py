@@ -210,9 +210,14 @@ def test_checkpoint_from_other_config_raises(tmp_path):
         train(tiny_denoiser(), loss_fn, data, TrainConfig(steps=4, batch_size=4), checkpoint_path=path, progress=False, config_hash="b")
     with pytest.raises(ValueError, match="was written by a different config"):
         train(tiny_denoiser(), loss_fn, data, TrainConfig(steps=4, batch_size=4, lr=1e-2), checkpoint_path=path, progress=False, config_hash="a")
+    # a damaged checkpoint is a cache: named in a warning, removed, and training starts afresh
+    from gtl_verify.storage import DamagedCacheWarning
+
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="could not be read"):
-        train(tiny_denoiser(), loss_fn, data, TrainConfig(steps=4, batch_size=4), checkpoint_path=tmp_path / "junk.pt", progress=False)
+    with pytest.warns(DamagedCacheWarning, match="junk.pt"):
+        result = train(tiny_denoiser(), loss_fn, data, TrainConfig(steps=4, batch_size=4), checkpoint_path=tmp_path / "junk.pt",
+                       progress=False)
+    assert result.steps == 4
 
 
 SCRIPT = textwrap.dedent(
