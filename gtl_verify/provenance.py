@@ -2,7 +2,7 @@
 
 Every results JSON of the suite is an envelope
 
-    {"kind": str, "meta": {...provenance...}, "results": {...}}
+    {"kind": str, "schema_version": int, "meta": {...provenance...}, "results": {...}}
 
 so that ``gtl report`` can render any of them and re-run the recorded command.
 """
@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .results import SCHEMA_VERSION, check_envelope, results_dict
 from .storage import atomic_write_text
 
 PACKAGES = ("torch", "numpy", "scipy", "sympy", "matplotlib", "hypothesis", "tokenizers", "mauve-text")
@@ -69,13 +70,16 @@ def provenance(config: dict[str, Any] | None = None, seeds: list[int] | None = N
     }
 
 
-def write_results(path: str | Path, kind: str, results: dict[str, Any], meta: dict[str, Any]) -> Path:
-    """Write the results envelope {"kind", "meta", "results"} as JSON, atomically."""
-    return atomic_write_text(path, json.dumps({"kind": kind, "meta": meta, "results": results}, indent=2, sort_keys=True, default=float) + "\n")
+def write_results(path: str | Path, kind: str, results: Any, meta: dict[str, Any]) -> Path:
+    """Write the results envelope {"kind", "schema_version", "meta", "results"} as JSON, atomically
+    (0644); ``results`` is a dict or typed results with ``to_dict`` (:mod:`gtl_verify.results`)."""
+    envelope = {"kind": kind, "schema_version": SCHEMA_VERSION, "meta": meta, "results": results_dict(results)}
+    return atomic_write_text(path, json.dumps(envelope, indent=2, sort_keys=True, default=float) + "\n")
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
-    """Read and check a results envelope; clear ValueError for a malformed file."""
+    """Read and check a results envelope (migrated to the current schema version, required keys of
+    its kind present); clear ValueError naming the file for a malformed one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"results file not found: {path}")
@@ -85,4 +89,4 @@ def read_results(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"results file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not {"kind", "meta", "results"} <= data.keys():
         raise ValueError(f"results file {path} must be an object with keys 'kind', 'meta', 'results'")
-    return data
+    return check_envelope(data, path)

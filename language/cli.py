@@ -23,13 +23,10 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, path=args.data)
     out = Path(args.out) if args.out else Path("runs") / f"language-{config.name}"
-    results_path, report = pipeline.run(config, out, progress=not args.quiet)
-    from gtl_verify.provenance import read_results
-
-    results = read_results(results_path)["results"]
+    results, results_path, report = pipeline.run(config, out, progress=not args.quiet)
     print(f"MiniLM-feature MAUVE against held-out physics (mean ± std over {len(config.evaluation.mauve_seeds)} seed(s)):")
     print(pipeline.mauve_table(results))
-    ref = results.get("reference_mauve")
+    ref = results.reference_mauve
     if ref:
         print(f"ceiling: {ref['samples']} held-out physics segments against the reference: "
               f"{ref['mauve_mean']:.3f} ± {ref['mauve_std']:.3f}")

@@ -64,6 +64,7 @@ from gtl_verify.objectives import (
     subs_log_probs,
 )
 from gtl_verify.provenance import device_name, provenance, write_results
+from gtl_verify.results import LanguageResults
 from gtl_verify.storage import RunLock, atomic_torch_save, atomic_write_text, load_torch_cache, read_json_cache
 from gtl_verify.rules import GTL, Unguided
 from gtl_verify.samplers import SamplerConfig, ancestral_sample, planner_sample
@@ -792,8 +793,8 @@ def train_components(run: Run) -> None:
             planner(run)
 
 
-def run_pipeline(config: LanguageConfig, root: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) every stage in ``root`` and return the ``language`` results dict."""
+def run_pipeline(config: LanguageConfig, root: str | Path, progress: bool = True) -> LanguageResults:
+    """Run (or resume) every stage in ``root`` and return the ``language`` results."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if config.runtime.threads:
@@ -862,7 +863,7 @@ def _diagnostics(run: Run, e: Evaluator) -> dict[str, Any]:
     return _jsonable(out)
 
 
-def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> dict[str, Any]:
+def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> LanguageResults:
     cfg, data = run.config, run.data
     fractions = list(cfg.data.fractions)
     f_eval = cfg.evaluator_fraction
@@ -926,7 +927,7 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> dic
     den = run.components.get("source denoiser", {}).get("parameters")
     ratio_name = ratio_network_name(run, f_eval)
     rat = run.components.get(ratio_name, {}).get("parameters")
-    return _jsonable({
+    return LanguageResults.from_dict(_jsonable({
         "config": cfg.to_dict(),
         "data": data.summary,
         "vocabulary": data.vocab.to_dict(),
@@ -948,12 +949,13 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> dic
         "examples": examples,
         "stage_seconds": run.stage_seconds,
         "trained_this_run": run.trained,
-    })
+    }))
 
 
-def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple[Path, Path]:
+def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple[LanguageResults, Path, Path]:
     """Run the pipeline in ``out`` and write ``out/results.json`` (kind ``language``) and the
-    Markdown report ``out/results.md`` (figures under ``out/figures``)."""
+    Markdown report ``out/results.md`` (figures under ``out/figures``); returns (results, results
+    path, report path)."""
     from reports.builder import build_report
 
     start = time.perf_counter()
@@ -962,18 +964,18 @@ def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple
         meta = provenance(config.to_dict(), [config.seed], time.perf_counter() - start)
         path = write_results(Path(out) / "results.json", "language", results, meta)
         report = build_report(path, out)
-    return path, report
+    return results, path, report
 
 
-def mauve_table(results: dict[str, Any]) -> str:
-    """Plain-text MAUVE table (mean ± std over seeds) of a results dict, methods x target share."""
+def mauve_table(results: LanguageResults) -> str:
+    """Plain-text MAUVE table (mean ± std over seeds) of the results, methods x target share."""
     from collections import defaultdict
 
     vals: dict[tuple[str, float], list[float]] = defaultdict(list)
-    for r in results["mauve"]:
+    for r in results.mauve:
         vals[(r["method"], r["fraction"])].append(r["mauve"])
-    methods = list(dict.fromkeys(r["method"] for r in results["mauve"]))
-    fractions = sorted({r["fraction"] for r in results["mauve"]}, reverse=True)
+    methods = list(dict.fromkeys(r["method"] for r in results.mauve))
+    fractions = sorted({r["fraction"] for r in results.mauve}, reverse=True)
     lines = [f"{'target data':>12s}" + "".join(f"{m:>20s}" for m in methods)]
     for f in fractions:
         cells = []

@@ -31,6 +31,7 @@ from gtl_verify.density import fixed_order_log_density
 from gtl_verify.exact_law import planner_law
 from gtl_verify.planners import LeftToRightPlanner
 from gtl_verify.provenance import provenance, write_results
+from gtl_verify.results import MarkovResults
 from gtl_verify.storage import RunLock, atomic_write_text, read_json_cache
 from gtl_verify.rules import GTL, Unguided
 from gtl_verify.samplers import SamplerConfig, planner_sample
@@ -313,7 +314,7 @@ def _preset_tables(config: MarkovConfig) -> dict[str, Any]:
     return out
 
 
-def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = True) -> dict[str, Any]:
+def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = True) -> MarkovResults:
     """Run the whole grid; every finished cell is stored under ``run_dir`` and reused on re-runs.
     With a run folder, the results cover every finished cell of the folder (the union of the grids
     run into it), not only this call's grid."""
@@ -334,9 +335,9 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
     summary = config if run_dir is None else folder_grid(run_dir, config)
     if summary != config:
         rows = {**_grid_rows(summary, run_dir, cell_of, _stored_fetch, False), **_sweep_rows(summary, run_dir, cell_of, _stored_fetch, False)}
-    return {"config": summary.to_dict(), "presets": _preset_tables(summary), "methods": list(summary.methods),
-            "cells": rows["cells"], "gamma_sweep": rows["gamma_sweep"], "overlap_sweep": rows["overlap_sweep"],
-            "components": rows["components"]}
+    return MarkovResults(config=summary.to_dict(), presets=_preset_tables(summary), methods=list(summary.methods),
+                         cells=rows["cells"], gamma_sweep=rows["gamma_sweep"], overlap_sweep=rows["overlap_sweep"],
+                         components=rows["components"])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -359,7 +360,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with RunLock(run_dir):
         results = run_benchmark(config, run_dir, progress=not args.quiet)
-        meta = provenance(results["config"], list(results["config"]["seeds"]), time.perf_counter() - start)
+        meta = provenance(results.config, list(results.config["seeds"]), time.perf_counter() - start)
         path = write_results(run_dir / "results.json", "markov-benchmark", results, meta)
     _print_summary(results)
     report = build_report(path, run_dir)
@@ -367,16 +368,16 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(results: dict[str, Any]) -> None:
+def _print_summary(results: MarkovResults) -> None:
     from collections import defaultdict
 
     table: dict[tuple, list[float]] = defaultdict(list)
-    for c in results["cells"]:
+    for c in results.cells:
         table[(c["preset"], c["method"], c["n_target"])].append(c["metrics"]["transition_kl"])
-    ns = sorted({c["n_target"] for c in results["cells"]}, reverse=True)
-    for preset in results["presets"]:
+    ns = sorted({c["n_target"] for c in results.cells}, reverse=True)
+    for preset in results.presets:
         print(f"\n{preset}: row-averaged transition KL (mean over seeds)")
         print(f"{'method':22s}" + "".join(f"{'n=' + str(n):>10s}" for n in ns))
-        for m in results["methods"]:
+        for m in results.methods:
             vals = [table.get((preset, m, n)) for n in ns]
             print(f"{m:22s}" + "".join(f"{(sum(v) / len(v)):10.4f}" if v else f"{'-':>10s}" for v in vals))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from gtl_verify.results import LanguageResults
+
 from . import paper
 from . import schema as S
 from .context import Context, Rendered
@@ -14,6 +16,7 @@ from .stats import Summary, summarize
 
 
 def _parse(results: dict[str, Any]) -> dict[str, Any]:
+    results = LanguageResults.from_dict(results).to_dict()  # the typed layout: every required key present
     mauve = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
               "seed": S.integer(r, "seed", w), "value": S.number(r, "mauve", w, nullable=True)}
              for w, r in S.records(results, "mauve", "results")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from gtl_verify.results import MarkovResults
+
 from . import paper
 from . import schema as S
 from .context import Context, Rendered
@@ -22,6 +24,7 @@ METRICS = {
 
 
 def _parse(results: dict[str, Any]) -> dict[str, Any]:
+    results = MarkovResults.from_dict(results).to_dict()  # the typed layout: every top-level key present
     presets = {}
     for name, spec in S.mapping(results, "presets", "results").items():
         where = f"results.presets.{name}"

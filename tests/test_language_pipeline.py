@@ -68,7 +68,7 @@ def tiny_run(synthetic_dir, tmp_path_factory):
     """The cpu-tiny pipeline once, end to end (results file + report)."""
     config = load_config("cpu-tiny", path=str(synthetic_dir))
     out = tmp_path_factory.mktemp("run")
-    results_path, report = pipeline.run(config, out, progress=False)
+    _, results_path, report = pipeline.run(config, out, progress=False)
     return config, out, results_path, report
 
 
@@ -125,9 +125,9 @@ def test_resume_reuses_every_model_and_sample(tiny_run, monkeypatch):
     monkeypatch.setattr(pipeline, "ancestral_sample", forbidden)
     monkeypatch.setattr(pipeline, "planner_sample", forbidden)
     after = pipeline.run_pipeline(config, out, progress=False)
-    assert after["trained_this_run"] == []
-    assert after["mauve"] == before["mauve"]
-    assert after["classifier"] == before["classifier"]
+    assert after.trained_this_run == []
+    assert after.mauve == before["mauve"]
+    assert after.classifier == before["classifier"]
 
 
 def test_interrupted_training_resumes_from_its_checkpoint(synthetic_dir, tmp_path, monkeypatch):

@@ -19,23 +19,23 @@ TINY = MarkovConfig(
 
 def test_tiny_grid_runs_and_resumes(tmp_path, monkeypatch):
     results = benchmark.run_benchmark(TINY, tmp_path, progress=False)
-    assert {c["method"] for c in results["cells"]} == set(TINY.methods)
-    for cell in results["cells"]:
+    assert {c["method"] for c in results.cells} == set(TINY.methods)
+    for cell in results.cells:
         m = cell["metrics"]
         assert m["transition_kl"] >= 0
         if cell["method"] != "gtl-planner":
             assert m["exact_tv"] is not None and 0 <= m["exact_tv"] <= 1  # (K+1)^L = 1296 states: enumerable
             assert m["exact_kl"] is not None
-    oracle = next(c for c in results["cells"] if c["method"] == "gtl-oracle-ratio")
+    oracle = next(c for c in results.cells if c["method"] == "gtl-oracle-ratio")
     assert oracle["metrics"]["ratio_passes_per_sequence"] == 0  # exact single-site ratio: no network passes
-    gtl = next(c for c in results["cells"] if c["method"] == "gtl")
+    gtl = next(c for c in results.cells if c["method"] == "gtl")
     assert gtl["metrics"]["ratio_passes_per_sequence"] == TINY.length * 5  # L steps x K = 5 candidates
-    assert len(results["gamma_sweep"]) == 2 and len(results["overlap_sweep"]) == 1
-    assert {r["component"] for r in results["components"]} == {"ratio", "source denoiser", "autoregressive source"}
+    assert len(results.gamma_sweep) == 2 and len(results.overlap_sweep) == 1
+    assert {r["component"] for r in results.components} == {"ratio", "source denoiser", "autoregressive source"}
     # a re-run reads every finished cell instead of recomputing it
     monkeypatch.setattr(benchmark, "evaluate", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
     again = benchmark.run_benchmark(TINY, tmp_path, progress=False)
-    assert again["cells"] == json.loads(json.dumps(results["cells"]))
+    assert again.cells == json.loads(json.dumps(results.cells))
     # ... but refuses cells computed under another configuration
     with pytest.raises(ValueError, match="another configuration"):
         benchmark.run_benchmark(dataclasses.replace(TINY, samples=41), tmp_path, progress=False)

@@ -203,8 +203,10 @@ def test_markov_without_paper_preset_and_empty_lists(tmp_path, out):
     text = build_report(write(tmp_path, "m3", "markov-benchmark", res), out).read_text()
     assert "Comparison with the paper" not in text and "## Preset p" in text
     assert "| gtl | 5 | 1 | 0.5 |" in text  # one seed: mean only
-    empty = build_report(write(tmp_path, "m4", "markov-benchmark", {}), out).read_text()
+    empty = build_report(write(tmp_path, "m4", "markov-benchmark", {"presets": {}, "cells": []}), out).read_text()
     assert "holds no cells" in empty
+    with pytest.raises(ValueError, match="kind 'markov-benchmark' needs results key 'presets'"):
+        build_report(write(tmp_path, "m5", "markov-benchmark", {}), out)  # not a Markov results file
 
 
 def test_validation_report(tmp_path, out):

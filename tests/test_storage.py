@@ -117,9 +117,9 @@ TINY = MarkovConfig(
 def test_markov_folder_summary_covers_every_finished_cell_and_recomputes_damaged_cells(tmp_path):
     full = benchmark.run_benchmark(TINY, tmp_path, progress=False)
     smaller = benchmark.run_benchmark(dataclasses.replace(TINY, methods=("source-only",)), tmp_path, progress=False)
-    assert [c["method"] for c in smaller["cells"]] == ["source-only", "target-only"]
-    assert smaller["cells"] == json.loads(json.dumps(full["cells"]))
-    assert list(smaller["config"]["methods"]) == ["source-only", "target-only"]
+    assert [c["method"] for c in smaller.cells] == ["source-only", "target-only"]
+    assert smaller.cells == json.loads(json.dumps(full.cells))
+    assert list(smaller.config["methods"]) == ["source-only", "target-only"]
     cell = next((tmp_path / "cells").glob("*target-only.json"))
     cell.write_text("")
     with pytest.warns(DamagedCacheWarning, match=cell.name):
@@ -127,5 +127,5 @@ def test_markov_folder_summary_covers_every_finished_cell_and_recomputes_damaged
     def timeless(cells):
         return [{**c, "metrics": {k: v for k, v in c["metrics"].items() if k != "sampling_s"}} for c in cells]
 
-    assert timeless(again["cells"]) == timeless(smaller["cells"])  # recomputed from the stored models: the same value
+    assert timeless(again.cells) == timeless(smaller.cells)  # recomputed from the stored models: the same value
     assert json.loads(cell.read_text())["metrics"]
