@@ -1,6 +1,6 @@
 """``gtl language``: arXiv CS -> Physics transfer pipeline.
 
-    gtl language run [--config NAME_OR_FILE] [--data PATH] [--out DIR] [--quiet]
+    gtl language run [--config NAME_OR_FILE] [--data PATH] [--out DIR] [--seed N] [--quiet]
     gtl language check-data [--data PATH]
 
 ``--config`` takes a named config (``cpu-tiny``, ``cpu``, ``gpu``, ``paper``: files in
@@ -19,10 +19,13 @@ DEFAULT_CONFIG = "cpu"
 
 def _run(args: argparse.Namespace) -> int:
     from . import pipeline
-    from .config import load_config
+    from .config import load_config, with_seed
 
     config = load_config(args.config, path=args.data)
-    out = Path(args.out) if args.out else Path("runs") / f"language-{config.name}"
+    if args.seed is not None:
+        config = with_seed(config, args.seed)
+    suffix = "" if args.seed is None else f"-seed{config.seed}"
+    out = Path(args.out) if args.out else Path("runs") / f"language-{config.name}{suffix}"
     results, results_path, report = pipeline.run(config, out, progress=not args.quiet)
     print(f"MiniLM-feature MAUVE against held-out physics (mean ± std over {len(config.evaluation.mauve_seeds)} seed(s)):")
     print(pipeline.mauve_table(results))
@@ -61,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="named config (cpu-tiny, cpu, gpu, paper) or a TOML file (default: cpu)")
     run.add_argument("--data", metavar="PATH", help="folder (or file) of arXiv JSON lines (default: ../shared/data/arxiv)")
     run.add_argument("--out", metavar="DIR", help="run folder (default runs/language-<config name>); re-running resumes it")
+    run.add_argument("--seed", type=int, metavar="N", help="seed of every split, network and sample (default: the config's seed)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
     run.set_defaults(func=_run)
 

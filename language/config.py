@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gtl_verify.config import Budget, ConfigError, NetSize, build, check_sequence, read_toml
+from gtl_verify.methods import methods_for
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
@@ -27,7 +28,8 @@ SCHEMES = ("paper", "physics-broad")
 RATIO_ESTIMATORS = ("regression", "noisy-classifier")
 RATIO_SPACES = ("ratio", "log")
 DEVICES = ("auto", "cpu", "cuda")
-METHODS = ("source-only", "target-only", "fine-tuned", "gtl", "gtl-planner", "tcsm")
+#: the registry's methods whose components this pipeline trains (no exact oracles, no AR source model)
+METHODS = methods_for({"source", "target-only", "fine-tuned", "tcsm"}, {"learned"})
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -324,6 +326,11 @@ def load_config(name_or_file: str | Path = "cpu", **data_overrides: Any) -> Lang
     return config
 
 
+def with_seed(config: LanguageConfig, seed: int) -> LanguageConfig:
+    """``config`` with its top-level ``seed`` replaced (checked like the file's value)."""
+    return build(config, {"seed": seed})
+
+
 def parameter_share(ratio_params: int, denoiser_params: int) -> float:
     """Ratio-network parameters as a share of the denoiser's (the paper: 4.1M / 59.8M ~ 0.07)."""
     if denoiser_params <= 0:
@@ -347,4 +354,5 @@ __all__ = [
     "load_config",
     "parameter_share",
     "resolve_config_path",
+    "with_seed",
 ]

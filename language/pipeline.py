@@ -66,7 +66,7 @@ from gtl_verify.objectives import (
 from gtl_verify.provenance import device_name, provenance, write_results
 from gtl_verify.results import LanguageResults
 from gtl_verify.storage import RunLock, atomic_torch_save, atomic_write_text, load_torch_cache, read_json_cache
-from gtl_verify.rules import GTL, Unguided
+from gtl_verify.methods import METHODS, Method, method_parts
 from gtl_verify.samplers import SamplerConfig, ancestral_sample, planner_sample
 from gtl_verify.schedules import LogLinearSchedule, Schedule
 from gtl_verify.store import ComponentStore, Fit, key_digest, slug
@@ -638,21 +638,35 @@ class SampleSet:
     cost: dict[str, float]
 
 
-def _method_parts(run: Run, method: str, fraction: float):
-    """(denoiser net, ratio or None, planner or None) of a method at a fraction."""
-    if method == "source-only":
-        return run.nets["source denoiser"], None, None
-    if method == "target-only":
-        return target_denoiser(run, fraction), None, None
-    if method == "fine-tuned":
-        return finetuned_denoiser(run, fraction), None, None
-    if method == "tcsm":
-        return tcsm_denoiser(run, fraction), None, None
-    if method == "gtl":
-        return run.nets["source denoiser"], ratio_model(run, fraction), None
-    if method == "gtl-planner":
-        return run.nets["source denoiser"], ratio_model(run, fraction), planner(run)
-    raise ValueError(f"unknown method {method!r}")
+@dataclass
+class Components:
+    """The language pipeline's :class:`~gtl_verify.methods.ComponentProvider` at one target
+    fraction (denoiser networks, the learned ratio, the planner; trained on demand), with the
+    names of the components each method uses (their digests key the sample caches)."""
+
+    run: Run
+    fraction: float
+
+    def denoiser(self, which: str) -> nn.Module:
+        f = self.fraction
+        return {"source": lambda: self.run.nets.get("source denoiser") or source_denoiser(self.run),
+                "target-only": lambda: target_denoiser(self.run, f), "fine-tuned": lambda: finetuned_denoiser(self.run, f),
+                "tcsm": lambda: tcsm_denoiser(self.run, f)}[which]()
+
+    def ratio(self, which: str):
+        if which != "learned":
+            raise ValueError(f"the language pipeline has no {which!r} ratio")
+        return ratio_model(self.run, self.fraction)
+
+    def planner(self) -> NetworkPlanner:
+        return planner(self.run)
+
+    def names(self, method: Method) -> list[str]:
+        f = self.fraction
+        denoiser = {"source": ["source denoiser"], "target-only": [f"target-only denoiser {f:g}"],
+                    "fine-tuned": [f"fine-tuned denoiser {f:g}"], "tcsm": ["source denoiser", f"tcsm correction {f:g}"]}
+        return (denoiser[method.denoiser] + ([ratio_network_name(self.run, f)] if method.guided else [])
+                + (["planner"] if method.planner else []))
 
 
 def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None = None, gamma: float | None = None,
@@ -663,13 +677,10 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
     samples = samples or cfg.samples
     gamma = cfg.gamma if gamma is None else gamma
     candidates = min(cfg.candidates if candidates is None else candidates, data.vocab.size)
-    net, ratio, plan = _method_parts(run, method, fraction)
-    names = {"source-only": ["source denoiser"], "target-only": [f"target-only denoiser {fraction:g}"],
-             "fine-tuned": [f"fine-tuned denoiser {fraction:g}"],
-             "tcsm": ["source denoiser", f"tcsm correction {fraction:g}"],
-             "gtl": ["source denoiser", ratio_network_name(run, fraction)],
-             "gtl-planner": ["source denoiser", ratio_network_name(run, fraction), "planner"]}[method]
-    guided = method in ("gtl", "gtl-planner")
+    provider = Components(run, fraction)
+    parts = method_parts(method, provider, candidates)
+    names = provider.names(METHODS[method])
+    guided = METHODS[method].guided
     key = {"method": method, "fraction": fraction if method != "source-only" else None, "samples": samples,
            "components": [run.keys[n] for n in names], "steps": cfg.steps, "top_k": cfg.top_k, "batch": cfg.batch,
            "temperature": cfg.planner_temperature if method == "gtl-planner" else None,
@@ -679,8 +690,8 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
     payload = load_torch_cache(path, lambda p: _payload(p, ("tokens", "cost")))
     if payload is not None:
         return SampleSet(method, fraction, tag, payload["tokens"], dict(payload["cost"]))
-    denoiser = NetworkDenoiser(net, data.vocab.mask_id)
-    rule = GTL(candidates=candidates) if guided else Unguided()
+    denoiser = NetworkDenoiser(parts.denoiser, data.vocab.mask_id)
+    rule, ratio = parts.rule, parts.ratio
     gen = torch.Generator(device=run.device).manual_seed(run.seed(f"samples/{method}/{fraction:g}/{tag}"))
     outs, totals = [], {}
     bar = tqdm(total=samples, desc=f"sampling {method} {fraction:g}", disable=not run.progress, leave=False)
@@ -690,8 +701,8 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
         sc = SamplerConfig(num_samples=n, length=data.length, steps=cfg.steps, gamma=gamma if guided else 0.0, rule=rule,
                            top_k=cfg.top_k or None, temperature=cfg.planner_temperature, final_argmax=True)
         with run.autocast():
-            res = (planner_sample(denoiser, ratio, plan, SCHEDULE, sc, gen) if method == "gtl-planner"
-                   else ancestral_sample(denoiser, ratio if guided else None, SCHEDULE, sc, gen))
+            res = (planner_sample(denoiser, ratio, parts.planner, SCHEDULE, sc, gen) if parts.planner is not None
+                   else ancestral_sample(denoiser, ratio, SCHEDULE, sc, gen))
         outs.append(res.tokens.cpu())
         for k, v in res.cost().items():
             totals[k] = totals.get(k, 0) + v

@@ -33,7 +33,7 @@ from gtl_verify.planners import LeftToRightPlanner
 from gtl_verify.provenance import provenance, write_results
 from gtl_verify.results import MarkovResults
 from gtl_verify.storage import RunLock, atomic_write_text, read_json_cache
-from gtl_verify.rules import GTL, Unguided
+from gtl_verify.methods import MethodParts, method_parts
 from gtl_verify.samplers import SamplerConfig, planner_sample
 
 from . import metrics
@@ -117,7 +117,10 @@ class Cell:
             return self.oracle.source
         raise ValueError(f"unknown denoiser {which!r}")
 
-    def ratio(self):
+    def ratio(self, which: str = "learned"):
+        """The learned ratio model (trained on demand) or, for ``oracle``, the exact ratio."""
+        if which == "oracle":
+            return self.oracle
         return self._once("ratio", lambda: train_ratio(self.store, self.data.source_train, self.target, self.config.ratio_estimator,
                                                        self.config.models, self.config.training, seed=self.seed, key=self.key))
 
@@ -125,26 +128,16 @@ class Cell:
         return self._once("planner", lambda: train_planner(self.store, self.source_net, self.data.source_train, self.config.models,
                                                            self.config.training, seed=self.seed, key=self.key))
 
-    def method_parts(self, method: str):
-        """(denoiser, ratio, planner or None, rule) of a method."""
-        gtl = GTL(candidates=self.config.candidates)
-        return {
-            "source-only": lambda: (self.denoiser("source"), None, None, Unguided()),
-            "target-only": lambda: (self.denoiser("target-only"), None, None, Unguided()),
-            "fine-tuned": lambda: (self.denoiser("fine-tuned"), None, None, Unguided()),
-            "gtl": lambda: (self.denoiser("source"), self.ratio(), None, gtl),
-            "gtl-oracle-ratio": lambda: (self.denoiser("source"), self.oracle, None, gtl),
-            "gtl-oracle-denoiser": lambda: (self.denoiser("oracle"), self.ratio(), None, gtl),
-            "gtl-planner": lambda: (self.denoiser("source"), self.ratio(), self.planner(), gtl),
-            "tcsm": lambda: (self.denoiser("tcsm"), None, None, Unguided()),
-            "ar2diff": lambda: (self.denoiser("ar2diff"), None, None, Unguided()),
-        }[method]()
+    def method_parts(self, method: str) -> MethodParts:
+        """(denoiser, ratio, planner or None, rule) of a method of the registry."""
+        return method_parts(method, self, self.config.candidates)
 
 
 def evaluate(cell: Cell, method: str, gamma: float, generator: torch.Generator) -> dict[str, Any]:
     """Sample ``cell.config.samples`` sequences with ``method`` and compute every metric."""
     cfg = cell.config
-    denoiser, ratio, planner, rule = cell.method_parts(method)
+    parts = cell.method_parts(method)
+    denoiser, ratio, planner, rule = parts.denoiser, parts.ratio, parts.planner, parts.rule
     if ratio is None:
         gamma = 0.0
     fixed_order = planner is None

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from gtl_verify.config import Budget, ConfigError, NetSize, check_sequence, load
+from gtl_verify.methods import methods_for
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
 from .presets import PRESETS, make_pair
 
-METHODS = ("source-only", "target-only", "fine-tuned", "gtl", "gtl-oracle-ratio", "gtl-oracle-denoiser", "gtl-planner",
-           "tcsm", "ar2diff")
+#: every method of the registry whose components the Markov benchmark provides (all of them: it has exact oracles)
+METHODS = methods_for({"source", "target-only", "fine-tuned", "tcsm", "ar2diff", "oracle"}, {"learned", "oracle"})
 RATIO_ESTIMATORS = ("noisy-classifier", "regression-ratio", "regression-log")
 
 

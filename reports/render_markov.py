@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from gtl_verify.methods import ablations
 from gtl_verify.results import MarkovResults
 
 from . import paper
@@ -100,7 +101,7 @@ def paper_comparison(cells: list[dict[str, Any]]) -> tuple[str, list[str], list[
 #: ORACLE_RATIO_BAR.
 BAR_N_MAX = 100
 ORACLE_RATIO_BAR = 0.01
-ABLATIONS = ("gtl-oracle-ratio", "gtl-oracle-denoiser")
+ABLATIONS = ablations()  # the registry's exact-component ablations
 
 
 def _attribution(g: dict[str, Summary | None]) -> str:
