@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,6 +71,7 @@ class ComponentStore:
     process, in order."""
 
     root: Path | None
+    _: KW_ONLY
     digest_chars: int = 12
     checkpoints: Path | None = None
     device: torch.device | str = "cpu"

@@ -53,6 +53,21 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def balanced_batches(source: torch.Tensor, target: torch.Tensor, batch: int) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
+    """A batch function for domain classifiers and ratio estimators: ``draw(gen)`` gives
+    ``batch // 2`` (at least 1) source rows and as many target rows, drawn uniformly with
+    replacement, so both classes have prior 1/2 (the classifier's logit is then the log density
+    ratio with no prior term: R1 of the theory)."""
+    half = max(batch // 2, 1)
+
+    def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        xs = source[torch.randint(len(source), (half,), generator=gen)]
+        xt = target[torch.randint(len(target), (half,), generator=gen)]
+        return xs, xt
+
+    return draw
+
+
 def build_seeded(build: Callable[[], nn.Module], digest: str) -> nn.Module:
     """Construct a network with its initial weights drawn from a generator seeded by ``digest``
     (a config hash, hex), not from whatever state the global RNG happens to be in: a component

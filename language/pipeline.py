@@ -70,7 +70,7 @@ from gtl_verify.methods import METHODS, Method, method_parts
 from gtl_verify.samplers import SamplerConfig, ancestral_sample, planner_sample
 from gtl_verify.schedules import LogLinearSchedule, Schedule
 from gtl_verify.store import ComponentStore, Fit, key_digest, slug
-from gtl_verify.training import TrainConfig, config_hash, train
+from gtl_verify.training import TrainConfig, balanced_batches, config_hash, train
 
 from . import data as data_mod
 from . import evaluate as ev
@@ -78,7 +78,6 @@ from .config import Budget, LanguageConfig, NetSize, parameter_share
 from .segments import decode, pack_segments
 from .tokenizer import load_bert_tokenizer, tokenizer_info, train_bpe_tokenizer
 
-SCHEDULE: Schedule = LogLinearSchedule()
 HELD_OUT = "held-out physics"
 HELD_OUT_SOURCE = "held-out CS"
 
@@ -195,6 +194,7 @@ class Run:
     keys: dict[str, str] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    schedule: Schedule = field(default_factory=LogLinearSchedule)
     store: ComponentStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -389,7 +389,7 @@ def _denoiser_loss(run: Run, net: nn.Module):
 
     def loss(model, batch, gen):
         with run.autocast():
-            return mdlm_loss(fn, batch, SCHEDULE, mask_id, gen)
+            return mdlm_loss(fn, batch, run.schedule, mask_id, gen)
 
     return loss
 
@@ -473,17 +473,6 @@ def tcsm_denoiser(run: Run, fraction: float) -> TCSMNet:
 
 
 # ------------------------------------------------------------------ 4. classifiers
-def _balanced(source: torch.Tensor, target: torch.Tensor, batch: int):
-    half = max(batch // 2, 1)
-
-    def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        xs = source[torch.randint(len(source), (half,), generator=gen)]
-        xt = target[torch.randint(len(target), (half,), generator=gen)]
-        return xs, xt
-
-    return draw
-
-
 def clean_classifier(run: Run, fraction: float) -> SequenceNet:
     """P(source | x) on clean segments, balanced batches (so pi_s = pi_t in the ratio)."""
     cfg = run.config
@@ -492,7 +481,7 @@ def clean_classifier(run: Run, fraction: float) -> SequenceNet:
     key = {**_base_key(run), "stage": "clean-classifier", "fraction": fraction, "size": vars(cfg.models.classifier),
            "budget": vars(budget)}
     name = f"clean classifier {fraction:g}"
-    draw = _balanced(data.source_train, data.target_train[fraction], budget.batch_size)
+    draw = balanced_batches(data.source_train, data.target_train[fraction], budget.batch_size)
 
     def batch(gen):
         xs, xt = draw(gen)
@@ -521,14 +510,14 @@ def noisy_classifier(run: Run, fraction: float) -> SequenceNet:
     key = {**_base_key(run), "stage": "noisy-classifier", "fraction": fraction, "size": vars(size),
            "budget": vars(budget), "time": timed}
     name = f"noisy classifier {fraction:g}"
-    draw = _balanced(data.source_train, data.target_train[fraction], budget.batch_size)
+    draw = balanced_batches(data.source_train, data.target_train[fraction], budget.batch_size)
     mask_id = data.vocab.mask_id
 
     def fit(net, ckpt, digest):
         fn = run.compiled(net)
 
         def loss(model, b, gen):
-            z, t, labels = noisy_classifier_batch(b[0], b[1], SCHEDULE, gen, mask_id=mask_id)
+            z, t, labels = noisy_classifier_batch(b[0], b[1], run.schedule, gen, mask_id=mask_id)
             with run.autocast():
                 return classifier_loss(fn(z, t.float() if timed else None)[:, 0].float(), labels)
 
@@ -571,12 +560,12 @@ def ratio_model(run: Run, fraction: float):
         def loss(model, b, gen):
             x, lab, xt = b
             t = sample_times(len(x), gen, 0.0, False, x.device)
-            z = mask_tokens(x, t, SCHEDULE, mask_id, gen)
+            z = mask_tokens(x, t, run.schedule, mask_id, gen)
             with run.autocast():
                 out = ratio_regression_loss(fn(z)[:, 0].float(), lab, rc.space, max_log_ratio=rc.max_log_ratio)
                 if tdc is not None:
                     tt = sample_times(len(xt), gen, 0.0, False, xt.device)
-                    zt = mask_tokens(xt, tt, SCHEDULE, mask_id, gen)
+                    zt = mask_tokens(xt, tt, run.schedule, mask_id, gen)
                     ref = tdc(zt, tt.float()).clamp(-rc.max_log_ratio, rc.max_log_ratio)
                     out = out + cycle_loss(fn(zt)[:, 0].float(), ref, rc.cycle_weight, rc.space)
             return out
@@ -613,7 +602,7 @@ def planner(run: Run) -> NetworkPlanner:
 
         def loss(model, x, gen):
             t = sample_times(len(x), gen, 1e-3, True, x.device)
-            z = mask_tokens(x, t, SCHEDULE, mask_id, gen)
+            z = mask_tokens(x, t, run.schedule, mask_id, gen)
             with torch.no_grad(), run.autocast():
                 lp = subs_log_probs(src_fn(z).float(), z, mask_id)
             targets = planner_targets(lp, x, z, mask_id)
@@ -701,8 +690,8 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
         sc = SamplerConfig(num_samples=n, length=data.length, steps=cfg.steps, gamma=gamma if guided else 0.0, rule=rule,
                            top_k=cfg.top_k or None, temperature=cfg.planner_temperature, final_argmax=True)
         with run.autocast():
-            res = (planner_sample(denoiser, ratio, parts.planner, SCHEDULE, sc, gen) if parts.planner is not None
-                   else ancestral_sample(denoiser, ratio, SCHEDULE, sc, gen))
+            res = (planner_sample(denoiser, ratio, parts.planner, run.schedule, sc, gen) if parts.planner is not None
+                   else ancestral_sample(denoiser, ratio, run.schedule, sc, gen))
         outs.append(res.tokens.cpu())
         for k, v in res.cost().items():
             totals[k] = totals.get(k, 0) + v
@@ -770,7 +759,7 @@ def evaluate_samples(e: Evaluator, tokens: torch.Tensor, *, tokenizer_ids: bool 
         out["distinct"] = {n: ev.distinct_n(tokens, n) for n in range(1, cfg.distinct_max_n + 1)}
     if perplexity and model_tokens.shape[0]:
         gen = torch.Generator(device=e.run.device).manual_seed(e.run.seed("perplexity"))
-        out["perplexity"] = ev.generative_perplexity(e.evaluator, model_tokens, SCHEDULE, e.run.data.vocab.mask_id, gen,
+        out["perplexity"] = ev.generative_perplexity(e.evaluator, model_tokens, e.run.schedule, e.run.data.vocab.mask_id, gen,
                                                      cfg.perplexity_draws)
     atomic_write_text(path, json.dumps(out, indent=1, default=float))
     return out
@@ -858,7 +847,7 @@ def _diagnostics(run: Run, e: Evaluator) -> dict[str, Any]:
     def elbo(net, rows):
         if rows.shape[0] == 0:
             return None
-        nats = mdlm_elbo_nats_per_token(net, rows[:n].to(run.device), SCHEDULE, mask_id, gen(), samples=1, batch_size=64)
+        nats = mdlm_elbo_nats_per_token(net, rows[:n].to(run.device), run.schedule, mask_id, gen(), samples=1, batch_size=64)
         return {"nats_per_token": nats, "perplexity": math.exp(min(nats, 700.0))}
 
     out["source_denoiser_on_source_val"] = elbo(run.nets["source denoiser"], data.source_val)
@@ -1001,7 +990,6 @@ __all__ = [
     "HELD_OUT",
     "PreparedData",
     "Run",
-    "SCHEDULE",
     "SampleSet",
     "Vocabulary",
     "clean_classifier",

@@ -35,12 +35,12 @@ from gtl_verify.results import MarkovResults
 from gtl_verify.storage import RunLock, atomic_write_text, read_json_cache
 from gtl_verify.methods import MethodParts, method_parts
 from gtl_verify.samplers import SamplerConfig, planner_sample
+from gtl_verify.schedules import LogLinearSchedule, Schedule
 
 from . import metrics
 from gtl_verify.store import ComponentStore
 
 from .components import (
-    SCHEDULE,
     as_denoiser,
     train_ar2diff,
     train_ar_source,
@@ -73,6 +73,7 @@ class Cell:
         self.data = self.shared["data"]
         self.target = self.data.target_train[:n_target]
         self.key = {"preset": preset, "seed": seed, "overlap": overlap, "vocab_size": self.k, "length": config.length, "n_source": config.n_source}
+        self.schedule: Schedule = LogLinearSchedule()  # the masking schedule of every component and sampler
         self._memo: dict[str, Any] = {}
 
     def _once(self, name, fn):
@@ -85,7 +86,7 @@ class Cell:
         if "source" not in self.shared:
             b = self.config.training
             self.shared["source"] = train_denoiser(self.store, self.data.source_train, self.config.models, b, seed=self.seed,
-                                                   key=self.key, steps=b.source_steps, lr=b.lr, label="source-denoiser")
+                                                   key=self.key, steps=b.source_steps, lr=b.lr, label="source-denoiser", schedule=self.schedule)
         return self.shared["source"]
 
     @property
@@ -102,17 +103,18 @@ class Cell:
         if which == "target-only":
             return self._once(which, lambda: as_denoiser(train_denoiser(
                 self.store, self.target, m, b, seed=self.seed, key={**self.key, "n_target": self.n_target},
-                steps=b.target_steps, lr=b.lr, label="target-only-denoiser"), self.k))
+                steps=b.target_steps, lr=b.lr, label="target-only-denoiser", schedule=self.schedule), self.k))
         if which == "fine-tuned":
             return self._once(which, lambda: as_denoiser(train_denoiser(
                 self.store, self.target, m, b, seed=self.seed, key={**self.key, "n_target": self.n_target, "init": "source"},
-                steps=b.finetune_steps, lr=b.finetune_lr, init=self.source_net, label="fine-tuned-denoiser"), self.k))
+                steps=b.finetune_steps, lr=b.finetune_lr, init=self.source_net, label="fine-tuned-denoiser", schedule=self.schedule), self.k))
         if which == "tcsm":
             return self._once(which, lambda: as_denoiser(train_tcsm(
-                self.store, self.source_net, self.target, m, b, seed=self.seed, key=self.key), self.k))
+                self.store, self.source_net, self.target, m, b, seed=self.seed, key=self.key, schedule=self.schedule), self.k))
         if which == "ar2diff":
             return self._once(which, lambda: as_denoiser(train_ar2diff(
-                self.store, self.ar_net, self.data.source_train, self.target, m, b, seed=self.seed, key=self.key), self.k))
+                self.store, self.ar_net, self.data.source_train, self.target, m, b, seed=self.seed, key=self.key,
+                schedule=self.schedule), self.k))
         if which == "oracle":
             return self.oracle.source
         raise ValueError(f"unknown denoiser {which!r}")
@@ -122,11 +124,13 @@ class Cell:
         if which == "oracle":
             return self.oracle
         return self._once("ratio", lambda: train_ratio(self.store, self.data.source_train, self.target, self.config.ratio_estimator,
-                                                       self.config.models, self.config.training, seed=self.seed, key=self.key))
+                                                       self.config.models, self.config.training, seed=self.seed, key=self.key,
+                                                       schedule=self.schedule))
 
     def planner(self):
         return self._once("planner", lambda: train_planner(self.store, self.source_net, self.data.source_train, self.config.models,
-                                                           self.config.training, seed=self.seed, key=self.key))
+                                                           self.config.training, seed=self.seed, key=self.key,
+                                                           schedule=self.schedule))
 
     def method_parts(self, method: str) -> MethodParts:
         """(denoiser, ratio, planner or None, rule) of a method of the registry."""
@@ -143,7 +147,7 @@ def evaluate(cell: Cell, method: str, gamma: float, generator: torch.Generator) 
     fixed_order = planner is None
     sampler_cfg = SamplerConfig(cfg.samples, cfg.length, rule=rule, gamma=gamma,
                                 temperature=0.0 if fixed_order else cfg.planner_temperature)
-    res = planner_sample(denoiser, ratio, planner or LeftToRightPlanner(), SCHEDULE, sampler_cfg, generator)
+    res = planner_sample(denoiser, ratio, planner or LeftToRightPlanner(), cell.schedule, sampler_cfg, generator)
     x, target = res.tokens, cell.pair.target
     out: dict[str, Any] = {
         "transition_kl": metrics.transition_kl(target, x),
@@ -154,10 +158,10 @@ def evaluate(cell: Cell, method: str, gamma: float, generator: torch.Generator) 
         "ratio_passes_per_sequence": res.ratio_passes / cfg.samples,
     }
     if fixed_order:
-        log_s = fixed_order_log_density(denoiser, ratio, rule, SCHEDULE, x, gamma)
+        log_s = fixed_order_log_density(denoiser, ratio, rule, cell.schedule, x, gamma)
         out["exact_kl"] = metrics.mc_kl(log_s, target.log_prob(x))[0]
         if (cell.k + 1) ** cfg.length <= EXACT_TV_MAX_STATES:
-            law = planner_law(denoiser, ratio, LeftToRightPlanner(), SCHEDULE, replace(sampler_cfg, num_samples=1))
+            law = planner_law(denoiser, ratio, LeftToRightPlanner(), cell.schedule, replace(sampler_cfg, num_samples=1))
             out["exact_tv"] = law.tv(target.table(cfg.length))
     return {"metrics": out, "estimated_transition": metrics.estimate_transition(x, metrics.SMOOTHING, vocab_size=cell.k).tolist()}
 
@@ -168,7 +172,7 @@ def component_errors(cell: Cell, generator: torch.Generator) -> list[dict[str, A
     base = {"preset": cell.preset, "n_target": cell.n_target, "seed": cell.seed}
     for name, x in (("source", cell.data.source_heldout), ("target", cell.data.target_heldout)):
         t = torch.rand(len(x), generator=generator, dtype=torch.float64)
-        z = torch.where(torch.rand(x.shape, generator=generator, dtype=torch.float64) < SCHEDULE.alpha(t)[:, None], x, cell.k)
+        z = torch.where(torch.rand(x.shape, generator=generator, dtype=torch.float64) < cell.schedule.alpha(t)[:, None], x, cell.k)
         ratio = cell.ratio()
         err = (ratio(z).double() - cell.oracle(z)).abs()
         rows.append({**base, "component": "ratio", "metric": f"mean |log r - exact| on noisy {name}", "value": float(err.mean())})

@@ -35,13 +35,11 @@ from gtl_verify.objectives import (
     ratio_regression_loss,
     sample_times,
 )
-from gtl_verify.schedules import LogLinearSchedule, Schedule
+from gtl_verify.schedules import Schedule
 from gtl_verify.store import ComponentStore, Fit
-from gtl_verify.training import TrainConfig, train
+from gtl_verify.training import TrainConfig, balanced_batches, train
 
 from .config import ModelSizes, TrainingBudget
-
-SCHEDULE: Schedule = LogLinearSchedule()
 
 
 def backbone(vocab_size: int, length: int, hidden: int, blocks: int, heads: int) -> BackboneConfig:
@@ -70,7 +68,7 @@ def _denoiser_sizes(sizes: ModelSizes) -> dict:
 
 
 def train_denoiser(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, budget: TrainingBudget, *, seed: int,
-                   key: dict, steps: int, lr: float, init: DenoiserNet | None = None, label: str = "denoiser") -> DenoiserNet:
+                   key: dict, steps: int, lr: float, init: DenoiserNet | None = None, label: str = "denoiser", schedule: Schedule) -> DenoiserNet:
     cfg = backbone(key["vocab_size"], x.shape[1], sizes.denoiser_hidden, sizes.denoiser_blocks, sizes.heads)
     mask_id = key["vocab_size"]
 
@@ -78,37 +76,26 @@ def train_denoiser(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, bu
         return copy.deepcopy(init).train() if init is not None else DenoiserNet(cfg)
 
     def fit(net):
-        _train(net, lambda m, b, g: mdlm_loss(m, b, SCHEDULE, mask_id, g), x, steps, lr, budget.batch_size, seed,
+        _train(net, lambda m, b, g: mdlm_loss(m, b, schedule, mask_id, g), x, steps, lr, budget.batch_size, seed,
                budget.weight_decay, store.progress, label)
 
     return store.get(label, {**key, "steps": steps, "lr": lr, "seed": seed, "sizes": _denoiser_sizes(sizes)}, build, fitted(fit))
 
 
-def _balanced(source: torch.Tensor, target: torch.Tensor, batch: int):
-    half = max(batch // 2, 1)
-
-    def draw(gen: torch.Generator):
-        xs = source[torch.randint(len(source), (half,), generator=gen)]
-        xt = target[torch.randint(len(target), (half,), generator=gen)]
-        return xs, xt
-
-    return draw
-
-
 def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tensor, estimator: str, sizes: ModelSizes,
-                budget: TrainingBudget, *, seed: int, key: dict):
+                budget: TrainingBudget, *, seed: int, key: dict, schedule: Schedule):
     """A ratio model (SequenceRatio) from source and target samples with the chosen estimator."""
     k, length = key["vocab_size"], source.shape[1]
     cfg = backbone(k, length, sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
     batch, lr = budget.ratio_batch_size, budget.ratio_lr
-    draw = _balanced(source, target, batch)
+    draw = balanced_batches(source, target, batch)
     full_key = {**key, "estimator": estimator, "steps": budget.ratio_steps, "lr": lr, "batch": batch, "seed": seed,
                 "sizes": vars(sizes), "n_target": len(target)}
 
     if estimator == "noisy-classifier":
         def noisy_batch(gen):
             xs, xt = draw(gen)
-            z, _, labels = noisy_classifier_batch(xs, xt, SCHEDULE, gen, mask_id=k)
+            z, _, labels = noisy_classifier_batch(xs, xt, schedule, gen, mask_id=k)
             return z, labels
 
         def fit(net):
@@ -136,7 +123,7 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
         idx = torch.randint(len(source), (batch,), generator=gen)
         x = source[idx]
         t = sample_times(len(x), gen, 0.0, False, x.device)
-        return mask_tokens(x, t, SCHEDULE, k, gen), labels[idx]
+        return mask_tokens(x, t, schedule, k, gen), labels[idx]
 
     def fit_reg(net):
         _train(net, lambda m, b, g: ratio_regression_loss(m(b[0])[:, 0], b[1], space), regression_batch, budget.ratio_steps,
@@ -147,7 +134,7 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
 
 
 def train_planner(store: ComponentStore, denoiser: DenoiserNet, x: torch.Tensor, sizes: ModelSizes, budget: TrainingBudget,
-                  *, seed: int, key: dict) -> NetworkPlanner:
+                  *, seed: int, key: dict, schedule: Schedule) -> NetworkPlanner:
     """Planner: P(denoiser arg-max correct at i | z), trained on masked source samples."""
     k = key["vocab_size"]
     cfg = backbone(k, x.shape[1], sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
@@ -156,7 +143,7 @@ def train_planner(store: ComponentStore, denoiser: DenoiserNet, x: torch.Tensor,
     def batch(gen):
         xb = x[torch.randint(len(x), (budget.batch_size,), generator=gen)]
         t = sample_times(len(xb), gen, 1e-3, True, xb.device)
-        z = mask_tokens(xb, t, SCHEDULE, k, gen)
+        z = mask_tokens(xb, t, schedule, k, gen)
         targets = planner_targets(frozen(z).float(), xb, z, k)
         return z, targets
 
@@ -169,7 +156,7 @@ def train_planner(store: ComponentStore, denoiser: DenoiserNet, x: torch.Tensor,
 
 
 def train_tcsm(store: ComponentStore, reference: DenoiserNet, target: torch.Tensor, sizes: ModelSizes, budget: TrainingBudget,
-               *, seed: int, key: dict) -> TCSMNet:
+               *, seed: int, key: dict, schedule: Schedule) -> TCSMNet:
     """TCSM-style post-training: frozen source denoiser + a correction net of the ratio network's
     size (zero-initialised head: training starts exactly at the reference), trained on the target
     samples with the MDLM loss."""
@@ -177,7 +164,7 @@ def train_tcsm(store: ComponentStore, reference: DenoiserNet, target: torch.Tens
     cfg = backbone(k, target.shape[1], sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
 
     def fit(correction):
-        _train(TCSMNet(copy.deepcopy(reference), correction), lambda m, b, g: mdlm_loss(m, b, SCHEDULE, k, g), target,
+        _train(TCSMNet(copy.deepcopy(reference), correction), lambda m, b, g: mdlm_loss(m, b, schedule, k, g), target,
                budget.tcsm_steps, budget.lr, budget.batch_size, seed, budget.weight_decay, store.progress, "tcsm")
 
     full_key = {**key, "steps": budget.tcsm_steps, "seed": seed, "sizes": vars(sizes), "n_target": len(target)}
@@ -198,24 +185,24 @@ def train_ar_source(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, b
 
 
 def train_ar2diff(store: ComponentStore, ar_net: DenoiserNet, source: torch.Tensor, target: torch.Tensor, sizes: ModelSizes,
-                  budget: TrainingBudget, *, seed: int, key: dict) -> DenoiserNet:
+                  budget: TrainingBudget, *, seed: int, key: dict, schedule: Schedule) -> DenoiserNet:
     """AR2Diff: bidirectional denoiser initialised from the AR weights, MDLM on the source, then
     fine-tuned on the target like the plain fine-tune."""
     k = key["vocab_size"]
 
     def fit_source(net):
-        _train(net, lambda m, b, g: mdlm_loss(m, b, SCHEDULE, k, g), source, budget.ar2diff_continue_steps, budget.lr,
+        _train(net, lambda m, b, g: mdlm_loss(m, b, schedule, k, g), source, budget.ar2diff_continue_steps, budget.lr,
                budget.batch_size, seed, budget.weight_decay, store.progress, "ar2diff source")
 
     base = store.get("ar2diff-source", {**key, "steps": budget.ar2diff_continue_steps, "ar_steps": budget.ar_steps, "seed": seed,
                                         "sizes": _denoiser_sizes(sizes)}, lambda: diffusion_from_ar(ar_net), fitted(fit_source))
     return train_denoiser(store, target, sizes, budget, seed=seed, key={**key, "n_target": len(target), "init": "ar2diff"},
-                          steps=budget.finetune_steps, lr=budget.finetune_lr, init=base, label="ar2diff-fine-tuned")
+                          steps=budget.finetune_steps, lr=budget.finetune_lr, init=base, label="ar2diff-fine-tuned", schedule=schedule)
 
 
 def as_denoiser(net: DenoiserNet, vocab_size: int) -> NetworkDenoiser:
     return NetworkDenoiser(net, vocab_size)
 
 
-__all__ = ["ComponentStore", "SCHEDULE", "as_denoiser", "backbone", "train_ar2diff", "train_ar_source", "train_denoiser",
+__all__ = ["ComponentStore", "as_denoiser", "backbone", "train_ar2diff", "train_ar_source", "train_denoiser",
            "train_planner", "train_ratio", "train_tcsm"]

@@ -95,7 +95,7 @@ def learned_components(preset: str, seed: int, n_target: int, length: int, model
     check_int_range("learned n_target", n_target, 1)
     config = dataclasses.replace(base or MarkovConfig(), presets=(preset,), n_targets=(n_target,), seeds=(seed,),
                                  length=length, overlap_n_target=n_target)
-    cell = Cell(config, preset, seed, n_target, ComponentStore(models_dir, progress), {})
+    cell = Cell(config, preset, seed, n_target, ComponentStore(models_dir, progress=progress), {})
     return cell.denoiser("source"), cell.ratio()
 
 
