@@ -1,13 +1,13 @@
 """The ``gtl language`` pipeline: arXiv CS (source) -> Physics (target) transfer.
 
-Stages (each a function of a :class:`Run`; every trained network is saved with
+Stages, one module each (each a function of a :class:`Run`; every trained network is saved with
 :func:`gtl_verify.networks.save_network` under ``<run>/models/<name>-<hash>.pt`` and reused when a
 file with the same configuration hash exists, and training itself checkpoints to
 ``<run>/checkpoints`` through :func:`gtl_verify.training.train`, so a killed run resumes):
 
-1. :func:`prepare_data`: abstracts per domain, seeded held-out split, nested target fractions,
+1. :func:`prepare_data` (``language.prepare``; model vocabularies in ``language.vocabulary``): abstracts per domain, seeded held-out split, nested target fractions,
    tokenisation and packing into fixed-length segments (cached in ``<run>/data``).
-2. :func:`source_denoiser`: MDLM (SUBS, log-linear schedule, no time input) on the CS segments.
+2.-6. ``language.components``: :func:`source_denoiser`: MDLM (SUBS, log-linear schedule, no time input) on the CS segments.
 3. :func:`target_denoiser` / :func:`finetuned_denoiser`: per target fraction, a denoiser trained
    from scratch on the kept physics segments, and the source denoiser fine-tuned on them.
 4. :func:`clean_classifier` / :func:`noisy_classifier`: source-vs-target classifiers on clean
@@ -17,12 +17,13 @@ file with the same configuration hash exists, and training itself checkpoints to
    optional cycle term against the noisy classifier on masked target segments) or the noisy
    classifier itself as the ratio.
 6. :func:`planner`: per-position probability that the frozen source denoiser's arg-max is right.
-7. :func:`draw_samples`: source-only, target-only, fine-tuned, tcsm (:func:`tcsm_denoiser`: the
+7. :func:`draw_samples` (``language.sampling``): source-only, target-only, fine-tuned, tcsm (:func:`tcsm_denoiser`: the
    frozen source denoiser times a learned exp-correction of the ratio network's size, trained on the
    kept physics segments with the MDLM loss; ancestral, unguided), gtl (ancestral GTL with top-n
    candidates) and gtl-planner (one planner-chosen position per step).
-8. :func:`evaluate_samples`: MiniLM-feature MAUVE, classifier score, distinct-n, perplexity.
-9. :func:`run_pipeline` assembles the ``language`` results; :func:`run` writes results.json and
+8. :func:`evaluate_samples` (``language.scoring``): MiniLM-feature MAUVE, classifier score, distinct-n, perplexity.
+9. :func:`run_pipeline` (this module) runs the stages and assembles the ``language`` results
+   (``language.assemble``); :func:`run` writes results.json and
    the Markdown report.
 
 bf16 autocast and torch.compile are used only on CUDA (``[runtime]``); training is a plain
@@ -31,766 +32,38 @@ nn.Module loop, so wrapping the networks for data parallelism stays possible.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import sys
 import time
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
-from gtl_verify.baselines import TCSMNet, zero_correction
-from gtl_verify.learned import ClassifierRatio, NetworkDenoiser, NetworkPlanner, NetworkRatio
-from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet
-from gtl_verify.objectives import (
-    classifier_log_ratio,
-    classifier_loss,
-    cycle_loss,
-    mask_tokens,
-    mdlm_elbo_nats_per_token,
-    mdlm_loss,
-    noisy_classifier_batch,
-    planner_loss,
-    planner_targets,
-    ratio_regression_loss,
-    sample_times,
-    subs_log_probs,
-)
-from gtl_verify.provenance import device_name, provenance, write_results
+from gtl_verify.provenance import provenance, write_results
 from gtl_verify.results import LanguageResults
-from gtl_verify.storage import RunLock, atomic_torch_save, atomic_write_text, load_torch_cache, read_json_cache
-from gtl_verify.methods import METHODS, Method, method_parts
-from gtl_verify.samplers import SamplerConfig, ancestral_sample, planner_sample
-from gtl_verify.schedules import LogLinearSchedule, Schedule
-from gtl_verify.store import ComponentStore, Fit, key_digest, slug
-from gtl_verify.training import TrainConfig, balanced_batches, config_hash, train
+from gtl_verify.storage import RunLock
 
-from . import data as data_mod
 from . import evaluate as ev
-from .config import Budget, LanguageConfig, NetSize, parameter_share
-from .segments import decode, pack_segments
-from .tokenizer import load_bert_tokenizer, tokenizer_info, train_bpe_tokenizer
-
-HELD_OUT = "held-out physics"
-HELD_OUT_SOURCE = "held-out CS"
-
-
-# ------------------------------------------------------------------ vocabulary
-@dataclass
-class Vocabulary:
-    """Model ids <-> tokenizer ids.
-
-    ``full``: model ids are the tokenizer's ids (K = tokenizer vocabulary, mask = its [MASK], inside
-    0..K-1, so ``num_embeddings = K``). ``observed``: the ``token_ids`` kept from the training
-    segments renumbered 0..V-1 (sorted), mask id V, ``num_embeddings = V + 1``; a tokenizer id
-    outside them reads as [UNK] when ``unk_id`` (a tokenizer id among ``token_ids``) is set."""
-
-    kind: str
-    tokenizer_size: int
-    tokenizer_mask_id: int
-    token_ids: torch.Tensor | None = None  # [V] tokenizer id of each model id (observed)
-    unk_id: int | None = None
-    min_count: int = 1
-    coverage: float = 1.0  # share of training tokens inside the kept ids
-
-    @property
-    def size(self) -> int:
-        return self.tokenizer_size if self.token_ids is None else int(self.token_ids.numel())
-
-    @property
-    def mask_id(self) -> int:
-        return self.tokenizer_mask_id if self.token_ids is None else self.size
-
-    @property
-    def num_embeddings(self) -> int:
-        return self.size if self.mask_id < self.size else self.mask_id + 1
-
-    def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(model ids, rows kept): ids outside the vocabulary read as [UNK] when it is set;
-        otherwise rows holding one are dropped."""
-        if self.token_ids is None:
-            return tokens.clone(), torch.ones(tokens.shape[0], dtype=torch.bool)
-        fill = -1
-        if self.unk_id is not None:
-            fill = int((self.token_ids == self.unk_id).nonzero()[0, 0])
-        lookup = torch.full((self.tokenizer_size,), fill, dtype=torch.long)
-        lookup[self.token_ids] = torch.arange(self.size)
-        mapped = lookup[tokens]
-        keep = (mapped >= 0).all(dim=1)
-        return mapped[keep], keep
-
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokenizer ids of model ids (a leftover mask becomes the tokenizer's [MASK])."""
-        tokens = tokens.detach().cpu().long()
-        if self.token_ids is None:
-            return tokens
-        table = torch.cat([self.token_ids, torch.tensor([self.tokenizer_mask_id])])
-        return table[tokens.clamp(0, self.size)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "size": self.size, "mask_id": self.mask_id, "num_embeddings": self.num_embeddings,
-                "tokenizer_size": self.tokenizer_size, "tokenizer_mask_id": self.tokenizer_mask_id,
-                "min_count": self.min_count, "unk_id": self.unk_id, "coverage": self.coverage}
-
-
-def observed_vocabulary(train_rows: list[torch.Tensor], tokenizer_size: int, mask_id: int, unk_id: int | None,
-                        min_count: int = 1) -> Vocabulary:
-    """The ids seen at least ``min_count`` times in ``train_rows`` (the mask excluded; [UNK] always
-    kept when the tokenizer has one and ``min_count`` > 1)."""
-    counts = torch.zeros(tokenizer_size, dtype=torch.long)
-    for rows in train_rows:
-        counts += torch.bincount(rows.flatten(), minlength=tokenizer_size)
-    keep = counts >= min_count
-    keep[mask_id] = False
-    if min_count > 1:
-        if unk_id is None:
-            raise ValueError("data.min_count > 1 needs a tokenizer with an [UNK] token")
-        keep[unk_id] = True
-    ids = keep.nonzero().flatten()
-    coverage = float(counts[keep].sum() / counts.sum().clamp_min(1))
-    use_unk = unk_id if (unk_id is not None and bool(keep[unk_id])) else None
-    return Vocabulary("observed", tokenizer_size, mask_id, ids, use_unk, min_count, coverage)
-
-
-@dataclass
-class PreparedData:
-    """Segments in model ids (``*_val`` rows with an unseen token dropped under ``observed``),
-    MAUVE reference / held-out rows in tokenizer ids, and a summary for the results."""
-
-    vocab: Vocabulary
-    tokenizer: Any
-    source_train: torch.Tensor
-    source_val: torch.Tensor
-    target_train: dict[float, torch.Tensor]
-    target_val: torch.Tensor
-    reference_rows: torch.Tensor
-    held_out_rows: torch.Tensor
-    summary: dict[str, Any]
-    hash: str
-
-    @property
-    def length(self) -> int:
-        return int(self.source_train.shape[1])
-
-
-# ------------------------------------------------------------------ the run
-@dataclass
-class Run:
-    """A run folder with its config, device and the components trained or loaded so far."""
-
-    config: LanguageConfig
-    root: Path
-    progress: bool = True
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    data: PreparedData | None = None
-    nets: dict[str, nn.Module] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
-    schedule: Schedule = field(default_factory=LogLinearSchedule)
-    store: ComponentStore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.store = ComponentStore(self.root / "models", digest_chars=16, checkpoints=self.root / "checkpoints",
-                                    device=self.device, log=self.log)
-
-    def log(self, message: str) -> None:
-        if self.progress:
-            tqdm.write(f"[language {time.perf_counter() - self.started:7.1f}s] {message}", file=sys.stderr)
-
-    @contextlib.contextmanager
-    def stage(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - start
-
-    # ---------------------------------------------------------- runtime helpers
-    @property
-    def on_cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    def autocast(self):
-        if self.on_cuda and self.config.runtime.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def compiled(self, net: nn.Module) -> Callable[..., torch.Tensor]:
-        """torch.compile(net) on CUDA when asked (it shares the parameters of ``net``), else ``net``."""
-        if self.on_cuda and self.config.runtime.compile:
-            return torch.compile(net)
-        return net
-
-    def seed(self, name: str) -> int:
-        return (self.config.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
-
-    # ---------------------------------------------------------- component store
-    def component(self, name: str, key: dict[str, Any], build: Callable[[], nn.Module], fit: Fit) -> nn.Module:
-        """The component ``name`` from ``<run>/models`` (see :class:`gtl_verify.store.ComponentStore`;
-        training resumes from ``<run>/checkpoints``), memoised for this run."""
-        digest = key_digest(key, self.store.digest_chars)
-        if name in self.nets and self.keys.get(name) == digest:
-            return self.nets[name]
-        self.keys[name] = digest
-        self.nets[name] = self.store.get(name, key, build, fit)
-        return self.nets[name]
-
-    @property
-    def components(self) -> dict[str, dict[str, Any]]:
-        return self.store.components
-
-    @property
-    def trained(self) -> list[str]:
-        return self.store.trained
-
-    def fit(self, net: nn.Module, loss_fn, data, budget: Budget, name: str, ckpt: Path, digest: str):
-        """Train ``net`` with :func:`gtl_verify.training.train` (checkpointed, resumable)."""
-        if budget.steps == 0:
-            return None
-        cfg = TrainConfig(steps=budget.steps, batch_size=budget.batch_size, lr=budget.lr, weight_decay=budget.weight_decay,
-                          warmup=budget.warmup, grad_clip=budget.grad_clip, ema=budget.ema,
-                          checkpoint_every=self.config.runtime.checkpoint_every, seed=self.seed(name))
-        return train(net, loss_fn, data, cfg, checkpoint_path=ckpt, progress=self.progress, config_hash=digest, description=name)
-
-
-def _payload(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
-    """A cached torch payload holding ``keys``; ValueError (a damaged cache) otherwise."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or not set(keys) <= payload.keys():
-        raise ValueError(f"expected a dict with keys {list(keys)}")
-    return payload
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU raises."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("runtime.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
-
-
-def backbone(size: NetSize, vocab: Vocabulary, length: int, time_conditioning: bool = False) -> BackboneConfig:
-    return BackboneConfig(vocab_size=vocab.size, num_embeddings=vocab.num_embeddings, max_length=length, hidden=size.hidden,
-                          blocks=size.blocks, heads=size.heads, cond=size.cond, mlp_ratio=size.mlp_ratio,
-                          dropout=size.dropout, positions=size.positions, time_conditioning=time_conditioning)
-
-
-def _fraction_key(f: float) -> str:
-    return f"{f:g}"
-
-
-# ------------------------------------------------------------------ 1. data
-def _load_tokenizer(run: Run, train_texts: list[str], digest: str):
-    cfg = run.config.data
-    if cfg.tokenizer == "bert":
-        return load_bert_tokenizer()
-    from tokenizers import Tokenizer
-
-    path = run.root / "data" / f"tokenizer-bpe-{digest}.json"
-    if path.is_file():
-        return Tokenizer.from_file(str(path))
-    tok = train_bpe_tokenizer(train_texts, cfg.bpe_vocab_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, tok.to_str())
-    return Tokenizer.from_file(str(path))
-
-
-def prepare_data(run: Run) -> PreparedData:
-    """Abstracts -> seeded splits -> tokenised, packed segments (cached under ``<run>/data``)."""
-    cfg, seed = run.config.data, run.config.seed
-    data_dir = data_mod.resolve_data_dir(cfg.path)
-    key = {"data": {k: v for k, v in vars(cfg).items() if k != "path"}, "seed": seed, "files": [
-        (p.name, p.stat().st_size) for p in data_mod.data_files(data_dir)]}
-    digest = config_hash(key)[:16]
-    cache = run.root / "data" / f"segments-{digest}.pt"
-    payload = load_torch_cache(cache, lambda p: _payload(p, ("texts", "summary", "segments")))
-    if payload is not None:
-        run.log(f"data: loaded {cache.name}")
-    else:
-        run.log(f"data: reading {data_dir}")
-        domains = data_mod.load_domains(data_dir, scheme=cfg.scheme, max_per_domain=cfg.max_per_domain or None, seed=seed)
-        src_train, src_val = data_mod.split(domains.source, cfg.val_fraction, seed)
-        tgt_train, tgt_val = data_mod.split(domains.target, cfg.val_fraction, seed)
-        if cfg.overlap > 0:
-            src_train, tgt_train = data_mod.move_target_into_source(src_train, tgt_train, cfg.overlap, seed)
-        fractions = data_mod.target_fractions(tgt_train, cfg.fractions, seed)
-        texts = {"source_train": src_train, "source_val": src_val, "target_val": tgt_val,
-                 **{f"target_{_fraction_key(f)}": t for f, t in fractions.items()}}
-        payload = {"texts": texts, "summary": data_mod.summary(domains), "segments": None}
-    texts = payload["texts"]
-    tok = _load_tokenizer(run, texts["source_train"] + texts[f"target_{_fraction_key(max(cfg.fractions))}"], digest)
-    if payload["segments"] is None:
-        length = cfg.segment_length
-
-        def pack(name: str) -> torch.Tensor:
-            try:
-                return pack_segments(texts[name], tok, length, progress=False)
-            except ValueError as exc:
-                raise ValueError(f"data split {name!r} ({len(texts[name])} abstracts): {exc}") from None
-
-        payload["segments"] = {name: pack(name) for name in texts}
-        payload["counts"] = {name: len(t) for name, t in texts.items()}
-        atomic_torch_save(payload, cache)
-    seg = payload["segments"]
-    info = tokenizer_info(tok)
-    if cfg.vocabulary == "observed":
-        # source and the largest target share (every smaller share lies inside it)
-        rows = [seg["source_train"], seg[f"target_{_fraction_key(max(cfg.fractions))}"]]
-        vocab = observed_vocabulary(rows, info.vocab_size, info.mask_id, tok.token_to_id("[UNK]"), cfg.min_count)
-    else:
-        vocab = Vocabulary("full", info.vocab_size, info.mask_id)
-    target_val_tok = seg["target_val"]
-    perm = torch.randperm(target_val_tok.shape[0], generator=torch.Generator().manual_seed(run.seed("reference")))
-    n_val = int(perm.numel())
-    n_held = min(run.config.sampling.samples, n_val // 3)
-    n_ref = min(run.config.evaluation.reference_texts, n_val - n_held)
-    if n_ref < 2:
-        raise ValueError(f"the held-out physics split gives {n_val} segments, too few for a MAUVE reference; "
-                         "raise data.max_per_domain or data.val_fraction")
-    summary = dict(payload["summary"])
-    summary.update({"abstracts": payload["counts"], "segments": {k: int(v.shape[0]) for k, v in seg.items()},
-                    "segment_length": cfg.segment_length, "tokenizer": info.name, "vocabulary": vocab.to_dict(),
-                    "reference_segments": n_ref, "held_out_segments": n_held, "data_dir": str(data_dir)})
-    data = PreparedData(
-        vocab=vocab, tokenizer=tok,
-        source_train=vocab.encode(seg["source_train"])[0], source_val=vocab.encode(seg["source_val"])[0],
-        target_train={float(f): vocab.encode(seg[f"target_{_fraction_key(f)}"])[0] for f in cfg.fractions},
-        target_val=vocab.encode(target_val_tok)[0],
-        reference_rows=target_val_tok[perm[:n_ref]], held_out_rows=target_val_tok[perm[n_ref : n_ref + n_held]],
-        summary=summary, hash=digest,
-    )
-    for name, rows in (("source_train", data.source_train), *((f"target fraction {f:g}", r) for f, r in data.target_train.items())):
-        if rows.shape[0] < 1:
-            raise ValueError(f"data split {name} holds no segment")
-    run.data = data
-    run.log(f"data: {data.source_train.shape[0]} source / "
-            + ", ".join(f"{r.shape[0]} target ({f:g})" for f, r in data.target_train.items())
-            + f" segments of {data.length} tokens, vocabulary {vocab.size} ({vocab.kind}), mask id {vocab.mask_id}")
-    return data
-
-
-# ------------------------------------------------------------------ 2-3. denoisers
-def _denoiser_loss(run: Run, net: nn.Module):
-    fn = run.compiled(net)
-    mask_id = run.data.vocab.mask_id
-
-    def loss(model, batch, gen):
-        with run.autocast():
-            return mdlm_loss(fn, batch, run.schedule, mask_id, gen)
-
-    return loss
-
-
-def _base_key(run: Run) -> dict[str, Any]:
-    return {"data": run.data.hash, "vocab": run.data.vocab.to_dict(), "seed": run.config.seed}
-
-
-def source_denoiser(run: Run) -> DenoiserNet:
-    """MDLM denoiser trained on the source (CS) training segments."""
-    cfg = run.config
-    key = {**_base_key(run), "stage": "source-denoiser", "size": vars(cfg.models.denoiser), "budget": vars(cfg.training.source)}
-    data = run.data
-
-    def build():
-        return DenoiserNet(backbone(cfg.models.denoiser, data.vocab, data.length))
-
-    def fit(net, ckpt, digest):
-        return run.fit(net, _denoiser_loss(run, net), data.source_train, cfg.training.source, "source denoiser", ckpt, digest)
-
-    return run.component("source denoiser", key, build, fit)
-
-
-def target_denoiser(run: Run, fraction: float) -> DenoiserNet:
-    """Target-only denoiser: trained from scratch on the kept physics segments."""
-    cfg = run.config
-    key = {**_base_key(run), "stage": "target-denoiser", "fraction": fraction, "size": vars(cfg.models.denoiser),
-           "budget": vars(cfg.training.target)}
-    data = run.data
-    name = f"target-only denoiser {fraction:g}"
-
-    def build():
-        return DenoiserNet(backbone(cfg.models.denoiser, data.vocab, data.length))
-
-    def fit(net, ckpt, digest):
-        return run.fit(net, _denoiser_loss(run, net), data.target_train[fraction], cfg.training.target, name, ckpt, digest)
-
-    return run.component(name, key, build, fit)
-
-
-def finetuned_denoiser(run: Run, fraction: float) -> DenoiserNet:
-    """The source denoiser fine-tuned on the kept physics segments."""
-    cfg = run.config
-    source = source_denoiser(run) if "source denoiser" not in run.nets else run.nets["source denoiser"]
-    key = {**_base_key(run), "stage": "finetuned-denoiser", "fraction": fraction, "init": run.keys["source denoiser"],
-           "budget": vars(cfg.training.finetune)}
-    data = run.data
-    name = f"fine-tuned denoiser {fraction:g}"
-
-    def build():
-        net = DenoiserNet(source.config)
-        net.load_state_dict(source.state_dict())
-        return net
-
-    def fit(net, ckpt, digest):
-        return run.fit(net, _denoiser_loss(run, net), data.target_train[fraction], cfg.training.finetune, name, ckpt, digest)
-
-    return run.component(name, key, build, fit)
-
-
-def tcsm_denoiser(run: Run, fraction: float) -> TCSMNet:
-    """TCSM-style post-training: logits = frozen source denoiser + correction(z), i.e.
-    p(x^i|z) proportional to p_ref(x^i|z) exp(f(z)_{i,x}); the correction has the ratio network's
-    size ``[models.ratio]`` and budget ``[training.ratio]``, a zero-initialised head (training starts
-    at the source model) and is fitted on the kept physics segments with the MDLM loss."""
-    cfg = run.config
-    source = source_denoiser(run) if "source denoiser" not in run.nets else run.nets["source denoiser"]
-    key = {**_base_key(run), "stage": "tcsm-correction", "fraction": fraction, "reference": run.keys["source denoiser"],
-           "size": vars(cfg.models.ratio), "budget": vars(cfg.training.ratio)}
-    data = run.data
-    name = f"tcsm correction {fraction:g}"
-
-    def build():
-        return zero_correction(backbone(cfg.models.ratio, data.vocab, data.length))
-
-    def fit(correction, ckpt, digest):
-        model = TCSMNet(source, correction)
-        return run.fit(model, _denoiser_loss(run, model), data.target_train[fraction], cfg.training.ratio, name, ckpt, digest)
-
-    return TCSMNet(source, run.component(name, key, build, fit)).eval()
-
-
-# ------------------------------------------------------------------ 4. classifiers
-def clean_classifier(run: Run, fraction: float) -> SequenceNet:
-    """P(source | x) on clean segments, balanced batches (so pi_s = pi_t in the ratio)."""
-    cfg = run.config
-    data = run.data
-    budget = cfg.training.classifier
-    key = {**_base_key(run), "stage": "clean-classifier", "fraction": fraction, "size": vars(cfg.models.classifier),
-           "budget": vars(budget)}
-    name = f"clean classifier {fraction:g}"
-    draw = balanced_batches(data.source_train, data.target_train[fraction], budget.batch_size)
-
-    def batch(gen):
-        xs, xt = draw(gen)
-        return torch.cat([xs, xt]), torch.cat([torch.ones(len(xs)), torch.zeros(len(xt))])
-
-    def fit(net, ckpt, digest):
-        fn = run.compiled(net)
-
-        def loss(model, b, gen):
-            with run.autocast():
-                return classifier_loss(fn(b[0])[:, 0].float(), b[1])
-
-        return run.fit(net, loss, batch, budget, name, ckpt, digest)
-
-    return run.component(name, key, lambda: SequenceNet(backbone(cfg.models.classifier, data.vocab, data.length)), fit)
-
-
-def noisy_classifier(run: Run, fraction: float) -> SequenceNet:
-    """P(source | z_t[, t]) on masked segments of both domains (t ~ U[0, 1] per row)."""
-    cfg = run.config
-    data = run.data
-    budget = cfg.training.noisy_classifier
-    timed = cfg.ratio.time_conditioned_classifier
-    # when it is the ratio itself, the noisy classifier has the ratio network's size
-    size = cfg.models.ratio if cfg.ratio.estimator == "noisy-classifier" else cfg.models.classifier
-    key = {**_base_key(run), "stage": "noisy-classifier", "fraction": fraction, "size": vars(size),
-           "budget": vars(budget), "time": timed}
-    name = f"noisy classifier {fraction:g}"
-    draw = balanced_batches(data.source_train, data.target_train[fraction], budget.batch_size)
-    mask_id = data.vocab.mask_id
-
-    def fit(net, ckpt, digest):
-        fn = run.compiled(net)
-
-        def loss(model, b, gen):
-            z, t, labels = noisy_classifier_batch(b[0], b[1], run.schedule, gen, mask_id=mask_id)
-            with run.autocast():
-                return classifier_loss(fn(z, t.float() if timed else None)[:, 0].float(), labels)
-
-        return run.fit(net, loss, draw, budget, name, ckpt, digest)
-
-    return run.component(name, key, lambda: SequenceNet(backbone(size, data.vocab, data.length, timed)), fit)
-
-
-# ------------------------------------------------------------------ 5. ratio
-def ratio_model(run: Run, fraction: float):
-    """The ratio used by GTL at ``fraction`` (a SequenceRatio: z [, t] -> log r(z))."""
-    cfg = run.config
-    rc = cfg.ratio
-    data = run.data
-    noisy = noisy_classifier(run, fraction) if (rc.estimator == "noisy-classifier" or rc.cycle_weight > 0) else None
-    if rc.estimator == "noisy-classifier":
-        return ClassifierRatio(noisy, n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
-    clean = clean_classifier(run, fraction)
-    budget = cfg.training.ratio
-    key = {**_base_key(run), "stage": "ratio", "fraction": fraction, "size": vars(cfg.models.ratio), "budget": vars(budget),
-           "space": rc.space, "cycle": rc.cycle_weight, "max_log_ratio": rc.max_log_ratio,
-           "clean": run.keys[f"clean classifier {fraction:g}"],
-           "noisy": run.keys.get(f"noisy classifier {fraction:g}") if noisy is not None else None}
-    name = f"ratio network {fraction:g}"
-    mask_id = data.vocab.mask_id
-    source, target = data.source_train, data.target_train[fraction]
-
-    def fit(net, ckpt, digest):
-        # pseudo labels log r_0(x) of the clean source segments (prior-corrected, balanced training)
-        labels = ClassifierRatio(clean, n_source=1, n_target=1)(source).float().cpu()
-        tdc = ClassifierRatio(noisy, n_source=1, n_target=1) if (noisy is not None and rc.cycle_weight > 0) else None
-        fn = run.compiled(net)
-        half = max(budget.batch_size // 2, 1)
-
-        def batch(gen):
-            idx = torch.randint(len(source), (budget.batch_size,), generator=gen)
-            xt = target[torch.randint(len(target), (half,), generator=gen)]
-            return source[idx], labels[idx], xt
-
-        def loss(model, b, gen):
-            x, lab, xt = b
-            t = sample_times(len(x), gen, 0.0, False, x.device)
-            z = mask_tokens(x, t, run.schedule, mask_id, gen)
-            with run.autocast():
-                out = ratio_regression_loss(fn(z)[:, 0].float(), lab, rc.space, max_log_ratio=rc.max_log_ratio)
-                if tdc is not None:
-                    tt = sample_times(len(xt), gen, 0.0, False, xt.device)
-                    zt = mask_tokens(xt, tt, run.schedule, mask_id, gen)
-                    ref = tdc(zt, tt.float()).clamp(-rc.max_log_ratio, rc.max_log_ratio)
-                    out = out + cycle_loss(fn(zt)[:, 0].float(), ref, rc.cycle_weight, rc.space)
-            return out
-
-        return run.fit(net, loss, batch, budget, name, ckpt, digest)
-
-    net = run.component(name, key, lambda: SequenceNet(backbone(cfg.models.ratio, data.vocab, data.length)), fit)
-    return NetworkRatio(net)
-
-
-def ratio_network_name(run: Run, fraction: float) -> str:
-    if run.config.ratio.estimator == "noisy-classifier":
-        return f"noisy classifier {fraction:g}"
-    return f"ratio network {fraction:g}"
-
-
-# ------------------------------------------------------------------ 6. planner
-def planner(run: Run) -> NetworkPlanner:
-    """PositionNet trained on masked source segments to predict where the frozen source
-    denoiser's arg-max is the clean token (reveal those first)."""
-    cfg = run.config
-    data = run.data
-    src = run.nets.get("source denoiser") or source_denoiser(run)
-    features = cfg.sampling.planner_log_prob_features
-    budget = cfg.training.planner
-    key = {**_base_key(run), "stage": "planner", "size": vars(cfg.models.planner), "budget": vars(budget),
-           "denoiser": run.keys["source denoiser"], "features": features}
-    mask_id = data.vocab.mask_id
-
-    def fit(net, ckpt, digest):
-        fn = run.compiled(net)
-        src_fn = run.compiled(src)
-        src.eval()
-
-        def loss(model, x, gen):
-            t = sample_times(len(x), gen, 1e-3, True, x.device)
-            z = mask_tokens(x, t, run.schedule, mask_id, gen)
-            with torch.no_grad(), run.autocast():
-                lp = subs_log_probs(src_fn(z).float(), z, mask_id)
-            targets = planner_targets(lp, x, z, mask_id)
-            with run.autocast():
-                scores = fn(z, None, lp) if features else fn(z)
-            return planner_loss(scores.float(), targets, z == mask_id)
-
-        return run.fit(net, loss, data.source_train, budget, "planner", ckpt, digest)
-
-    net = run.component("planner", key, lambda: PositionNet(backbone(cfg.models.planner, data.vocab, data.length),
-                                                            log_prob_features=features), fit)
-    return NetworkPlanner(net)
-
-
-# ------------------------------------------------------------------ 7. sampling
-@dataclass
-class SampleSet:
-    method: str
-    fraction: float
-    tag: str
-    tokens: torch.Tensor  # [N, L] model ids, on CPU
-    cost: dict[str, float]
-
-
-@dataclass
-class Components:
-    """The language pipeline's :class:`~gtl_verify.methods.ComponentProvider` at one target
-    fraction (denoiser networks, the learned ratio, the planner; trained on demand), with the
-    names of the components each method uses (their digests key the sample caches)."""
-
-    run: Run
-    fraction: float
-
-    def denoiser(self, which: str) -> nn.Module:
-        f = self.fraction
-        return {"source": lambda: self.run.nets.get("source denoiser") or source_denoiser(self.run),
-                "target-only": lambda: target_denoiser(self.run, f), "fine-tuned": lambda: finetuned_denoiser(self.run, f),
-                "tcsm": lambda: tcsm_denoiser(self.run, f)}[which]()
-
-    def ratio(self, which: str):
-        if which != "learned":
-            raise ValueError(f"the language pipeline has no {which!r} ratio")
-        return ratio_model(self.run, self.fraction)
-
-    def planner(self) -> NetworkPlanner:
-        return planner(self.run)
-
-    def names(self, method: Method) -> list[str]:
-        f = self.fraction
-        denoiser = {"source": ["source denoiser"], "target-only": [f"target-only denoiser {f:g}"],
-                    "fine-tuned": [f"fine-tuned denoiser {f:g}"], "tcsm": ["source denoiser", f"tcsm correction {f:g}"]}
-        return (denoiser[method.denoiser] + ([ratio_network_name(self.run, f)] if method.guided else [])
-                + (["planner"] if method.planner else []))
-
-
-def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None = None, gamma: float | None = None,
-                 candidates: int | None = None, tag: str = "main") -> SampleSet:
-    """``samples`` sequences of ``method`` at ``fraction`` (cached under ``<run>/samples``)."""
-    cfg = run.config.sampling
-    data = run.data
-    samples = samples or cfg.samples
-    gamma = cfg.gamma if gamma is None else gamma
-    candidates = min(cfg.candidates if candidates is None else candidates, data.vocab.size)
-    provider = Components(run, fraction)
-    parts = method_parts(method, provider, candidates)
-    names = provider.names(METHODS[method])
-    guided = METHODS[method].guided
-    key = {"method": method, "fraction": fraction if method != "source-only" else None, "samples": samples,
-           "components": [run.keys[n] for n in names], "steps": cfg.steps, "top_k": cfg.top_k, "batch": cfg.batch,
-           "temperature": cfg.planner_temperature if method == "gtl-planner" else None,
-           "gamma": gamma if guided else None, "candidates": candidates if guided else None, "seed": run.config.seed}
-    digest = config_hash(key)[:16]
-    path = run.root / "samples" / f"{slug(method)}-{fraction:g}-{tag}-{digest}.pt"
-    payload = load_torch_cache(path, lambda p: _payload(p, ("tokens", "cost")))
-    if payload is not None:
-        return SampleSet(method, fraction, tag, payload["tokens"], dict(payload["cost"]))
-    denoiser = NetworkDenoiser(parts.denoiser, data.vocab.mask_id)
-    rule, ratio = parts.rule, parts.ratio
-    gen = torch.Generator(device=run.device).manual_seed(run.seed(f"samples/{method}/{fraction:g}/{tag}"))
-    outs, totals = [], {}
-    bar = tqdm(total=samples, desc=f"sampling {method} {fraction:g}", disable=not run.progress, leave=False)
-    done = 0
-    while done < samples:
-        n = min(cfg.batch, samples - done)
-        sc = SamplerConfig(num_samples=n, length=data.length, steps=cfg.steps, gamma=gamma if guided else 0.0, rule=rule,
-                           top_k=cfg.top_k or None, temperature=cfg.planner_temperature, final_argmax=True)
-        with run.autocast():
-            res = (planner_sample(denoiser, ratio, parts.planner, run.schedule, sc, gen) if parts.planner is not None
-                   else ancestral_sample(denoiser, ratio, run.schedule, sc, gen))
-        outs.append(res.tokens.cpu())
-        for k, v in res.cost().items():
-            totals[k] = totals.get(k, 0) + v
-        done += n
-        bar.update(n)
-    bar.close()
-    tokens = torch.cat(outs)
-    totals["samples"] = samples
-    atomic_torch_save({"tokens": tokens, "cost": totals, "key": _jsonable(key)}, path)
-    run.log(f"samples {method} {fraction:g} [{tag}]: {samples} in {totals['wall_time_s']:.1f}s")
-    return SampleSet(method, fraction, tag, tokens, totals)
-
-
-# ------------------------------------------------------------------ 8. evaluation
-@dataclass
-class Evaluator:
-    """The fixed yardsticks: feature model, reference features, classifier and perplexity evaluator."""
-
-    run: Run
-    classifier: nn.Module
-    evaluator: nn.Module
-    reference: np.ndarray
-    model: Any = None
-    cache: dict[str, Any] = field(default_factory=dict)
-
-    def texts(self, tokens: torch.Tensor, tokenizer_ids: bool = False) -> list[str]:
-        ids = tokens if tokenizer_ids else self.run.data.vocab.decode(tokens)
-        return list(decode(ids, self.run.data.tokenizer))
-
-    def features(self, texts: list[str]) -> np.ndarray:
-        return ev.sentence_features(texts, self.model, self.run.config.evaluation.feature_batch, str(self.run.device))
-
-
-def make_evaluator(run: Run) -> Evaluator:
-    cfg = run.config
-    f_eval = cfg.evaluator_fraction
-    classifier = clean_classifier(run, f_eval)
-    evaluator = target_denoiser(run, f_eval)
-    model = ev.load_feature_model(str(run.device) if run.on_cuda else "cpu")
-    e = Evaluator(run, classifier, evaluator, np.empty((0, 0)), model)
-    e.reference = e.features(e.texts(run.data.reference_rows, tokenizer_ids=True))
-    return e
-
-
-def evaluate_samples(e: Evaluator, tokens: torch.Tensor, *, tokenizer_ids: bool = False, distinct: bool = True,
-                     perplexity: bool = True, classifier: bool = True, seeds=None, tag: str = "") -> dict[str, Any]:
-    """Every metric of one sample set (model ids, or tokenizer ids for held-out rows); cached per tag."""
-    cfg = e.run.config.evaluation
-    seeds = list(cfg.mauve_seeds if seeds is None else seeds)
-    digest = config_hash({"tokens": tokens.tolist(), "tok": tokenizer_ids, "seeds": seeds, "eval": vars(cfg),
-                          "ref": e.run.data.hash, "cls": e.run.keys.get(f"clean classifier {e.run.config.evaluator_fraction:g}"),
-                          "ev": e.run.keys.get(f"target-only denoiser {e.run.config.evaluator_fraction:g}")})[:16]
-    path = e.run.root / "metrics" / f"{slug(tag)}-{digest}.json"
-    cached = read_json_cache(path)
-    if isinstance(cached, dict):
-        return cached
-    texts = e.texts(tokens, tokenizer_ids)
-    feats = e.features(texts)
-    m = ev.mauve_seeds(feats, e.reference, seeds, cfg.mauve_scaling)
-    out: dict[str, Any] = {"mauve": m.values, "seeds": m.seeds, "example": texts[0][:300]}
-    model_tokens = e.run.data.vocab.encode(tokens)[0] if tokenizer_ids else tokens
-    if classifier and model_tokens.shape[0]:
-        out["classifier"] = ev.classifier_scores(e.classifier, model_tokens)
-    if distinct:
-        out["distinct"] = {n: ev.distinct_n(tokens, n) for n in range(1, cfg.distinct_max_n + 1)}
-    if perplexity and model_tokens.shape[0]:
-        gen = torch.Generator(device=e.run.device).manual_seed(e.run.seed("perplexity"))
-        out["perplexity"] = ev.generative_perplexity(e.evaluator, model_tokens, e.run.schedule, e.run.data.vocab.mask_id, gen,
-                                                     cfg.perplexity_draws)
-    atomic_write_text(path, json.dumps(out, indent=1, default=float))
-    return out
-
-
-# ------------------------------------------------------------------ 9. the whole pipeline
-def train_components(run: Run) -> None:
-    """Every network the configured methods and metrics need, in dependency order."""
-    cfg = run.config
-    methods = cfg.sampling.methods
-    with run.stage("source denoiser"):
-        source_denoiser(run)
-    for f in cfg.data.fractions:
-        with run.stage("target-only denoisers"):
-            if "target-only" in methods or f == cfg.evaluator_fraction:
-                target_denoiser(run, f)
-        with run.stage("fine-tuned denoisers"):
-            if "fine-tuned" in methods:
-                finetuned_denoiser(run, f)
-        with run.stage("tcsm corrections"):
-            if "tcsm" in methods:
-                tcsm_denoiser(run, f)
-    for f in cfg.data.fractions:
-        with run.stage("classifiers and ratio"):
-            if f == cfg.evaluator_fraction:
-                clean_classifier(run, f)
-            if "gtl" in methods or "gtl-planner" in methods:
-                ratio_model(run, f)
-    if "gtl-planner" in methods:
-        with run.stage("planner"):
-            planner(run)
+from .assemble import HELD_OUT, HELD_OUT_SOURCE, _assemble, mauve_table
+from .components import (
+    Components,
+    clean_classifier,
+    finetuned_denoiser,
+    noisy_classifier,
+    planner,
+    ratio_model,
+    ratio_network_name,
+    source_denoiser,
+    target_denoiser,
+    tcsm_denoiser,
+    train_components,
+)
+from .config import LanguageConfig
+from .prepare import prepare_data
+from .run_folder import PreparedData, Run, backbone, resolve_device
+from .sampling import SampleSet, draw_samples
+from .scoring import Evaluator, _diagnostics, evaluate_samples, make_evaluator
+from .vocabulary import Vocabulary, observed_vocabulary
 
 
 def run_pipeline(config: LanguageConfig, root: str | Path, progress: bool = True) -> LanguageResults:
@@ -836,122 +109,6 @@ def run_pipeline(config: LanguageConfig, root: str | Path, progress: bool = True
     return results
 
 
-def _diagnostics(run: Run, e: Evaluator) -> dict[str, Any]:
-    """Held-out checks of the components: validation ELBO perplexities and classifier accuracy."""
-    data, cfg = run.data, run.config
-    n = min(128, data.source_val.shape[0], max(data.target_val.shape[0], 1))
-    gen = lambda: torch.Generator(device=run.device).manual_seed(run.seed("diagnostics"))  # noqa: E731
-    out: dict[str, Any] = {}
-    mask_id = data.vocab.mask_id
-
-    def elbo(net, rows):
-        if rows.shape[0] == 0:
-            return None
-        nats = mdlm_elbo_nats_per_token(net, rows[:n].to(run.device), run.schedule, mask_id, gen(), samples=1, batch_size=64)
-        return {"nats_per_token": nats, "perplexity": math.exp(min(nats, 700.0))}
-
-    out["source_denoiser_on_source_val"] = elbo(run.nets["source denoiser"], data.source_val)
-    out["source_denoiser_on_target_val"] = elbo(run.nets["source denoiser"], data.target_val)
-    for f in cfg.data.fractions:
-        for name in (f"target-only denoiser {f:g}", f"fine-tuned denoiser {f:g}"):
-            if name in run.nets:
-                out[f"{name} on target_val"] = elbo(run.nets[name], data.target_val)
-    if data.target_val.shape[0] and data.source_val.shape[0]:
-        ps = ev.classifier_scores(e.classifier, data.source_val[:n])
-        pt = ev.classifier_scores(e.classifier, data.target_val[:n])
-        out["classifier_heldout_accuracy"] = 0.5 * ((100 - ps["pct_target"]) + pt["pct_target"]) / 100
-    return _jsonable(out)
-
-
-def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> LanguageResults:
-    cfg, data = run.config, run.data
-    fractions = list(cfg.data.fractions)
-    f_eval = cfg.evaluator_fraction
-    evaluator = f"target-only denoiser ({f_eval * 100:g} % physics), MDLM ELBO perplexity"
-    mauve, classifier, distinct, perplexity = [], [], [], []
-
-    def add(method: str, frac: float, r: dict[str, Any]) -> None:
-        for s, v in zip(r["seeds"], r["mauve"]):
-            mauve.append({"method": method, "fraction": frac, "seed": s, "mauve": v})
-        if "classifier" in r:
-            classifier.append({"method": method, "fraction": frac, **r["classifier"]})
-        for n, v in (r.get("distinct") or {}).items():
-            distinct.append({"method": method, "fraction": frac, "n": int(n), "value": v})
-        if "perplexity" in r:
-            perplexity.append({"method": method, "fraction": frac, "value": r["perplexity"]["perplexity"],
-                               "nats_per_token": r["perplexity"]["nats_per_token"], "evaluator": evaluator})
-
-    examples = {}
-    for s, r in evaluated:
-        # source-only does not depend on the target share: one sample set, listed at every share
-        for frac in (fractions if s.method == "source-only" else [s.fraction]):
-            add(s.method, frac, r)
-        examples[f"{s.method} {s.fraction:g}" if s.method != "source-only" else s.method] = r["example"]
-    reference = None
-    if held is not None:
-        # held-out physics segments against the reference: the ceiling of the metrics at this sample
-        # size (kept out of the MAUVE rows so that it is not ranked as a method)
-        reference = {"method": HELD_OUT, "samples": int(data.held_out_rows.shape[0]), "seeds": held["seeds"],
-                     "mauve": held["mauve"], "mauve_mean": float(np.mean(held["mauve"])), "mauve_std": float(np.std(held["mauve"]))}
-        if "classifier" in held:
-            classifier.append({"method": HELD_OUT, "fraction": f_eval, **held["classifier"]})
-        for n, v in (held.get("distinct") or {}).items():
-            distinct.append({"method": HELD_OUT, "fraction": f_eval, "n": int(n), "value": v})
-        if "perplexity" in held:
-            perplexity.append({"method": HELD_OUT, "fraction": f_eval, "value": held["perplexity"]["perplexity"],
-                               "nats_per_token": held["perplexity"]["nats_per_token"], "evaluator": evaluator})
-        examples[HELD_OUT] = held["example"]
-    if held_src is not None:
-        classifier.append({"method": HELD_OUT_SOURCE, "fraction": f_eval, **held_src})
-
-    timing: dict[str, dict[str, float]] = {}
-    for s, _ in evaluated:
-        t = timing.setdefault(s.method, {"seconds": 0.0, "samples": 0, "passes": 0})
-        t["seconds"] += s.cost["wall_time_s"]
-        t["samples"] += s.cost["samples"]
-        t["passes"] += s.cost.get("ratio_passes", 0) + s.cost.get("single_site_passes", 0)
-    dev = device_name()
-    timing_rows = [{"method": m, "seconds_per_sequence": t["seconds"] / t["samples"],
-                    "ratio_passes_per_sequence": t["passes"] / t["samples"], "device": dev} for m, t in timing.items()]
-
-    def mean_mauve(r):
-        return float(np.mean(r["mauve"]))
-
-    ablations = {
-        "fraction": cfg.sampling.ablation_fraction,
-        "gamma": [{"gamma": float(x), "p_source": r.get("classifier", {}).get("p_source"), "mauve": mean_mauve(r)}
-                  for x, _, r in abl_rows["gamma"]],
-        "candidates": [{"n": int(x), "p_source": r.get("classifier", {}).get("p_source"), "mauve": mean_mauve(r)}
-                       for x, _, r in abl_rows["candidates"]],
-    }
-    den = run.components.get("source denoiser", {}).get("parameters")
-    ratio_name = ratio_network_name(run, f_eval)
-    rat = run.components.get(ratio_name, {}).get("parameters")
-    return LanguageResults.from_dict(_jsonable({
-        "config": cfg.to_dict(),
-        "data": data.summary,
-        "vocabulary": data.vocab.to_dict(),
-        "mauve_features": ev.MAUVE_DESCRIPTION,
-        "mauve_note": "seeds are MAUVE k-means seeds on one sample set per method and target share",
-        "perplexity_evaluator": (f"{evaluator}: exp of the negative ELBO (nats/token) of the samples under the denoiser "
-                                 f"trained here on {f_eval * 100:g} % of the physics segments (an upper bound on its "
-                                 "perplexity); the target-only samples at that share are scored by their own generator"),
-        "classifier_evaluator": f"clean classifier trained here on CS vs {f_eval * 100:g} % of the physics segments "
-                                "(balanced batches); P(source) < 1/2 counts as target",
-        "reference_mauve": reference,
-        "mauve": mauve, "classifier": classifier, "distinct": distinct, "perplexity": perplexity,
-        "ablations": ablations, "timing": timing_rows,
-        "components": run.components,
-        "parameters": {"denoiser": den, "ratio": rat, "ratio_network": ratio_name,
-                       "ratio_share_of_denoiser": parameter_share(rat, den) if rat and den else None,
-                       "paper_ratio_share": 4.1 / 59.8},
-        "diagnostics": diagnostics,
-        "examples": examples,
-        "stage_seconds": run.stage_seconds,
-        "trained_this_run": run.trained,
-    }))
-
-
 def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple[LanguageResults, Path, Path]:
     """Run the pipeline in ``out`` and write ``out/results.json`` (kind ``language``) and the
     Markdown report ``out/results.md`` (figures under ``out/figures``); returns (results, results
@@ -967,31 +124,16 @@ def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple
     return results, path, report
 
 
-def mauve_table(results: LanguageResults) -> str:
-    """Plain-text MAUVE table (mean ± std over seeds) of the results, methods x target share."""
-    from collections import defaultdict
-
-    vals: dict[tuple[str, float], list[float]] = defaultdict(list)
-    for r in results.mauve:
-        vals[(r["method"], r["fraction"])].append(r["mauve"])
-    methods = list(dict.fromkeys(r["method"] for r in results.mauve))
-    fractions = sorted({r["fraction"] for r in results.mauve}, reverse=True)
-    lines = [f"{'target data':>12s}" + "".join(f"{m:>20s}" for m in methods)]
-    for f in fractions:
-        cells = []
-        for m in methods:
-            v = vals.get((m, f))
-            cells.append(f"{np.mean(v):.3f} ± {np.std(v):.3f}".rjust(20) if v else f"{'-':>20s}")
-        lines.append(f"{f * 100:>10g} %" + "".join(cells))
-    return "\n".join(lines)
-
-
 __all__ = [
+    "Components",
+    "Evaluator",
     "HELD_OUT",
+    "HELD_OUT_SOURCE",
     "PreparedData",
     "Run",
     "SampleSet",
     "Vocabulary",
+    "backbone",
     "clean_classifier",
     "draw_samples",
     "evaluate_samples",
@@ -999,13 +141,16 @@ __all__ = [
     "make_evaluator",
     "mauve_table",
     "noisy_classifier",
+    "observed_vocabulary",
     "planner",
     "prepare_data",
     "ratio_model",
+    "ratio_network_name",
     "resolve_device",
     "run",
     "run_pipeline",
     "source_denoiser",
     "target_denoiser",
+    "tcsm_denoiser",
     "train_components",
 ]

@@ -17,7 +17,7 @@ from gtl_verify.cli import main
 from gtl_verify.provenance import read_results
 from gtl_verify.schedules import LogLinearSchedule
 from language import evaluate as ev
-from language import pipeline
+from language import pipeline, run_folder, sampling
 from language.config import (
     CONFIG_DIR,
     LanguageConfig,
@@ -122,9 +122,9 @@ def test_resume_reuses_every_model_and_sample(tiny_run, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a resumed run must not train or sample again")
 
-    monkeypatch.setattr(pipeline, "train", forbidden)
-    monkeypatch.setattr(pipeline, "ancestral_sample", forbidden)
-    monkeypatch.setattr(pipeline, "planner_sample", forbidden)
+    monkeypatch.setattr(run_folder, "train", forbidden)
+    monkeypatch.setattr(sampling, "ancestral_sample", forbidden)
+    monkeypatch.setattr(sampling, "planner_sample", forbidden)
     after = pipeline.run_pipeline(config, out, progress=False)
     assert after.trained_this_run == []
     assert after.mauve == before["mauve"]
@@ -133,7 +133,7 @@ def test_resume_reuses_every_model_and_sample(tiny_run, monkeypatch):
 
 def test_interrupted_training_resumes_from_its_checkpoint(synthetic_dir, tmp_path, monkeypatch):
     config = load_config("cpu-tiny", path=str(synthetic_dir))
-    real_train = pipeline.train
+    real_train = run_folder.train
     calls = []
 
     def killed(*args, **kwargs):
@@ -147,12 +147,12 @@ def test_interrupted_training_resumes_from_its_checkpoint(synthetic_dir, tmp_pat
 
     run = pipeline.Run(config, tmp_path, progress=False)
     pipeline.prepare_data(run)
-    monkeypatch.setattr(pipeline, "train", killed)
+    monkeypatch.setattr(run_folder, "train", killed)
     with pytest.raises(KeyboardInterrupt):
         pipeline.source_denoiser(run)
     assert list((tmp_path / "checkpoints").glob("source-denoiser-*.ckpt"))
     assert not list((tmp_path / "models").glob("*.pt"))
-    monkeypatch.setattr(pipeline, "train", recording)
+    monkeypatch.setattr(run_folder, "train", recording)
     run = pipeline.Run(config, tmp_path, progress=False)
     pipeline.prepare_data(run)
     pipeline.source_denoiser(run)

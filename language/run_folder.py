@@ -1,0 +1,157 @@
+"""The state of one language run: its config, device, schedule, component store and prepared
+data, with the helpers every stage shares (stage timing, autocast/compile on CUDA, seeds, fitting)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from gtl_verify.networks import BackboneConfig
+from gtl_verify.schedules import LogLinearSchedule, Schedule
+from gtl_verify.store import ComponentStore, Fit, key_digest
+from gtl_verify.training import TrainConfig, train
+
+from .config import Budget, LanguageConfig, NetSize
+from .vocabulary import Vocabulary
+
+
+@dataclass
+class PreparedData:
+    """Segments in model ids (``*_val`` rows with an unseen token dropped under ``observed``),
+    MAUVE reference / held-out rows in tokenizer ids, and a summary for the results."""
+
+    vocab: Vocabulary
+    tokenizer: Any
+    source_train: torch.Tensor
+    source_val: torch.Tensor
+    target_train: dict[float, torch.Tensor]
+    target_val: torch.Tensor
+    reference_rows: torch.Tensor
+    held_out_rows: torch.Tensor
+    summary: dict[str, Any]
+    hash: str
+
+    @property
+    def length(self) -> int:
+        return int(self.source_train.shape[1])
+
+
+@dataclass
+class Run:
+    """A run folder with its config, device and the components trained or loaded so far."""
+
+    config: LanguageConfig
+    root: Path
+    progress: bool = True
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    data: PreparedData | None = None
+    nets: dict[str, nn.Module] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    schedule: Schedule = field(default_factory=LogLinearSchedule)
+    store: ComponentStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = ComponentStore(self.root / "models", digest_chars=16, checkpoints=self.root / "checkpoints",
+                                    device=self.device, log=self.log)
+
+    def log(self, message: str) -> None:
+        if self.progress:
+            tqdm.write(f"[language {time.perf_counter() - self.started:7.1f}s] {message}", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - start
+
+    # ---------------------------------------------------------- runtime helpers
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self):
+        if self.on_cuda and self.config.runtime.bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def compiled(self, net: nn.Module) -> Callable[..., torch.Tensor]:
+        """torch.compile(net) on CUDA when asked (it shares the parameters of ``net``), else ``net``."""
+        if self.on_cuda and self.config.runtime.compile:
+            return torch.compile(net)
+        return net
+
+    def seed(self, name: str) -> int:
+        return (self.config.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
+
+    # ---------------------------------------------------------- component store
+    def component(self, name: str, key: dict[str, Any], build: Callable[[], nn.Module], fit: Fit) -> nn.Module:
+        """The component ``name`` from ``<run>/models`` (see :class:`gtl_verify.store.ComponentStore`;
+        training resumes from ``<run>/checkpoints``), memoised for this run."""
+        digest = key_digest(key, self.store.digest_chars)
+        if name in self.nets and self.keys.get(name) == digest:
+            return self.nets[name]
+        self.keys[name] = digest
+        self.nets[name] = self.store.get(name, key, build, fit)
+        return self.nets[name]
+
+    @property
+    def components(self) -> dict[str, dict[str, Any]]:
+        return self.store.components
+
+    @property
+    def trained(self) -> list[str]:
+        return self.store.trained
+
+    def fit(self, net: nn.Module, loss_fn, data, budget: Budget, name: str, ckpt: Path, digest: str):
+        """Train ``net`` with :func:`gtl_verify.training.train` (checkpointed, resumable)."""
+        if budget.steps == 0:
+            return None
+        cfg = TrainConfig(steps=budget.steps, batch_size=budget.batch_size, lr=budget.lr, weight_decay=budget.weight_decay,
+                          warmup=budget.warmup, grad_clip=budget.grad_clip, ema=budget.ema,
+                          checkpoint_every=self.config.runtime.checkpoint_every, seed=self.seed(name))
+        return train(net, loss_fn, data, cfg, checkpoint_path=ckpt, progress=self.progress, config_hash=digest, description=name)
+
+
+def _payload(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A cached torch payload holding ``keys``; ValueError (a damaged cache) otherwise."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or not set(keys) <= payload.keys():
+        raise ValueError(f"expected a dict with keys {list(keys)}")
+    return payload
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU raises."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("runtime.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def backbone(size: NetSize, vocab: Vocabulary, length: int, time_conditioning: bool = False) -> BackboneConfig:
+    return BackboneConfig(vocab_size=vocab.size, num_embeddings=vocab.num_embeddings, max_length=length, hidden=size.hidden,
+                          blocks=size.blocks, heads=size.heads, cond=size.cond, mlp_ratio=size.mlp_ratio,
+                          dropout=size.dropout, positions=size.positions, time_conditioning=time_conditioning)
+
+
+def _fraction_key(f: float) -> str:
+    return f"{f:g}"
