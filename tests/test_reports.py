@@ -183,7 +183,7 @@ def test_markov_report_tables_figures_and_paper(tmp_path, out):
     for heading in ("## Comparison with the paper", "## Preset paper", "## Preset tiny", "## Guidance strength (gamma) sweep",
                     "## Support overlap sweep", "## Components"):
         assert heading in text, heading
-    # mean and 95% t-interval over seeds 0, 1, 2 for GTL at n = 20
+    # mean and 95% bootstrap percentile interval over seeds 0, 1, 2 for GTL at n = 20
     s = summarize([0.244 * (1 + 0.01 * (k - 1)) for k in range(3)])
     assert f"| gtl | 20 | 3 | {s.interval_text()} |" in text
     assert "wall_s" in text  # extra numeric metric shown
@@ -542,3 +542,29 @@ def test_provenance_wall_time_of_a_resumed_run_and_collapsed_config():
     long = provenance_block({"config": {f"k{i}": i for i in range(CONFIG_INLINE_LINES + 5)}})
     assert "<details>" in long and "</details>" in long and long.index("<details>") < long.index('"k0"')
     assert "<details>" not in provenance_block({"config": {"a": 1}})
+
+
+def test_error_bars_drawn_are_the_bootstrap_interval_and_never_cross_zero(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from reports.figures import line_plot
+
+    drawn = []
+    original = matplotlib.axes.Axes.errorbar
+
+    def spy(self, x, y, yerr=None, **kwargs):
+        drawn.append((list(y), [list(row) for row in yerr]))
+        return original(self, x, y, yerr=yerr, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", spy)
+    skewed = {20: [0.0012, 0.0025, 0.0031, 0.0904], 100: [0.0, 0.0, 0.002], 1000: [0.001]}
+    sums = {n: summarize(v) for n, v in skewed.items()}
+    line_plot(tmp_path / "kl.png", "KL", "n", "KL (nats)", {"gtl": list(sums.items())}, logx=True, logy=True)
+    (ys, (below, above)), = drawn
+    for (n, s), y, lo_err, hi_err in zip(sorted(sums.items()), ys, below, above):
+        assert y - lo_err >= 0.0
+        if s.n > 1:
+            assert math.isclose(y - lo_err, s.lo, abs_tol=1e-15) and math.isclose(y + hi_err, s.hi, abs_tol=1e-15)
+        else:
+            assert lo_err == hi_err == 0.0
+    assert (tmp_path / "kl.png").stat().st_size > 1000
