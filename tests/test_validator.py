@@ -8,7 +8,7 @@ import torch
 
 from gtl_verify.density import fixed_order_log_density
 from gtl_verify.planners import LeftToRightPlanner
-from gtl_verify.rules import GTL, Unguided
+from gtl_verify.rules import GTL, StepInput, Unguided
 from gtl_verify.samplers import SamplerConfig, planner_sample
 from gtl_verify.schedules import LogLinearSchedule
 from markov import metrics
@@ -101,3 +101,175 @@ def test_learned_components_add_a_long_setting(tmp_path):
     learned = [r for r in res["rules"] if r["setting"].startswith("long, learned (n target 10)")]
     assert len(learned) == 4 and all(r["mc_kl"] is not None and r["cross_entropy_gap"] is not None for r in learned)
     assert res["learned_n_target"] == 10 and any((tmp_path / "models").glob("*.pt"))
+
+
+# --- the rule contract: every malformed output is one line naming the rule, setting and step ----------
+
+BAD_RULES = '''
+import torch
+from gtl_verify.rules import GTL
+
+def _shape(step):
+    return step.positions.shape[0], step.vocab_size
+
+def all_pos_inf(step):
+    return torch.full((_shape(step)[0], _shape(step)[1] + 1), torch.inf, dtype=torch.float64)
+
+def all_neg_inf(step):
+    return torch.full((_shape(step)[0], _shape(step)[1] + 1), -torch.inf, dtype=torch.float64)
+
+def tokens_neg_inf(step):
+    w = GTL()(step).clone()
+    w[:, :-1] = -torch.inf
+    return w
+
+def no_stay_slot(step):
+    return GTL()(step)[:, :-1]
+
+def extra_row(step):
+    w = GTL()(step)
+    return torch.cat([w, w[:1]])
+
+def nothing(step):
+    return None
+
+def one_nan(step):
+    w = GTL()(step).clone()
+    w[-1, 1] = float("nan")
+    return w
+
+def integer(step):
+    return torch.zeros(_shape(step)[0], _shape(step)[1] + 1, dtype=torch.long)
+
+def raises(step):
+    raise RuntimeError("half-written rule\\nsecond line")
+
+def uniform(step):
+    return torch.zeros(_shape(step)[0], _shape(step)[1] + 1, dtype=torch.float64)
+
+class NeedsArgs:
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, step):
+        return GTL()(step)
+'''
+
+EXPECTED_FAULTS = [
+    ("all_pos_inf", "diagonal", "returned +inf at sequence 0, position 0, token 0 (log-weights must be finite or -inf)"),
+    ("all_neg_inf", "diagonal", "all token weights are -inf at sequence 0, position 0: the step law is undefined (0/0)"),
+    ("tokens_neg_inf", "diagonal", "all token weights are -inf at sequence 0, position 0"),
+    ("no_stay_slot", "diagonal", "returned shape [2, 5], expected [M, K+1] = [2, 6]"),
+    ("extra_row", "diagonal", "returned shape [3, 6], expected [M, K+1] = [2, 6]"),
+    ("nothing", "diagonal", "returned NoneType, expected a floating-point tensor of log-weights [M, K+1] = [2, 6]"),
+    ("one_nan", "diagonal", "returned NaN at sequence 0, position 1, token 1"),
+    ("integer", "diagonal", "returned dtype torch.int64, expected a floating-point dtype"),
+    ("raises", "diagonal", "raised RuntimeError: half-written rule second line"),
+    # the no-overlap source never emits token 5 (K' = K + 1 = 6): the states reached are outside its support
+    ("uniform", "no-overlap", "puts weight on token 5 at sequence 0, position 0, which the source denoiser forbids"),
+]
+
+
+@pytest.fixture
+def bad_rules(tmp_path, monkeypatch):
+    (tmp_path / "bad_rules.py").write_text(BAD_RULES)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("rule, preset, fault", EXPECTED_FAULTS)
+def test_malformed_rule_output_is_one_line_with_exit_2(bad_rules, capsys, rule, preset, fault):
+    from gtl_verify.cli import main
+
+    argv = ["markov", "validate", f"bad_rules:{rule}", "--preset", preset, "--exact-length", "2", "--length", "4",
+            "--samples", "4", "--quiet", "--out", str(bad_rules / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"gtl markov: error: rule '{rule}', setting 'exact: left-to-right', step 1 (t=1 -> s=0.5): ")
+    assert fault in err
+    assert not (bad_rules / "out" / "results.json").exists()
+
+
+def test_rule_class_needing_arguments_is_one_line(bad_rules, capsys):
+    from gtl_verify.cli import main
+
+    assert main(["markov", "validate", "bad_rules:NeedsArgs", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gtl markov: error: rule class 'bad_rules:NeedsArgs' cannot be built without arguments "
+                          "(TypeError: ")
+    assert len(err.splitlines()) == 1
+
+
+def test_output_fault_is_none_for_the_built_in_rules_and_locates_a_corrupted_entry():
+    from markov.rule_contract import output_fault
+
+    pair = make_pair("dirichlet", vocab_size=4, seed=3)
+    oracle = PairOracle(pair)
+    cfg = SamplerConfig(3, 5, rule=GTL(candidates=2), temperature=0.0)
+    seen = []
+
+    def spy(step):
+        out = GTL(candidates=2)(step)
+        assert output_fault(out, step, reveal_only=True) is None
+        assert output_fault(Unguided()(step), step, reveal_only=False) is None
+        for row in range(out.shape[0]):
+            for slot, value in ((0, float("nan")), (out.shape[1] - 1, float("inf"))):
+                bad = out.clone()
+                bad[row, slot] = value
+                b, i = step.positions[row].tolist()
+                assert f"sequence {b}, position {i}" in output_fault(bad, step, reveal_only=True)
+        seen.append(step.positions.shape[0])
+        return out
+
+    planner_sample(oracle.source_denoiser(), oracle, LeftToRightPlanner(), LogLinearSchedule(),
+                   SamplerConfig(3, 5, rule=spy, temperature=0.0), torch.Generator().manual_seed(0))
+    assert seen == [3] * 5 and cfg.length == 5
+
+
+def test_ties_in_the_top_n_candidate_set_are_counted_exactly():
+    from markov.rule_contract import tied_candidates
+
+    lp = torch.log(torch.tensor([[0.4, 0.2, 0.2, 0.2],    # ranks 2 and 3 tie: decided by ties at n = 2 and 3
+                                 [0.4, 0.3, 0.2, 0.1],    # no tie
+                                 [0.25, 0.25, 0.25, 0.25]], dtype=torch.float64))
+    step = StepInput(z=torch.full((3, 1), 4), t=1.0, s=0.0, alpha_t=0.0, alpha_s=1.0, log_probs=lp[:, None, :],
+                     positions=torch.tensor([[0, 0], [1, 0], [2, 0]]), gamma=1.0, mask_id=4, score=None,
+                     sequence_log_ratio=None)
+    assert [tied_candidates(step, n) for n in (1, 2, 3, 4)] == [1, 2, 2, 0]
+
+
+def test_validator_reports_verdicts_and_ties_on_the_paper_preset():
+    res = validate(GTL(name="mine"), "paper", exact_length=2, length=8, samples=50, progress=False)
+    rows = {(r["rule"], r["setting"]): r for r in res["rules"]}
+    exact = rows[("mine", "exact: left-to-right")]
+    assert exact["verdict"].startswith("exact (TV") and exact["exact_tv"] < 1e-12
+    assert rows[("unguided", "exact: left-to-right")]["verdict"].startswith("not exact (TV 0.")
+    assert rows[("mine", "long: left-to-right L=8")]["verdict"].startswith("exact within sampling noise (MC KL")
+    assert "from 50 samples" in rows[("unguided", "long: left-to-right L=8")]["verdict"]
+    # paper preset, K = 5, L = 2: at the first step both masked positions have the uniform marginal
+    # (2 ties); the top-2 rule reveals position 0 with 2 tokens, and at the second step each of those
+    # 2 states has p(x^1 | x^0 = u) = 0.1 at u and 0.225 elsewhere (2 more ties): 4 of 4
+    assert "ties decided the top-2 candidate set at 4 of 4 guided positions" in rows[("gtl (top-2)", "exact: left-to-right")]["notes"]
+    assert "ties decided" not in exact["notes"]
+
+
+def test_verdicts_use_the_sampling_noise_of_the_sample_count():
+    from markov.rule_contract import exact_verdict, mc_verdict
+
+    assert exact_verdict(3e-16).startswith("exact (TV 3e-16 <= 1e-09")
+    assert exact_verdict(0.02) == "not exact (TV 0.02 > 1e-09)"
+    assert mc_verdict(0.01, 0.004, 100).startswith("exact within sampling noise (MC KL 0.01, |KL| <= 3 SE = 0.012 from 100 samples")
+    assert mc_verdict(0.02, 0.004, 100).startswith("not exact (MC KL 0.02, beyond 3 SE = 0.012 from 100 samples")
+    assert mc_verdict(float("inf"), float("nan"), 10).startswith("not exact")
+
+
+def test_a_law_that_does_not_sum_to_one_is_never_reported():
+    from markov.rule_contract import RuleError, check_law_sums_to_one
+
+    check_law_sums_to_one(torch.tensor([0.25, 0.75], dtype=torch.float64), "w")
+    with pytest.raises(RuleError, match=r"^w: the sampler's exact law is not a distribution \(a total of 0.5\); TV and KL are not reported$"):
+        check_law_sums_to_one(torch.tensor([0.25, 0.25], dtype=torch.float64), "w")
+    with pytest.raises(RuleError, match=r"\(2 NaN entries\)"):
+        check_law_sums_to_one(torch.tensor([float("nan")] * 2, dtype=torch.float64), "w")
