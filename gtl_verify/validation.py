@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from typing import Sequence
 
 import torch
@@ -125,3 +126,19 @@ def check_mask_id(mask_id: int, vocab_size: int) -> int:
     if 0 <= mask_id < vocab_size:
         raise ValueError(f"mask_id must lie outside the vocabulary 0..{vocab_size - 1}, got {mask_id}")
     return mask_id
+
+
+def check_device(name: str, value: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` -> torch.device; raise unless the value has that form and the
+    device exists on this machine (CUDA available, N below the number of visible GPUs)."""
+    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", str(value))
+    if not match:
+        raise ValueError(f"{name} must be cpu, cuda or cuda:N, got {_short(value)}")
+    if value != "cpu":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {value}: CUDA is not available here (torch {torch.__version__}, "
+                             f"CUDA build {torch.version.cuda or 'none'}); use {name} cpu")
+        count = torch.cuda.device_count()
+        if int(match[1] or 0) >= count:
+            raise ValueError(f"{name} {value}: only {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})")
+    return torch.device(value)

@@ -1,6 +1,6 @@
 """Validate a guidance rule against exact ground truth on Markov chains.
 
-    gtl markov validate my_module:MyRule [--preset paper] [--ratio-drift D] [--learned N] [--out DIR]
+    gtl markov validate my_module:MyRule [--preset paper] [--ratio-drift D] [--learned N] [--out DIR] [--device D]
 
 The rule (a class, instantiated without arguments, or a function of a
 :class:`gtl_verify.rules.StepInput`) is run with the exact source denoiser and the exact ratio
@@ -18,6 +18,14 @@ candidates), full guidance (all K) and the unguided sampler, and measured:
   same preset and seed), trained once and cached in DIR/models; the sampler's log-density is still
   exact (it is computed from the same learned networks), so the Monte-Carlo KL to q measures the
   rule together with the learned components' errors.
+
+Every output of every rule is checked against the rule contract (markov.rule_contract: shape
+[M, K+1], floating dtype, no NaN or +inf, no row of only -inf, no weight on tokens the source
+forbids before the last step) and every exact law must sum to 1 before its TV and KL are reported;
+a fault ends the run with one line naming the rule, the setting and the step. Each figure comes with
+a verdict: exact (exact laws: TV within float64 round-off; Monte-Carlo KL: within 3 standard errors
+of 0, the standard error from the sample count) or not exact, with the figure it was judged on.
+When ties between equally likely tokens decided a top-n candidate set, the row's notes say so.
 
 Results go to DIR/results.json and a Markdown report with a figure (DIR/results.md).
 """
@@ -43,7 +51,7 @@ from gtl_verify.provenance import provenance, write_results
 from gtl_verify.rules import GTL, Unguided, rule_name
 from gtl_verify.samplers import SamplerConfig, planner_sample
 from gtl_verify.schedules import LogLinearSchedule
-from gtl_verify.validation import check_int_range, check_real_range
+from gtl_verify.validation import check_device, check_int_range, check_real_range
 
 from . import metrics
 from .config import MarkovConfig
@@ -110,16 +118,19 @@ def learned_components(preset: str, seed: int, n_target: int, length: int, model
 
 
 def _long_rows(rules: dict, denoiser, ratio, pair, schedule, length: int, samples: int, seed: int, label: str,
-               progress: bool) -> list[dict]:
-    """Left-to-right samples of every rule and their Monte-Carlo KL to q from the exact sampler density."""
+               progress: bool, device: torch.device) -> list[dict]:
+    """Left-to-right samples of every rule (drawn on ``device``) and their Monte-Carlo KL to q from
+    the exact sampler density."""
     rows = []
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     setting = f"{label}: left-to-right L={length}"
     for name, r in tqdm(list(rules.items()), desc=f"{label} (L={length})", disable=not progress):
         checked = CheckedRule(r, name, setting, reveal_only=True)
         cfg = SamplerConfig(samples, length, rule=checked, temperature=0.0)
         x = planner_sample(denoiser, ratio, LeftToRightPlanner(), schedule, cfg, gen).tokens
-        log_s = fixed_order_log_density(denoiser, ratio, checked, schedule, x)
+        density_rule = CheckedRule(r, name, f"{setting}, sampler density", reveal_only=True)
+        log_s = fixed_order_log_density(denoiser, ratio, density_rule, schedule, x).cpu()
+        x = x.cpu()
         log_q = pair.target.log_prob(x)
         _check_log_density(log_s, checked.where())
         impossible = int(torch.isneginf(log_q).sum())
@@ -203,8 +214,12 @@ def _exact_rows(rules: dict, denoiser, ratio, schedule, length: int, q_table: to
 
 def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int = 64, samples: int = 2000,
              ratio_drift: float = 0.0, seed: int = 0, learned_n_target: int | None = None,
-             models_dir: Path | None = None, learned_config: MarkovConfig | None = None, progress: bool = True) -> dict:
+             models_dir: Path | None = None, learned_config: MarkovConfig | None = None, progress: bool = True,
+             device: torch.device = torch.device("cpu")) -> dict:
     """Measure ``rule`` and the built-in rules against ground truth; returns the results dict.
+
+    ``device`` is where the long setting with the exact oracles samples; the enumerable setting and
+    the learned components (trained as in the benchmark) run on the CPU.
 
     Raises ValueError for an option out of range and RuleError (a ValueError, one line) when a
     rule's output breaks the contract of :mod:`markov.rule_contract` or a law is not a distribution."""
@@ -218,12 +233,12 @@ def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int 
     schedule = LogLinearSchedule()
     rules = {rule_name(rule): rule, "gtl (top-2)": GTL(candidates=min(2, k)), "full guidance": GTL(), "unguided": Unguided()}
     rows = _exact_rows(rules, denoiser, ratio, schedule, exact_length, pair.target.table(exact_length), progress)
-    rows += _long_rows(rules, denoiser, ratio, pair, schedule, length, samples, seed, "long", progress)
+    rows += _long_rows(rules, denoiser, ratio, pair, schedule, length, samples, seed, "long", progress, device)
     if learned_n_target is not None:
         learned_denoiser, learned_ratio = learned_components(preset, seed, learned_n_target, length, models_dir,
                                                              progress, learned_config)
         rows += _long_rows(rules, learned_denoiser, learned_ratio, pair, schedule, length, samples, seed,
-                           f"long, learned (n target {learned_n_target})", progress)
+                           f"long, learned (n target {learned_n_target})", progress, torch.device("cpu"))
     return {"preset": preset, "rule": rule_name(rule), "ratio_drift": ratio_drift, "exact_length": exact_length,
             "length": length, "samples": samples, "learned_n_target": learned_n_target, "rules": rows}
 
@@ -240,6 +255,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also run the long setting with the benchmark's learned source denoiser and ratio network "
                              "trained on N_TARGET target sequences (cached in OUT/models)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N: where the long setting with the exact oracles samples (default cpu)")
     parser.add_argument("--out", default=None, help="output folder (default runs/validate/<rule>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -249,12 +266,13 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     check_options(args.preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
                   ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned, cli=True)
+    device = check_device("--device", args.device)
     rule = load_rule(args.rule)
     start = time.perf_counter()
     out = Path(args.out or Path("runs") / "validate" / re.sub(r"[^A-Za-z0-9_.-]+", "-", rule_name(rule)))
     results = validate(rule, args.preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
                        ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned,
-                       models_dir=out / "models", progress=not args.quiet)
+                       models_dir=out / "models", progress=not args.quiet, device=device)
     config = {k: v for k, v in vars(args).items() if k not in {"func", "traceback", "quiet"}}
     path = write_results(out / "results.json", "validation", results, provenance(config, [args.seed], time.perf_counter() - start))
     print(format_table(results["rules"]))

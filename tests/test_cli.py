@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from gtl_verify import __version__
 from gtl_verify.cli import main, unknown_option, build_parser
@@ -123,3 +124,26 @@ def test_report_on_a_run_folder_prints_one_summary_line_for_internal_files(tmp_p
     captured = capsys.readouterr()
     assert captured.err.strip() == "skipped 5 internal JSON file(s) (not results files: no 'kind')"
     assert captured.out.strip().endswith("results.md")
+
+
+def test_device_option_is_checked_with_its_name():
+    from gtl_verify.validation import check_device
+
+    assert check_device("--device", "cpu") == torch.device("cpu")
+    for bad in ("gpu", "cuda:x", "CPU", "cuda:-1", ""):
+        with pytest.raises(ValueError, match=r"^--device must be cpu, cuda or cuda:N, got"):
+            check_device("--device", bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^--device cuda:1: CUDA is not available here"):
+            check_device("--device", "cuda:1")
+    else:
+        n = torch.cuda.device_count()
+        with pytest.raises(ValueError, match=f"only {n} CUDA device"):
+            check_device("--device", f"cuda:{n}")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_validator_device_cuda_without_cuda_is_one_line(capsys):
+    assert main(["markov", "validate", "markov.examples:Unstabilised", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gtl markov: error: --device cuda: CUDA is not available here") and "\n" not in err
