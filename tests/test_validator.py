@@ -4,6 +4,8 @@ import argparse
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 from gtl_verify.density import fixed_order_log_density
@@ -273,3 +275,76 @@ def test_a_law_that_does_not_sum_to_one_is_never_reported():
         check_law_sums_to_one(torch.tensor([0.25, 0.25], dtype=torch.float64), "w")
     with pytest.raises(RuleError, match=r"\(2 NaN entries\)"):
         check_law_sums_to_one(torch.tensor([float("nan")] * 2, dtype=torch.float64), "w")
+
+
+# --- properties of the contract over random steps -------------------------------------------------------
+
+def _random_step(seed: int, m: int, k: int, zero_frac: float, s: float) -> tuple[StepInput, torch.Tensor]:
+    """A step with M = m masked positions (one per sequence) whose denoiser forbids about ``zero_frac``
+    of the tokens (never all), and GTL-like log-weights that respect the contract."""
+    gen = torch.Generator().manual_seed(seed)
+    lp = torch.log_softmax(torch.randn(m, k, generator=gen, dtype=torch.float64), -1)
+    forbid = torch.rand(m, k, generator=gen) < zero_frac
+    forbid[torch.arange(m), torch.randint(0, k, (m,), generator=gen)] = False
+    lp = torch.log_softmax(lp.masked_fill(forbid, -torch.inf), -1)
+    weights = torch.cat([lp + torch.randn(m, k, generator=gen, dtype=torch.float64),
+                         torch.randn(m, 1, generator=gen, dtype=torch.float64)], -1)
+    step = StepInput(z=torch.full((m, 1), k), t=1.0, s=s, alpha_t=0.0, alpha_s=1.0 - s, log_probs=lp[:, None, :],
+                     positions=torch.stack([torch.arange(m), torch.zeros(m, dtype=torch.long)], -1), gamma=1.0,
+                     mask_id=k, score=None, sequence_log_ratio=None)
+    return step, weights
+
+
+@settings(deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), m=st.integers(1, 6), k=st.integers(2, 7), zero_frac=st.floats(0.0, 0.9),
+       s=st.sampled_from([0.0, 0.3]), row=st.integers(0, 5), slot=st.integers(0, 7),
+       bad=st.sampled_from(["nan", "+inf", "row -inf", "forbidden"]), reveal_only=st.booleans())
+def test_contract_accepts_valid_outputs_and_locates_every_fault(seed, m, k, zero_frac, s, row, slot, bad, reveal_only):
+    from markov.rule_contract import output_fault
+
+    step, weights = _random_step(seed, m, k, zero_frac, s)
+    assert output_fault(weights, step, reveal_only) is None
+    row, slot = row % m, slot % (k + 1)
+    broken = weights.clone()
+    where = f"sequence {row}, position 0"
+    if bad == "nan":
+        broken[row, slot] = float("nan")
+        expected = f"returned NaN at {where}"
+    elif bad == "+inf":
+        broken[row, slot] = float("inf")
+        expected = f"returned +inf at {where}"
+    elif bad == "row -inf":
+        broken[row, : k if reveal_only else k + 1] = -torch.inf
+        expected = f"-inf at {where}: the step law is undefined"
+    else:
+        forbidden = torch.isneginf(step.position_log_probs[row]).nonzero().flatten()
+        if len(forbidden) == 0:
+            return
+        v = int(forbidden[slot % len(forbidden)])
+        broken[row, v] = 0.0
+        expected = None if s == 0 else f"puts weight on token {v} at {where}, which the source denoiser forbids"
+    fault = output_fault(broken, step, reveal_only)
+    if expected is None:  # weight on a forbidden token at the last step leads to no further denoiser call
+        assert fault is None
+    else:
+        assert fault is not None and expected in fault
+
+
+@settings(deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), m=st.integers(1, 6), k=st.integers(2, 6), n=st.integers(1, 6),
+       levels=st.integers(1, 4))
+def test_tie_count_matches_a_brute_force_count(seed, m, k, n, levels):
+    from markov.rule_contract import tied_candidates
+
+    gen = torch.Generator().manual_seed(seed)
+    # few distinct values so that ties are common
+    lp = torch.randint(0, levels, (m, k), generator=gen).to(torch.float64).log_softmax(-1)
+    step = StepInput(z=torch.full((m, 1), k), t=1.0, s=0.5, alpha_t=0.0, alpha_s=0.5, log_probs=lp[:, None, :],
+                     positions=torch.stack([torch.arange(m), torch.zeros(m, dtype=torch.long)], -1), gamma=1.0,
+                     mask_id=k, score=None, sequence_log_ratio=None)
+    expected = 0
+    if n < k:
+        for values in lp.tolist():
+            ranked = sorted(values, reverse=True)
+            expected += ranked[n - 1] == ranked[n]
+    assert tied_candidates(step, n) == expected
