@@ -147,3 +147,16 @@ def test_validator_device_cuda_without_cuda_is_one_line(capsys):
     assert main(["markov", "validate", "markov.examples:Unstabilised", "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gtl markov: error: --device cuda: CUDA is not available here") and "\n" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["theory", "--cases", "0"], "gtl theory: error: --cases must be in [1, inf), got 0"),
+    (["theory", "--seed", "-2"], "gtl theory: error: --seed must be in [0, inf), got -2"),
+    (["markov", "--n-target", "20", "0"], "gtl markov: error: --n-target must be in [1, inf), got 0"),
+    (["markov", "--seeds", "-1"], "gtl markov: error: --seeds must be in [0, inf), got -1"),
+    (["markov", "--samples", "1"], "gtl markov: error: --samples must be in [2, inf), got 1"),
+])
+def test_theory_and_markov_options_name_the_option(tmp_path, capsys, argv, message):
+    assert main([*argv, "--quiet"] + (["--out", str(tmp_path / "run")] if argv[0] == "markov" else [])) == 2
+    assert capsys.readouterr().err.strip() == message
+    assert not (tmp_path / "run").exists()
