@@ -160,3 +160,14 @@ def test_theory_and_markov_options_name_the_option(tmp_path, capsys, argv, messa
     assert main([*argv, "--quiet"] + (["--out", str(tmp_path / "run")] if argv[0] == "markov" else [])) == 2
     assert capsys.readouterr().err.strip() == message
     assert not (tmp_path / "run").exists()
+
+
+def test_quick_markov_config_is_a_small_valid_grid():
+    from pathlib import Path
+
+    from markov.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "markov" / "quick.toml")
+    assert (len(config.presets), len(config.n_targets), len(config.seeds), len(config.methods)) == (1, 1, 1, 4)
+    assert config.gamma_sweep == () and config.overlap_sweep == ()
+    assert config.training.ratio_steps <= 300 and config.training.source_steps <= 300
