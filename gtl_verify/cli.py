@@ -66,34 +66,50 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _is_known(parser: argparse.ArgumentParser, option: str) -> bool:
+def _action(parser: argparse.ArgumentParser, option: str) -> argparse.Action | None:
+    """The action ``option`` selects in ``parser`` (exact, or a prefix of a long option as argparse
+    accepts; ``-qVALUE``), None when it names no option."""
     known = parser._option_string_actions
     if option in known:
-        return True
-    if option.startswith("--"):  # argparse accepts unambiguous prefixes of long options
-        return parser.allow_abbrev and any(s.startswith(option) for s in known)
-    return len(option) > 2 and option[:2] in known  # -qVALUE or grouped short flags
+        return known[option]
+    if option.startswith("--"):
+        matches = [a for s, a in known.items() if s.startswith(option)] if parser.allow_abbrev else []
+        return matches[0] if matches else None
+    return known.get(option[:2]) if len(option) > 2 else None
+
+
+def _values_owed(action: argparse.Action) -> int:
+    """How many following tokens ``action`` reads as its values (-1: every non-option token)."""
+    if action.nargs is None or action.nargs == argparse.OPTIONAL:
+        return 1
+    if isinstance(action.nargs, int):
+        return action.nargs
+    return -1
 
 
 def unknown_option(parser: argparse.ArgumentParser, args: list[str]) -> tuple[argparse.ArgumentParser, str] | None:
     """(sub-parser, message) for the first option in ``args`` that the sub-command it was given to
-    does not define, with the closest defined option suggested (difflib); None when there is none."""
+    does not define, with the closest defined option suggested (difflib); None when there is none.
+
+    Tokens read as an option's values are never taken for a sub-command."""
+    owed = 0
     for token in args:
         if token == "--":
             return None
-        sub = _subcommands(parser)
-        if token in sub:
-            parser = sub[token]
-            continue
         if not token.startswith("-") or token == "-" or _is_number(token):
+            if owed:
+                owed -= 1 if owed > 0 else 0
+            else:
+                parser = _subcommands(parser).get(token, parser)
             continue
-        option = token.split("=", 1)[0]
-        if _is_known(parser, option):
-            continue
-        choices = sorted(s for s in parser._option_string_actions if s.startswith("--"))
-        close = difflib.get_close_matches(option, choices, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else f"valid options: {', '.join(choices)}"
-        return parser, f"unrecognised argument {option}; {hint}"
+        option, has_value = token.split("=", 1)[0], "=" in token
+        action = _action(parser, option)
+        if action is None:
+            choices = sorted(s for s in parser._option_string_actions if s.startswith("--"))
+            close = difflib.get_close_matches(option, choices, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"valid options: {', '.join(choices)}"
+            return parser, f"unrecognised argument {option}; {hint}"
+        owed = 0 if has_value or (not option.startswith("--") and len(option) > 2) else _values_owed(action)
     return None
 
 

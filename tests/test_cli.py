@@ -171,3 +171,12 @@ def test_quick_markov_config_is_a_small_valid_grid():
     assert (len(config.presets), len(config.n_targets), len(config.seeds), len(config.methods)) == (1, 1, 1, 4)
     assert config.gamma_sweep == () and config.overlap_sweep == ()
     assert config.training.ratio_steps <= 300 and config.training.source_steps <= 300
+
+
+def test_option_values_are_not_taken_for_sub_commands(capsys):
+    parser = build_parser()
+    # "validate" is the value of --out here, so --exact-length belongs to gtl markov, which lacks it
+    assert unknown_option(parser, ["markov", "--out", "validate", "--exact-length", "2"])[1].startswith(
+        "unrecognised argument --exact-length")
+    assert unknown_option(parser, ["markov", "validate", "m:R", "--out", "validate", "--exact-length", "2"]) is None
+    assert unknown_option(parser, ["markov", "--preset", "paper", "diagonal", "--n-target", "5", "--quiet"]) is None
