@@ -348,3 +348,17 @@ def test_tie_count_matches_a_brute_force_count(seed, m, k, n, levels):
             ranked = sorted(values, reverse=True)
             expected += ranked[n - 1] == ranked[n]
     assert tied_candidates(step, n) == expected
+
+
+def test_validate_refuses_to_report_a_law_that_is_not_a_distribution(monkeypatch):
+    import markov.validator as validator
+    from gtl_verify.exact_law import ExactLaw
+    from markov.rule_contract import RuleError
+
+    def half_law(*args, **kwargs):
+        return ExactLaw(torch.full((5 ** 2,), 0.5 / 25, dtype=torch.float64), 0.0)
+
+    monkeypatch.setattr(validator, "planner_law", half_law)
+    with pytest.raises(RuleError, match=r"^rule 'mine', setting 'exact: left-to-right': the sampler's exact law is not "
+                                        r"a distribution \(a total of 0.5\); TV and KL are not reported$"):
+        validate(GTL(name="mine"), "paper", exact_length=2, length=4, samples=4, progress=False)
