@@ -27,7 +27,7 @@ from .planners import choose_positions
 from .protocols import Denoiser, Planner, SequenceRatio
 from .rules import GTL, GuidanceRule
 from .schedules import Schedule
-from .step import StepContext, reverse_step
+from .step import StepContext, check_possible, reverse_step
 from .validation import check_int_range, check_real_range
 
 
@@ -94,6 +94,7 @@ def _finish(ctx: StepContext, z: torch.Tensor, steps: int, final_argmax: bool, s
     mask_id = ctx.mask_id
     leftover = int((z == mask_id).sum())
     if leftover and final_argmax:
+        check_possible(ctx.log_probs(z, 0.0), (z == mask_id).nonzero())
         best = ctx.log_probs(z, 0.0).argmax(-1)
         z = torch.where(z == mask_id, best, z)
     ratio = ctx.ratio
