@@ -153,27 +153,36 @@ def normalise(log_weights: torch.Tensor, what: str = "log_weights") -> torch.Ten
     if nan.any():
         raise ImpossibleStepError(f"{what} contain NaN in {_describe_rows(nan)}")
     pos_inf = torch.isposinf(w)
-    several = pos_inf.sum(-1) > 1
-    if several.any():
-        raise ImpossibleStepError(f"{what} have two or more +inf entries (inf/inf is undefined) in {_describe_rows(several)}")
-    empty = torch.isneginf(w).all(-1)
+    if pos_inf.any():
+        several = pos_inf.sum(-1) > 1
+        if several.any():
+            raise ImpossibleStepError(f"{what} have two or more +inf entries (inf/inf is undefined) in {_describe_rows(several)}")
+        w = torch.where(pos_inf.any(-1, keepdim=True), torch.where(pos_inf, 0.0, NEG_INF), w)
+    empty = torch.isneginf(w.amax(-1))
     if empty.any():
         raise ImpossibleStepError(f"{what} give every outcome weight 0 (all -inf) in {_describe_rows(empty)}")
-    w = torch.where(pos_inf.any(-1, keepdim=True), torch.where(pos_inf, 0.0, NEG_INF), w)
     return torch.log_softmax(w, dim=-1)
 
 
 # ------------------------------------------------------------------ candidates and ratio scores
 def top_n(token_log_probs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The n most likely tokens of the denoiser at every position: (log-probs, ids), each [..., n],
-    in decreasing order; among equal log-probabilities the lowest token id comes first (a stable
-    sort, so the candidate set never depends on the backend's tie order).
+    in decreasing order; among equal log-probabilities the lowest token id comes first, so the
+    candidate set never depends on the backend's tie order (torch.topk's is unspecified).
 
-    n = K gives every token (full guidance)."""
+    n = K gives every token (full guidance). Cost O(K) per position plus a sort of n values."""
     k = token_log_probs.shape[-1]
     n = check_int_range("n", n, 1, k)
-    values, ids = torch.sort(token_log_probs, dim=-1, descending=True, stable=True)
-    return values[..., :n], ids[..., :n]
+    threshold = torch.topk(token_log_probs, n, dim=-1).values[..., -1:]
+    above = token_log_probs > threshold
+    tied = token_log_probs == threshold
+    room = n - above.sum(-1, keepdim=True)
+    chosen = above | (tied & (torch.cumsum(tied, dim=-1) <= room))  # exactly n per row: lowest tied ids
+    ids = torch.arange(k, device=token_log_probs.device).expand_as(token_log_probs)
+    ids = -torch.topk(torch.where(chosen, -ids, -k), n, dim=-1).values  # the chosen ids, increasing
+    values = token_log_probs.gather(-1, ids)
+    order = torch.sort(values, dim=-1, descending=True, stable=True).indices
+    return values.gather(-1, order), ids.gather(-1, order)
 
 
 def candidate_ties(token_log_probs: torch.Tensor, n: int) -> torch.Tensor:
@@ -287,16 +296,17 @@ def unstabilised(
     return combine(post, ratio, gamma)
 
 
-def top_k_truncate(step_log_weights: torch.Tensor, k: int) -> torch.Tensor:
+def top_k_truncate(step_log_weights: torch.Tensor, k: int, what: str = "step log-weights") -> torch.Tensor:
     """Top-k truncation of the token law inside a step distribution [..., K+1] (last slot: stay).
 
     The k most likely tokens (lowest id first among ties, as :func:`top_n`) keep the whole reveal
     mass, renormalised among them; the stay-masked mass keeps its value, so P(stay) stays
     (1-a_s)/(1-a_t) exactly (truncating the K+1 outcomes instead would hand the dropped token mass
-    to "stay masked"). Returns normalised float64 log-probabilities; k >= K changes nothing."""
+    to "stay masked"). Returns normalised float64 log-probabilities; k >= K changes nothing.
+    Raises as :func:`normalise` (naming ``what``)."""
     vocab = step_log_weights.shape[-1] - 1
     k = check_int_range("k", k, 1)
-    step = normalise(step_log_weights, "step log-weights")
+    step = normalise(step_log_weights, what)
     if k >= vocab:
         return step
     tokens, stay = step[..., :vocab], step[..., vocab:]

@@ -134,5 +134,5 @@ def reverse_step(ctx: StepContext, z: torch.Tensor, t: float, s: float, position
     weights = weights.to(torch.float64)
     if reveal_only:
         weights = torch.cat([weights[:, :-1], torch.full_like(weights[:, -1:], guidance.NEG_INF)], dim=-1)
-    law = guidance.normalise(weights, f"step law of rule {rule_name(ctx.rule)!r} at t={t:g}")
-    return law if ctx.top_k is None else guidance.top_k_truncate(law, ctx.top_k)
+    what = f"step law of rule {rule_name(ctx.rule)!r} at t={t:g}"
+    return guidance.normalise(weights, what) if ctx.top_k is None else guidance.top_k_truncate(weights, ctx.top_k, what)
