@@ -170,11 +170,15 @@ class GeometricSigmaSchedule(Schedule):
     def _sigma(self, t):
         return self.sigma_min ** (1 - t) * self.sigma_max**t
 
+    def _excess(self, t):
+        """sigma_t - sigma_min = sigma_min expm1(t log(sigma_max / sigma_min)), without cancellation."""
+        return self.sigma_min * _lib(t).expm1(t * math.log(self.sigma_max / self.sigma_min))
+
     def _alpha(self, t):
-        return _lib(t).exp(-(self._sigma(t) - self.sigma_min))
+        return _lib(t).exp(-self._excess(t))
 
     def _one_minus_alpha(self, t):
-        return -_lib(t).expm1(-(self._sigma(t) - self.sigma_min))
+        return -_lib(t).expm1(-self._excess(t))
 
     def _dalpha(self, t):
         dsigma = self._sigma(t) * math.log(self.sigma_max / self.sigma_min)
