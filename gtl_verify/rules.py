@@ -3,6 +3,8 @@
 A rule receives a :class:`StepInput` (the current sequences, the step's times and schedule values,
 the denoiser's log-probabilities and a counted ratio scorer) and returns log-weights [M, K + 1] over
 the K tokens and "stay masked" (last slot) for the M masked positions listed in ``step.positions``.
+The step (:func:`gtl_verify.step.reverse_step`) checks the shape, normalises the output with the
+non-finite convention of :mod:`gtl_verify.guidance` (docs/conventions.md) and applies top-k.
 Rules are plain callables, so a user can write one in a few lines and check it with
 ``gtl markov validate module:Rule``.
 
@@ -33,9 +35,9 @@ class StepInput:
     alpha_s: float
     log_probs: torch.Tensor  # [B, L, K] float64 denoiser log p(x^i = v | z)
     positions: torch.Tensor  # [M, 2] (row, position) of the masked positions to decide
-    gamma: float  # guidance strength gamma(t)
+    gamma: float  # guidance strength gamma(t), finite and >= 0
     mask_id: int
-    score: Callable[[torch.Tensor], torch.Tensor] | None  # tokens [M, n] -> log r(z^{i<-v}) [M, n]
+    score: Callable[[torch.Tensor], torch.Tensor] | None  # tokens [M, n] -> log r(z^{i<-v}) [M, n] float64
     sequence_log_ratio: Callable[[], torch.Tensor] | None  # -> log r(z) [B]
     sequence_ratio: Callable[..., torch.Tensor] | None = None  # the (counted) ratio itself: z -> log r [B]
 

@@ -10,7 +10,9 @@ return a :class:`SampleResult`.
 Both start from the all-mask sequence, count every network call and, as a documented option,
 fill masks left at the end with the denoiser's arg-max (``final_argmax``). Categorical draws are
 made in float64 from the given ``torch.Generator``. The denoiser is called again only when the
-sequences changed (or when it uses the time input).
+sequences changed (or when it uses the time input). Every step law comes from
+:func:`gtl_verify.step.reverse_step` (the exact laws and the density use the same step), so
+impossible states and non-finite values follow docs/conventions.md.
 """
 
 from __future__ import annotations
