@@ -170,16 +170,24 @@ def top_n(token_log_probs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Te
     in decreasing order; among equal log-probabilities the lowest token id comes first, so the
     candidate set never depends on the backend's tie order (torch.topk's is unspecified).
 
-    n = K gives every token (full guidance). Cost O(K) per position plus a sort of n values."""
+    n = K gives every token (full guidance). Raises ValueError for NaN log-probs. Cost: one
+    torch.topk; rows whose n-th value is tied beyond the set are redone in O(K)."""
     k = token_log_probs.shape[-1]
     n = check_int_range("n", n, 1, k)
-    threshold = torch.topk(token_log_probs, n, dim=-1).values[..., -1:]
-    above = token_log_probs > threshold
+    if torch.isnan(token_log_probs).any():
+        raise ValueError("token_log_probs contain NaN; top_n needs ordered values")
+    values, ids = torch.topk(token_log_probs, n, dim=-1)
+    threshold = values[..., -1:]
+    room = n - (token_log_probs > threshold).sum(-1, keepdim=True)
     tied = token_log_probs == threshold
-    room = n - above.sum(-1, keepdim=True)
-    chosen = above | (tied & (torch.cumsum(tied, dim=-1) <= room))  # exactly n per row: lowest tied ids
-    ids = torch.arange(k, device=token_log_probs.device).expand_as(token_log_probs)
-    ids = -torch.topk(torch.where(chosen, -ids, -k), n, dim=-1).values  # the chosen ids, increasing
+    ambiguous = (tied.sum(-1, keepdim=True) > room).squeeze(-1)  # topk chose among equal values
+    if ambiguous.any():
+        lp, tie = token_log_probs[ambiguous], tied[ambiguous]
+        chosen = (lp > threshold[ambiguous]) | (tie & (torch.cumsum(tie, dim=-1) <= room[ambiguous]))
+        every = torch.arange(k, device=lp.device).expand_as(lp)
+        ids = ids.clone()
+        ids[ambiguous] = -torch.topk(torch.where(chosen, -every, -k), n, dim=-1).values  # lowest tied ids
+    ids = torch.sort(ids, dim=-1).values
     values = token_log_probs.gather(-1, ids)
     order = torch.sort(values, dim=-1, descending=True, stable=True).indices
     return values.gather(-1, order), ids.gather(-1, order)

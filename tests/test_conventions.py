@@ -125,17 +125,20 @@ def test_top_n_breaks_ties_towards_the_lowest_id():
     assert not guidance.candidate_ties(lp, 5).any()
 
 
-@given(seeds, st.integers(1, 6))
-def test_top_n_is_invariant_to_permuting_tied_tokens(seed, n):
+@given(seeds, st.integers(1, 7))
+def test_top_n_matches_the_lowest_id_order_with_many_ties(seed, n):
     gen = torch.Generator().manual_seed(seed)
-    levels = torch.log(_t([0.4, 0.2, 0.1]))
-    lp = levels[torch.randint(3, (7,), generator=gen)]
-    _, ids = guidance.top_n(lp, n)
-    # the set is the n first tokens in the order (decreasing value, increasing id)
-    order = sorted(range(7), key=lambda v: (-float(lp[v]), v))
-    assert ids.tolist() == order[:n]
-    strict = float(lp[order[n - 1]]) > float(lp[order[n]]) if n < 7 else True
-    assert bool(guidance.candidate_ties(lp, n)) == (not strict)
+    levels = torch.log(_t([0.4, 0.2, 0.1, 0.0]))  # -inf included
+    lp = levels[torch.randint(4, (5, 7), generator=gen)]
+    values, ids = guidance.top_n(lp, n)
+    ties = guidance.candidate_ties(lp, n)
+    for row in range(5):
+        # reference: the n first tokens in the order (decreasing value, increasing id)
+        order = sorted(range(7), key=lambda v: (-float(lp[row, v]), v))
+        assert ids[row].tolist() == order[:n]
+        assert torch.equal(values[row], lp[row, order[:n]])
+        decided = n < 7 and float(lp[row, order[n - 1]]) == float(lp[row, order[n]]) > -INF
+        assert bool(ties[row]) == decided
 
 
 # ------------------------------------------------------------------ top-k
