@@ -203,7 +203,7 @@ def candidate_ties(token_log_probs: torch.Tensor, n: int) -> torch.Tensor:
     n = check_int_range("n", n, 1, k)
     if n == k:
         return torch.zeros(token_log_probs.shape[:-1], dtype=torch.bool, device=token_log_probs.device)
-    values = torch.sort(token_log_probs, dim=-1, descending=True).values
+    values = torch.topk(token_log_probs, n + 1, dim=-1).values
     last, nxt = values[..., n - 1], values[..., n]
     return (last == nxt) & torch.isfinite(last)
 
