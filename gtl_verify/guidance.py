@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 import torch
 
 from .protocols import SequenceRatio, SingleSiteRatio
-from .validation import check_int_range, check_real_range, check_times
+from .validation import check_int_range, check_real_range
 
 NEG_INF = float("-inf")
 
