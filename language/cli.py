@@ -35,8 +35,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{what}: {ref['samples']} {ref['method']} segments against the reference: "
               + mauve_text(ref["mauve_mean"], ref["mauve_std"], ref["buckets"], ref["meaningful"]))
     print("truncation: " + "; ".join(f"{t['method']} {t['text']}" for t in results["truncation"]))
-    for line in results["mauve_guard"]["flagged"]:
-        print(f"WARNING: {line}")
+    flagged = results["mauve_guard"]["flagged"]
+    if flagged:
+        print(f"WARNING: MAUVE is NOT MEANINGFUL for {len(flagged)} sample set(s) below the size guard; first: {flagged[0]}"
+              + (f" (all listed in {report})" if len(flagged) > 1 else ""))
     print(f"results: {results_path}\nreport: {report}")
     return 0
 

@@ -335,9 +335,11 @@ def mauve_seeds(p_features: Any, q_features: Any, seeds: Sequence[int], scaling:
 
 def guard_report(sets: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """The guard's rule and one line per set below it, from (set name, ``MauveGuard.to_dict()``) pairs."""
-    flagged = [line for name, d in sets if (line := MauveGuard.from_dict(d).problem(name))]
+    flagged = [(name, d) for name, d in sets if not MauveGuard.from_dict(d).meaningful]
     return {"samples_per_bucket": MAUVE_SAMPLES_PER_BUCKET, "min_buckets": MAUVE_MIN_BUCKETS,
-            "min_samples": MAUVE_MIN_SAMPLES, "all_meaningful": not flagged, "flagged": flagged}
+            "min_samples": MAUVE_MIN_SAMPLES, "all_meaningful": not flagged,
+            "flagged": [MauveGuard.from_dict(d).problem(name) for name, d in flagged],
+            "flagged_sets": [{"name": name, **MauveGuard.from_dict(d).to_dict()} for name, d in flagged]}
 
 
 def check_mauve_sizes(sets: dict[str, int], references: int) -> list[str]:

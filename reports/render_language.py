@@ -64,7 +64,7 @@ def _buckets(rows: list[dict[str, Any]]) -> str:
 
 
 def _guard_warning(guard: dict[str, Any]) -> str:
-    """A loud block listing the MAUVE sample sets below the size guard ("" when none)."""
+    """A loud block naming the MAUVE sample sets below the size guard, grouped by their counts ("" when none)."""
     flagged = guard.get("flagged") or []
     if not flagged:
         return ""
@@ -72,15 +72,22 @@ def _guard_warning(guard: dict[str, Any]) -> str:
             f"{guard.get('min_buckets')} k-means buckets and {guard.get('samples_per_bucket')} samples per bucket in both "
             f"sets ({guard.get('min_samples')} samples); the values marked NOT MEANINGFUL below must not be used to "
             "order methods.")
-    return "\n".join([head, ">"] + [f"> - {line}" for line in flagged])
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for r in guard.get("flagged_sets") or []:
+        groups[(r.get("samples"), r.get("references"), r.get("buckets"))].append(str(r.get("name")))
+    lines = ([f"> - {n} samples against {q} references, {k} buckets: {', '.join(names)}" for (n, q, k), names in groups.items()]
+             or [f"> - {line}" for line in flagged])
+    return "\n".join([head, ">"] + lines)
 
 
 def _truncation(d: dict[str, Any]) -> str:
     """Which top-k truncation each compared method (and each candidates ablation point) sampled under."""
     rows = [[r.get("method", "-"), r.get("text", "-"), r.get("tokens_per_reveal", "-")] for r in d["truncation"]]
-    return ("Every compared method draws each revealed token from the same top-k of its own token law; GTL's law is "
-            "its guided law over the denoiser's top-n candidates.\n\n"
-            + markdown_table(["method", "truncation", "tokens per reveal (at most)"], rows))
+    equal = len({(r.get("top_k"), r.get("tokens_per_reveal")) for r in d["truncation"]}) == 1
+    lead = ("Every compared method draws each revealed token from the same top-k of its own token law (GTL: of its "
+            "guided law over the denoiser's top-n candidates)." if equal else
+            "**WARNING: the compared methods sampled under different truncations**; their scores are not comparable.")
+    return lead + "\n\n" + markdown_table(["method", "truncation", "tokens per reveal (at most)"], rows)
 
 
 def _pct(f: float, as_fraction: bool) -> float:
