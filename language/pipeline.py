@@ -882,8 +882,8 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> dic
     evaluator = f"target-only denoiser ({f_eval * 100:g} % physics), MDLM ELBO perplexity"
     mauve, classifier, distinct, perplexity = [], [], [], []
 
-    def add(method: str, frac: float, r: dict[str, Any]) -> None:
-        for s, v in zip(r["seeds"], r["mauve"]):
+    def add(method: str, frac: float, r: dict[str, Any], ranked: bool = True) -> None:
+        for s, v in zip(r["seeds"], r["mauve"] if ranked else []):
             mauve.append({"method": method, "fraction": frac, "seed": s, "mauve": v, "buckets": r["mauve_guard"]["buckets"],
                           "meaningful": r["mauve_guard"]["meaningful"]})
         if "classifier" in r:
@@ -903,13 +903,7 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> dic
     def held_out(name: str, r: dict[str, Any], samples: int) -> dict[str, Any]:
         # held-out segments against the reference at the methods' sample size: physics is the
         # ceiling, CS the floor (kept out of the MAUVE rows so that they are not ranked as methods)
-        if "classifier" in r:
-            classifier.append({"method": name, "fraction": f_eval, **r["classifier"]})
-        for n, v in (r.get("distinct") or {}).items():
-            distinct.append({"method": name, "fraction": f_eval, "n": int(n), "value": v})
-        if "perplexity" in r:
-            perplexity.append({"method": name, "fraction": f_eval, "value": r["perplexity"]["perplexity"],
-                               "nats_per_token": r["perplexity"]["nats_per_token"], "evaluator": evaluator})
+        add(name, f_eval, r, ranked=False)
         examples[name] = r["example"]
         return {"method": name, "samples": samples, "seeds": r["seeds"], "mauve": r["mauve"],
                 "mauve_mean": float(np.mean(r["mauve"])), "mauve_std": float(np.std(r["mauve"])),
