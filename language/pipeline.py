@@ -838,7 +838,8 @@ def run_pipeline(config: LanguageConfig, root: str | Path, progress: bool = True
         evaluated = [(s, evaluate_samples(e, s.tokens, tag=f"{s.method}-{s.fraction:g}-{s.tag}"))
                      for s in tqdm(sets, desc="evaluating", disable=not progress, leave=False)]
         held = evaluate_samples(e, data.held_out_rows, tag="held-out-physics")
-        held_src = evaluate_samples(e, data.source_val[:cfg.sampling.samples], perplexity=False, tag="held-out-cs")
+        floor_rows = torch.randperm(data.source_val.shape[0], generator=torch.Generator().manual_seed(run.seed("floor")))
+        held_src = evaluate_samples(e, data.source_val[floor_rows[:cfg.sampling.samples]], perplexity=False, tag="held-out-cs")
         abl_rows = {k: [(x, s, evaluate_samples(e, s.tokens, distinct=False, perplexity=False,
                                                  tag=f"ablation-{s.tag}")) for x, s in v] for k, v in abl.items()}
         diagnostics = _diagnostics(run, e)
@@ -900,17 +901,17 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> dic
         for frac in (fractions if s.method == "source-only" else [s.fraction]):
             add(s.method, frac, r)
         examples[f"{s.method} {s.fraction:g}" if s.method != "source-only" else s.method] = r["example"]
-    def held_out(name: str, r: dict[str, Any], samples: int) -> dict[str, Any]:
+
+    def held_out(name: str, r: dict[str, Any]) -> dict[str, Any]:
         # held-out segments against the reference at the methods' sample size: physics is the
         # ceiling, CS the floor (kept out of the MAUVE rows so that they are not ranked as methods)
         add(name, f_eval, r, ranked=False)
         examples[name] = r["example"]
-        return {"method": name, "samples": samples, "seeds": r["seeds"], "mauve": r["mauve"],
+        return {"method": name, "samples": r["mauve_guard"]["samples"], "seeds": r["seeds"], "mauve": r["mauve"],
                 "mauve_mean": float(np.mean(r["mauve"])), "mauve_std": float(np.std(r["mauve"])),
                 "buckets": r["mauve_guard"]["buckets"], "meaningful": r["mauve_guard"]["meaningful"]}
 
-    reference = held_out(HELD_OUT, held, int(data.held_out_rows.shape[0]))
-    floor = held_out(HELD_OUT_SOURCE, held_src, min(cfg.sampling.samples, int(data.source_val.shape[0])))
+    reference, floor = held_out(HELD_OUT, held), held_out(HELD_OUT_SOURCE, held_src)
 
     timing: dict[str, dict[str, float]] = {}
     for s, _ in evaluated:
