@@ -191,7 +191,9 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
                      ours_s[(c.method, c.key)].interval_text() if (c.method, c.key) in ours_s else "-", ranks_ours.get((c.method, c.key), "-"), fmt(c.paper, 3), ranks_paper[(c.method, c.key)]]
                     for c in comparisons]
             sentences = paper.ordering_sentences(comparisons, lower_is_better=False)
-            body = ("**Only the orderings are comparable.** " + paper.LANGUAGE_FEATURES_NOTE + "\n\n"
+            body = (("> **WARNING: some MAUVE sample sets are below the size guard (see MAUVE); ranks built on values "
+                     "marked NOT MEANINGFUL there are not meaningful either.**\n\n" if warning else "")
+                    + "**Only the orderings are comparable.** " + paper.LANGUAGE_FEATURES_NOTE + "\n\n"
                     + markdown_table(["target data", "method", f"ours (MiniLM): {INTERVAL_HEADER}", "our rank",
                                       "paper (GPT-2-large, 5 seeds)", "paper rank"], rows))
             if sentences:

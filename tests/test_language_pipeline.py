@@ -139,6 +139,7 @@ def test_cpu_tiny_flags_its_mauve_and_records_truncation(tiny_run):
         for n in config.sampling.candidates_sweep]
     text = report.read_text()
     assert "WARNING: MAUVE NOT MEANINGFUL" in text and "(k=2, NOT MEANINGFUL)" in text
+    assert "ranks built on values marked NOT MEANINGFUL" in text  # the comparison with the paper says so too
     assert "Sampling truncation" in text and "top-4 of the guided law over the denoiser's top-4 candidates" in text
     table = pipeline.mauve_table(res)
     assert "(k=2, NOT MEANINGFUL)" in table
