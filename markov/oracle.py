@@ -35,6 +35,8 @@ import torch
 from gtl_verify.validation import check_mask_id, check_tokens
 
 from .chain import DTYPE, MarkovChain
+from .gaps import TransitionPowers, gap_chunks, gather_combine
+from .gaps import log_obs as gaps_log_obs
 from .presets import ChainPair
 
 
@@ -80,13 +82,17 @@ class ChainOracle:
     ``mask_id`` defaults to K.
     """
 
-    def __init__(self, chain: MarkovChain, mask_id: int | None = None) -> None:
+    def __init__(self, chain: MarkovChain, mask_id: int | None = None, *, log_space: bool | None = None) -> None:
         if not isinstance(chain, MarkovChain):
             raise ValueError(f"chain must be a MarkovChain, got {type(chain).__name__}")
         self.chain = chain
         self.vocab_size = chain.vocab_size
         self.mask_id = check_mask_id(self.vocab_size if mask_id is None else mask_id, self.vocab_size)
+        if log_space not in (None, True, False):
+            raise ValueError(f"log_space must be None, True or False, got {log_space!r}")
+        self._log_space = log_space
         self._params: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+        self._tables: dict[torch.device, TransitionPowers] = {}
 
     def __repr__(self) -> str:
         return f"ChainOracle(vocab_size={self.vocab_size}, mask_id={self.mask_id})"
@@ -178,35 +184,65 @@ class ChainOracle:
         log_scales = self._forward(rows, pi, s, table, store=fwd)
         return ForwardBackward(table[rows.T], fwd, self._backward(rows, s_t, table), log_scales, masked)
 
-    def _fused(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(x^i = v | z) [B, L, K] and log P_obs(z) [B]: backward pass, then a forward pass that
-        turns the backward buffer into the marginals in place (one [B, L, K] buffer in all)."""
+    def _powers(self, device: torch.device) -> TransitionPowers:
+        """The chain's transition-power tables on ``device`` (cached; grown on demand)."""
+        device = torch.device(device)
+        if device not in self._tables:
+            pi, s = self.parameters_on(device)[:2]
+            self._tables[device] = TransitionPowers(pi, s, self._log_space)
+        return self._tables[device]
+
+    @property
+    def log_space(self) -> bool:
+        """Whether the power tables on the CPU are computed in log space (see :mod:`markov.gaps`)."""
+        return self._powers(torch.device("cpu")).log_space
+
+    def _assemble(self, z: torch.Tensor, linear: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gap formula over batch chunks: (log) marginals [B, L, K] and log P_obs [B] (NaN rows where P_obs = 0)."""
         self.check(z)
-        pi, s, s_t, table = self.parameters_on(z.device)
-        rows, _ = self._states(z)
-        out = self._backward(rows, s_t, table)
-        log_obs = self._forward(rows, pi, s, table, marginals_into=out).sum(-1)
+        k = self.vocab_size
+        powers = self._powers(z.device)
+        out = torch.empty(*z.shape, k, dtype=DTYPE, device=z.device)
+        log_obs = torch.empty(z.shape[0], dtype=DTYPE, device=z.device)
+        for rows, index in gap_chunks(z, self.mask_id, k):
+            left, right = powers.tables(index.max_distance)
+            log_obs[rows] = gaps_log_obs(index, left)
+            if linear:
+                left, right = powers.linear_tables(index.max_distance)
+            norm = left.view(-1)[index.norm]
+            per_row = norm.reciprocal_() if linear else norm.neg_()
+            gather_combine(out[rows].view(-1, k), left, index.left, right, index.right, per_row, linear)
+        impossible = torch.isneginf(log_obs)
+        if impossible.any():
+            out[impossible] = torch.nan
         return out, log_obs
 
     def posterior(self, z: torch.Tensor) -> ChainPosterior:
-        """log p(x^i = v | z) [B, L, K] and log P_obs(z) [B] in one pass."""
-        probs, log_obs = self._fused(z)
-        return ChainPosterior(probs.log_(), log_obs)
+        """log p(x^i = v | z) [B, L, K] and log P_obs(z) [B] by the gap formula (NaN rows where P_obs(z) = 0)."""
+        return ChainPosterior(*self._assemble(z, linear=False))
 
     def marginals(self, z: torch.Tensor) -> torch.Tensor:
-        """p(x^i = v | z), [B, L, K] float64 (NaN rows where P_obs(z) = 0)."""
-        return self._fused(z)[0]
+        """p(x^i = v | z), [B, L, K] float64 (NaN rows where P_obs(z) = 0).
+
+        Products of the linear tables on the matmul path; exp of the log form on the log-space path
+        (there the factors may underflow while their ratio does not).
+        """
+        if self._powers(z.device).log_space:
+            return self._assemble(z, linear=False)[0].exp_()
+        return self._assemble(z, linear=True)[0]
 
     def __call__(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x^i = v | z), [B, L, K] float64 (``t`` is ignored: R3)."""
         return self.posterior(z).log_marginals
 
     def log_obs(self, z: torch.Tensor) -> torch.Tensor:
-        """log P_obs(z) = log sum_{x agreeing with z where unmasked} p(x), [B] (forward pass only)."""
+        """log P_obs(z) = log sum_{x agreeing with z where unmasked} p(x), [B]."""
         self.check(z)
-        pi, s, _, table = self.parameters_on(z.device)
-        rows, _ = self._states(z)
-        return self._forward(rows, pi, s, table).sum(-1)
+        powers = self._powers(z.device)
+        out = torch.empty(z.shape[0], dtype=DTYPE, device=z.device)
+        for rows, index in gap_chunks(z, self.mask_id, self.vocab_size):
+            out[rows] = gaps_log_obs(index, powers.tables(index.max_distance)[0])
+        return out
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) of clean sequences x [B, L] (the chain's exact likelihood)."""
