@@ -209,8 +209,12 @@ def _sync(device: torch.device) -> None:
 
 
 def interleaved(entries: list[Entry], device: torch.device, warmup: int, repeats: int,
-                peer_repeats: int) -> dict[str, list[float]]:
-    """Seconds per round for each entry; each round times every entry once, in order."""
+                peer_repeats: int, threads: int) -> dict[str, list[float]]:
+    """Seconds per round for each entry; each round times every entry once, in order.
+
+    torch's thread count is set again before each entry: importing pomegranate raises it.
+    """
+    torch.set_num_threads(threads)
     for entry in entries:
         if not entry.peer:
             for _ in range(warmup):
@@ -220,6 +224,7 @@ def interleaved(entries: list[Entry], device: torch.device, warmup: int, repeats
         for entry in entries:
             if entry.peer and round_ >= peer_repeats:
                 continue
+            torch.set_num_threads(threads)
             _sync(device)
             start = time.perf_counter()
             entry.run()
@@ -252,7 +257,7 @@ def measure(shape: tuple[int, int, int], device: torch.device, args: argparse.Na
     if peers:
         extra, agreement, notes = peer_entries(problem)
         entries += extra
-    times = interleaved(entries, device, args.warmup, args.repeats, args.peer_repeats)
+    times = interleaved(entries, device, args.warmup, args.repeats, args.peer_repeats, args.threads)
     rows = summarise(entries, times, shape, device)
     for row in rows:
         print(f"{row['B']:>5} {row['L']:>5} {row['K']:>4}  {row['median_s']:>9.4f} s  {row['ratio_to_bare']:>7.2f}x  "
