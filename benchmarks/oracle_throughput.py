@@ -7,7 +7,8 @@ masked with probability 1/2) this times, side by side with repeats interleaved:
   forward-backward pass with nothing else), the reference every ratio is taken against;
 - ``ChainOracle``: log marginals ``oracle(z)``, probabilities ``marginals(z)``, ``log_obs(z)``,
   the same log marginals with log-space power tables forced, a fresh oracle (power tables built
-  inside the timed call) and the explicit scaled recursion ``forward_backward(z)``;
+  inside the timed call, also for a batch whose first row is fully masked, which needs the
+  largest table) and the explicit scaled recursion ``forward_backward(z)``;
 - ``PairOracle``: noisy log-ratios ``oracle(z)`` and single-site ratios ``single_site(z)``
   (two chains: source and a second Dirichlet chain);
 - peers on the same problem, as an HMM whose hidden state is the token and whose observation
@@ -111,6 +112,8 @@ def our_entries(problem: Problem) -> list[Entry]:
     z = problem.z
     chain, pair = ChainOracle(problem.source), PairOracle(problem.source, problem.target)
     log_tables = ChainOracle(problem.source, log_space=True)
+    z_far = z.clone()
+    z_far[0] = problem.source.vocab_size  # anchors L + 1 apart: the largest power table a batch can need
     return [
         Entry(BARE, bare_chain(problem)),
         Entry("ChainOracle log marginals oracle(z)", lambda: chain(z), goal=True),
@@ -121,6 +124,8 @@ def our_entries(problem: Problem) -> list[Entry]:
         Entry("ChainOracle log marginals, log-space power tables", lambda: log_tables(z)),
         Entry("ChainOracle log marginals, fresh oracle (tables built in the call)",
               lambda: ChainOracle(problem.source)(z)),
+        Entry("ChainOracle log marginals, fresh oracle, first row fully masked (tables to d = L + 1)",
+              lambda: ChainOracle(problem.source)(z_far)),
         Entry("ChainOracle.forward_backward(z) (scaled recursion, all messages)",
               lambda: chain.forward_backward(z).marginals()),
     ]
