@@ -284,7 +284,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--vocab", type=int, default=32)
-    parser.add_argument("--sweep", action="store_true", help="time a grid over batch, length and vocab (peers at the main shape only)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="time a grid over batch, length and vocab (peers at the main shape only)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--warmup", type=int, default=1)
@@ -330,7 +331,8 @@ def main(argv: list[str] | None = None) -> None:
                "columns": {"timings": ["device", "B", "L", "K", "what", "median_s", "ratio_to_bare", "goal_ratio",
                                        "meets_goal", "rounds"],
                            "peer agreement": ["peer", "max_abs_marginal_diff", "max_abs_log_obs_diff"]},
-               "figures": sweep_figure(rows) if args.sweep else [], "load_average": {"before": list(load_before), "after": list(load_after)}}
+               "figures": sweep_figure(rows) if args.sweep else [],
+               "load_average": {"before": list(load_before), "after": list(load_after)}}
     config = {k: v for k, v in vars(args).items() if k != "out"} | {"threads_used": torch.get_num_threads()}
     path = write_results(Path(args.out) / "oracle_throughput.json", "benchmark", results,
                          provenance(config, [0], time.perf_counter() - start))

@@ -168,25 +168,27 @@ class TransitionPowers:
                 self._grow(max_distance)
         self._left = self._right = self._linear = None
 
-    def _log_blocks(self) -> torch.Tensor:
-        return self._blocks if self.log_space else self._blocks.log()
+    @staticmethod
+    def _layout(blocks: torch.Tensor, one: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(left, right) row tables of G_d blocks [D+1, K+1, K]; ``one`` is 1 in the table's units (0 for logs)."""
+        k = blocks.shape[-1]
+        row0 = torch.full((1, k), one, dtype=DTYPE, device=blocks.device)
+        right = torch.cat([blocks[:, :k].transpose(1, 2), torch.full_like(blocks[:, :1], one)], dim=1)
+        return torch.cat([row0, blocks.reshape(-1, k)]), torch.cat([row0, right.reshape(-1, k)])
 
     def tables(self, max_distance: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(left, right) log tables covering distances 0..>= max_distance."""
         if max_distance > self.max_distance:
             self._grow(max(max_distance, 2 * self.max_distance))
         if self._left is None:
-            log_g = self._log_blocks()
-            k = log_g.shape[-1]
-            zero = torch.zeros(1, k, dtype=DTYPE, device=log_g.device)
-            right = torch.cat([log_g[:, :k].transpose(1, 2), torch.zeros_like(log_g[:, :1])], dim=1)
-            self._left = torch.cat([zero, log_g.reshape(-1, k)])
-            self._right = torch.cat([zero, right.reshape(-1, k)])
+            self._left, self._right = self._layout(self._blocks if self.log_space else self._blocks.log(), 0.0)
         return self._left, self._right
 
     def linear_tables(self, max_distance: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """exp of :meth:`tables` (G_d itself; row 0 is ones). Exact only on the matmul path."""
-        left, right = self.tables(max_distance)
+        """(left, right) tables of G_d itself (row 0 ones); matmul path only (ValueError on the log-space path)."""
+        self.tables(max_distance)
+        if self.log_space:
+            raise ValueError("linear_tables needs the matmul path, but this chain's powers are in log space")
         if self._linear is None:
-            self._linear = (left.exp(), right.exp())
+            self._linear = self._layout(self._blocks, 1.0)
         return self._linear

@@ -211,8 +211,14 @@ class ChainOracle:
         """Whether the power tables on the CPU are computed in log space (see :mod:`markov.gaps`)."""
         return self._powers(torch.device("cpu")).log_space
 
-    def _assemble(self, z: torch.Tensor, linear: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gap formula over batch chunks: (log) marginals [B, L, K] and log P_obs [B] (NaN rows where P_obs = 0)."""
+    def _assemble(self, z: torch.Tensor, probabilities: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gap formula over batch chunks: log marginals (or marginals) [B, L, K] and log P_obs [B].
+
+        Probabilities are products of the linear tables on the matmul path and exp of the log form
+        on the log-space path (where the factors may underflow while their ratio does not); a
+        chunk that grows the tables past an underflow switches to the log-space form. NaN rows
+        where P_obs(z) = 0.
+        """
         self.check(z)
         k = self.vocab_size
         powers = self._powers(z.device)
@@ -221,11 +227,15 @@ class ChainOracle:
         for rows, index in gap_chunks(z, self.mask_id, k):
             left, right = powers.tables(index.max_distance)
             log_obs[rows] = gaps_log_obs(index, left)
-            if linear:
+            product = probabilities and not powers.log_space
+            if product:
                 left, right = powers.linear_tables(index.max_distance)
             norm = left.view(-1)[index.norm]
-            per_row = norm.reciprocal_() if linear else norm.neg_()
-            gather_combine(out[rows].view(-1, k), left, index.left, right, index.right, per_row, linear)
+            chunk = out[rows].view(-1, k)
+            gather_combine(chunk, left, index.left, right, index.right,
+                           norm.reciprocal_() if product else norm.neg_(), product)
+            if probabilities and not product:
+                chunk.exp_()
         impossible = torch.isneginf(log_obs)
         if impossible.any():
             out[impossible] = torch.nan
@@ -233,17 +243,11 @@ class ChainOracle:
 
     def posterior(self, z: torch.Tensor) -> ChainPosterior:
         """log p(x^i = v | z) [B, L, K] and log P_obs(z) [B] by the gap formula (NaN rows where P_obs(z) = 0)."""
-        return ChainPosterior(*self._assemble(z, linear=False))
+        return ChainPosterior(*self._assemble(z, probabilities=False))
 
     def marginals(self, z: torch.Tensor) -> torch.Tensor:
-        """p(x^i = v | z), [B, L, K] float64 (NaN rows where P_obs(z) = 0).
-
-        Products of the linear tables on the matmul path; exp of the log form on the log-space path
-        (there the factors may underflow while their ratio does not).
-        """
-        if self._powers(z.device).log_space:
-            return self._assemble(z, linear=False)[0].exp_()
-        return self._assemble(z, linear=True)[0]
+        """p(x^i = v | z), [B, L, K] float64 (NaN rows where P_obs(z) = 0)."""
+        return self._assemble(z, probabilities=True)[0]
 
     def __call__(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x^i = v | z), [B, L, K] float64 (``t`` is ignored: R3)."""

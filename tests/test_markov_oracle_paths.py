@@ -177,6 +177,16 @@ def test_matmul_powers_fall_back_to_log_space_once_an_entry_gets_tiny():
     want = (k - 1) * math.log(eps)  # the only path: k - 1 steps of probability eps
     assert math.isclose(float(ChainOracle(chain).log_obs(z)), want, rel_tol=1e-12)
     assert float(ChainOracle(chain, log_space=False).log_obs(z)) == -math.inf
+    # the switch in the middle of a call: early chunks need short distances only, the last one d = k - 1
+    rows = CHUNK_POSITIONS // k + 5
+    batch = chain.sample(rows, k, torch.Generator().manual_seed(0))
+    batch[:, 1::3] = k
+    batch[-1] = z[0]
+    oracle, reference = ChainOracle(chain), ChainOracle(chain, log_space=True)
+    probs = oracle.marginals(batch)
+    assert oracle.log_space
+    torch.testing.assert_close(probs, reference.posterior(batch).log_marginals.exp(), rtol=1e-12, atol=1e-300)
+    torch.testing.assert_close(probs[-1, 1:-1].argmax(-1), torch.arange(1, k - 1))  # the only path
 
 
 def test_table_growth_and_batch_chunks_leave_results_unchanged():
