@@ -248,7 +248,7 @@ def _zeros(rng: np.random.Generator, n: int, k: int, keep: np.ndarray | None = N
 
 def random_hmm_pair(seed: int, vocab_size: int, source_hidden: int, target_hidden: int, sparse: bool = False) -> HMMPair:
     """Seeded random HMM pair with supp q within supp p. With ``sparse`` the target has exact zeros in
-    its first-token, transition and emission laws and never emits a random set F of tokens (|F| < K);
+    its first-token, transition and emission laws and never emits a random non-empty set F of tokens (|F| < K; empty when K = 1);
     the source has zeros in its hidden laws and emits exactly the tokens outside a subset of F."""
     k = check_int_range("vocab_size", vocab_size, 1)
     hp, hq = check_int_range("source_hidden", source_hidden, 1), check_int_range("target_hidden", target_hidden, 1)
@@ -258,8 +258,9 @@ def random_hmm_pair(seed: int, vocab_size: int, source_hidden: int, target_hidde
             return HiddenMarkovModel(torch.tensor(_rows(rng, 1, h, None)[0]), torch.tensor(_rows(rng, h, h, None)),
                                      torch.tensor(_rows(rng, h, k, None)))
         return HMMPair(make(hp), make(hq), f"random hmm (seed {seed})")
-    forbidden = rng.random(k) < 0.3
-    forbidden[rng.integers(k)] = False
+    forbidden, emitted = rng.random(k) < 0.3, int(rng.integers(k))
+    forbidden[emitted] = False
+    forbidden[(emitted + 1) % k] |= k > 1  # at least one token the target never emits
     target = HiddenMarkovModel(torch.tensor(_rows(rng, 1, hq, _zeros(rng, 1, hq))[0]),
                                torch.tensor(_rows(rng, hq, hq, _zeros(rng, hq, hq))),
                                torch.tensor(_rows(rng, hq, k, _zeros(rng, hq, k, ~forbidden))))

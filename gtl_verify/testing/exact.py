@@ -31,7 +31,7 @@ from typing import Callable
 
 import torch
 
-from ..enumeration import EnumerationOracle
+from ..enumeration import EnumerationOracle, TableRatio
 from ..guidance import score_candidates
 from ..protocols import Denoiser
 from ..rules import StepInput
@@ -72,8 +72,12 @@ def _from_enumeration(oracle: EnumerationOracle) -> ExactComponents:
     if oracle.process.mask_id is None:
         raise ValueError("the enumeration oracle must use the masked process, got a process without a mask state")
     laws = oracle.laws
-    return ExactComponents(oracle.denoiser("p"), oracle.denoiser("q"), oracle.ratio_model(), lambda length: laws.p,
-                           lambda length: laws.q, oracle.vocab_size, oracle.process.mask_id, laws.length)
+    q_t, p_t = oracle.noisy_marginal(0.5, "q"), oracle.noisy_marginal(0.5, "p")
+    # the Markov oracles' convention: q_t = 0 gives log r = -inf (also when p_t = 0), p_t = 0 < q_t gives +inf
+    log_ratio = torch.where(q_t > 0, q_t.log() - p_t.log(), -torch.inf)
+    return ExactComponents(oracle.denoiser("p"), oracle.denoiser("q"), TableRatio(oracle, log_ratio),
+                           lambda length: laws.p, lambda length: laws.q, oracle.vocab_size, oracle.process.mask_id,
+                           laws.length)
 
 
 def exact_components(pair) -> ExactComponents:
