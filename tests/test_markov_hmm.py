@@ -166,3 +166,54 @@ def test_hmm_validation_errors():
     with pytest.raises(ValueError, match="name must be one of"):
         make_hmm_pair("regimes")
     assert math.isclose(float(make_hmm_pair("regime").target.table(1).sum()), 1.0)
+
+
+def test_self_normalisation_r4_on_long_hmm_sequences():
+    """(R4) sum_v p(x^i = v | z) r(z^{i<-v}) = r(z), r(z^{i<-v}) from separate forward passes, L = 512."""
+    pair = random_hmm_pair(4, 3, 2, 3, sparse=False)
+    oracle = HMMPairOracle(pair)
+    g = torch.Generator().manual_seed(2)
+    x = pair.target.sample(2, 512, g)
+    z = torch.where(torch.rand(x.shape, generator=g) < 0.5, 3, x)
+    log_r, log_p, site = oracle(z), oracle.source(z), oracle.single_site(z)
+    for b in range(2):
+        chosen = (z[b] == 3).nonzero()[:5, 0]
+        cand = z[b].repeat(len(chosen) * 3, 1)
+        for j, i in enumerate(chosen.tolist()):
+            cand[3 * j : 3 * (j + 1), i] = torch.arange(3)
+        direct = oracle(cand).reshape(len(chosen), 3)
+        assert same_logs(site[b, chosen], direct, tol=1e-8 * abs(float(log_r[b])))
+        lhs = torch.logsumexp(log_p[b, chosen] + direct, dim=-1)
+        assert ((lhs - log_r[b]).abs() <= 1e-9 * max(1.0, abs(float(log_r[b])))).all()
+
+
+@given(hmm_pairs(vocab=(2, 4), hidden=(1, 3)), st.integers(1, 8), st.integers(0, 2**31))
+def test_any_order_reveal_gives_the_hmm_likelihood(pair, length, seed):
+    """prod over steps of q(x^i | revealed so far), in any order, is q(x)."""
+    g = torch.Generator().manual_seed(seed)
+    x = pair.target.sample(5, length, g)
+    oracle = HMMOracle(pair.target)
+    order = torch.stack([torch.randperm(length, generator=g) for _ in range(5)])
+    z, rows, total = torch.full_like(x, pair.vocab_size), torch.arange(5), torch.zeros(5, dtype=F64)
+    for step in range(length):
+        pos = order[:, step]
+        total += oracle(z)[rows, pos, x[rows, pos]]
+        z[rows, pos] = x[rows, pos]
+    assert same_logs(total, pair.target.log_prob(x), tol=1e-10)
+
+
+def test_protocols_custom_mask_id_and_batches():
+    from gtl_verify.protocols import Denoiser, SequenceRatio, SingleSiteRatio
+
+    pair = make_hmm_pair("regime")
+    ref, bert = HMMPairOracle(pair), HMMPairOracle(pair, mask_id=103)
+    assert isinstance(ref.source, Denoiser) and isinstance(ref, SequenceRatio) and isinstance(ref, SingleSiteRatio)
+    assert bert.mask_id == 103 and bert.target.mask_id == 103
+    z = torch.tensor([[0, 4, 4, 3, 4], [4, 1, 2, 4, 4]])
+    zb = torch.where(z == 4, 103, z)
+    assert torch.equal(bert.single_site(zb), ref.single_site(z)) and torch.equal(bert.source(zb), ref.source(z))
+    whole = ref.single_site(z)
+    for b in range(2):
+        torch.testing.assert_close(ref.single_site(z[b : b + 1])[0], whole[b], rtol=1e-13, atol=1e-13)
+    empty = torch.zeros(0, 5, dtype=torch.long)
+    assert ref.source(empty).shape == (0, 5, 4) and ref(empty).shape == (0,)

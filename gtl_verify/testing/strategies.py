@@ -25,7 +25,7 @@ from ..forward import make_process
 from ..schedules import SCHEDULES, Schedule, make_schedule
 from .random_chains import ABSOLUTELY_CONTINUOUS_KINDS, random_chain_pair
 
-schedule_names = st.sampled_from(sorted(SCHEDULES))
+schedule_names = st.sampled_from(["loglinear", *sorted(set(SCHEDULES) - {"loglinear"})])  # shrinks to loglinear
 law_kinds = st.sampled_from(LAW_KINDS)
 seeds = st.integers(0, 2**31 - 1)
 
