@@ -49,6 +49,13 @@ def law_table(expected: torch.Tensor, observed: torch.Tensor, labels: list[str])
     return "\n".join(lines)
 
 
+def _locate(bad: torch.Tensor, positions: torch.Tensor, z: torch.Tensor, mask_id: int) -> tuple[int, int, str]:
+    """(j, i, text) for the first True of ``bad`` [M] over ``positions`` [M, 2] = (row, position)."""
+    j = int(bad.nonzero()[0, 0])
+    b, i = positions[j].tolist()
+    return j, i, f"z = {format_state(z[b], mask_id)} (row {b}), masked position {i}"
+
+
 def _step_probs(name: str, out, m: int, k: int, where: str) -> torch.Tensor:
     """The rule's output as probabilities [M, K+1], or an AssertionError saying what is wrong with it."""
     if not torch.is_tensor(out):
@@ -85,18 +92,17 @@ def assert_rule_matches_exact_step(rule, pair, z: torch.Tensor | None = None, *,
     step = make_step_input(comp, z, s, t, gamma, schedule)
     got = _step_probs(name, rule(step), step.positions.shape[0], comp.vocab_size, where)
     tv = total_variation(want, got)
-    bad = (tv > tol).nonzero()
-    if len(bad) == 0:
+    bad = ~(tv <= tol)  # NaN counts as a difference
+    if not bad.any():
         return
-    j = int(bad[0, 0])
-    b, i = step.positions[j].tolist()
+    j, _, place = _locate(bad, step.positions, z, comp.mask_id)
     labels = [f"token {v}" for v in range(comp.vocab_size)] + ["stay masked"]
     raise AssertionError(
         f"rule {name!r} does not reproduce the exact guided step {where}, "
         f"alpha_t={step.alpha_t:.6g}, alpha_s={step.alpha_s:.6g}, candidates={candidates or 'all'}:\n"
-        f"  first differing state: z = {format_state(z[b], comp.mask_id)} (row {b}), masked position {i}\n"
+        f"  first differing state: {place}\n"
         f"{law_table(want[j], got[j], labels)}\n"
-        f"  TV = {float(tv[j]):.6g} > tolerance {tol:g}; {len(bad)} of {len(tv)} masked positions differ, "
+        f"  TV = {float(tv[j]):.6g} > tolerance {tol:g}; {int(bad.sum())} of {len(tv)} masked positions differ, "
         f"largest TV {float(tv.max()):.6g}\n"
         "  expected: stay = (1-a_s)/(1-a_t); tokens = (a_s-a_t)/(1-a_t) * p^(1-gamma) q^gamma, normalised over the "
         "candidates (p, q: exact source and target posteriors at the position)")
@@ -191,12 +197,10 @@ def assert_ratio_calibrated(ratio_model, pair, z, *, t: float = 0.5, tol: float 
     got_site = torch.as_tensor(ratio_model.single_site(z, tt)).detach().to(DTYPE)[masked]
     bad = _log_mismatch(got_site, want_site, tol).any(-1)
     if bad.any():
-        j = int(bad.nonzero()[0, 0])
-        b, i = masked.nonzero()[j].tolist()
+        j, _, place = _locate(bad, masked.nonzero(), z, comp.mask_id)
         labels = [f"log r(z^(i<-{v}))" for v in range(comp.vocab_size)]
         raise AssertionError(
-            f"ratio model's single_site is not calibrated at z = {format_state(z[b], comp.mask_id)} (row {b}), "
-            f"masked position {i}:\n{law_table(want_site[j], got_site[j], labels)}\n"
+            f"ratio model's single_site is not calibrated at {place}:\n{law_table(want_site[j], got_site[j], labels)}\n"
             f"  (log-ratios, not probabilities; tolerance {tol:g})")
 
 
@@ -222,11 +226,10 @@ def assert_denoiser_exact(denoiser, pair, z, *, which: str = "source", t: float 
     bad = ~(tv <= tol)  # NaN counts as a difference
     if not bad.any():
         return
-    j = int(bad.nonzero()[0, 0])
-    b, i = masked.nonzero()[j].tolist()
+    j, i, place = _locate(bad, masked.nonzero(), z, comp.mask_id)
     labels = [f"x^{i} = {v}" for v in range(comp.vocab_size)]
     raise AssertionError(
-        f"denoiser differs from the exact {which} posterior p(x^i = v | z) at z = {format_state(z[b], comp.mask_id)} "
-        f"(row {b}), masked position {i}:\n{law_table(want[masked][j], got[masked][j], labels)}\n"
+        f"denoiser differs from the exact {which} posterior p(x^i = v | z) at {place}:\n"
+        f"{law_table(want[masked][j], got[masked][j], labels)}\n"
         f"  TV = {float(tv[j]):.6g} > tolerance {tol:g}; {int(bad.sum())} of {len(tv)} masked positions differ")
 
