@@ -115,3 +115,19 @@ def test_missing_parts_and_files_are_named(tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     with pytest.raises(ChainFileError, match="broken.npz: not a readable .npz archive"):
         load_chain_pair(tmp_path / "broken.npz")
+
+
+def test_resolve_pair_reads_presets_and_chain_files(tmp_path):
+    from markov.presets import is_chain_file, resolve_pair
+
+    path = write(tmp_path, PAIR_TOML)
+    assert is_chain_file(str(path)) and not is_chain_file("paper")
+    assert torch.equal(resolve_pair("dirichlet", seed=3).target.transition, make_pair("dirichlet", seed=3).target.transition)
+    assert torch.equal(resolve_pair("diagonal", overlap=0.5).source.transition,
+                       make_pair("diagonal", overlap=0.5).source.transition)
+    pair, mixed = load_chain_pair(path), resolve_pair(str(path), overlap=0.25)
+    torch.testing.assert_close(mixed.source.transition, 0.75 * pair.source.transition + 0.25 * pair.target.transition)
+    assert torch.equal(resolve_pair(str(path), overlap=1.0).source.transition, pair.target.transition)
+    hmm = save_chain_pair(make_hmm_pair("regime"), tmp_path / "regime.toml")
+    with pytest.raises(ValueError, match="regime.toml: holds hidden Markov models"):
+        resolve_pair(str(hmm))
