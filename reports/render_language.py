@@ -10,7 +10,7 @@ from . import schema as S
 from .context import Context, Rendered
 from .figures import line_plot
 from .markdown import figure_markdown, fmt, markdown_table
-from .stats import Summary, summarize
+from .stats import INTERVAL_HEADER, INTERVAL_NAME, Summary, summarize
 
 
 def _parse(results: dict[str, Any]) -> dict[str, Any]:
@@ -61,8 +61,8 @@ def _ablation(rows: list[dict[str, Any]], name: str, xlabel: str, ctx: Context, 
         vals[r["x"]]["p_source"].append(r["p_source"])
         vals[r["x"]]["mauve"].append(r["mauve"])
     sums = {x: {k: summarize(v) for k, v in d.items()} for x, d in sorted(vals.items())}
-    table = markdown_table([xlabel.split(" (")[0], "runs", "classifier P(source): mean ± std", "MAUVE: mean ± std"],
-                           [[x, max(d["p_source"].n, d["mauve"].n), d["p_source"].std_text(), d["mauve"].std_text()]
+    table = markdown_table([xlabel.split(" (")[0], "runs", f"classifier P(source): {INTERVAL_HEADER}", f"MAUVE: {INTERVAL_HEADER}"],
+                           [[x, max(d["p_source"].n, d["mauve"].n), d["p_source"].interval_text(), d["mauve"].interval_text()]
                             for x, d in sums.items()])
     series = {label: [(x, d[key]) for x, d in sums.items() if d[key].n]
               for key, label in (("p_source", "classifier P(source) (lower = more target-like)"), ("mauve", "MAUVE (MiniLM features)"))}
@@ -71,12 +71,12 @@ def _ablation(rows: list[dict[str, Any]], name: str, xlabel: str, ctx: Context, 
         return table, ""
     path, rel = ctx.figure_path(f"ablation-{name}")
     line_plot(path, f"Ablation: {xlabel.split(' (')[0]}", xlabel, "score (probability / MAUVE, 0 to 1)", series,
-              logx=logx, error="std")
-    return table, figure_markdown(rel, f"Classifier P(source) and MAUVE against {xlabel.split(' (')[0]}; error bars: std over runs.")
+              logx=logx)
+    return table, figure_markdown(rel, f"Classifier P(source) and MAUVE against {xlabel.split(' (')[0]}; error bars: 95% bootstrap percentile interval over runs.")
 
 
 def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
-    """MAUVE, classifier, distinct-n, perplexity and timing tables (mean ± std over seeds), MAUVE against
+    """MAUVE, classifier, distinct-n, perplexity and timing tables (mean and 95% bootstrap percentile interval over seeds), MAUVE against
     the kept target share, ablation figures and the ordering comparison with the paper."""
     d = _parse(results)
     af = d["as_fraction"]
@@ -91,15 +91,15 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
     methods = list(dict.fromkeys(r["method"] for r in d["mauve"]))
     pcts = sorted({p for _, p in msums}, reverse=True)
     if msums:
-        rows = [[_pct_text(p)] + [msums[(m, p)].std_text() if (m, p) in msums else "-" for m in methods] for p in pcts]
+        rows = [[_pct_text(p)] + [msums[(m, p)].interval_text() if (m, p) in msums else "-" for m in methods] for p in pcts]
         seeds = sorted({r["seed"] for r in d["mauve"]})
-        body = (f"MAUVE against held-out physics abstracts (higher is better), mean ± std over {len(seeds)} seed(s).\n\n"
+        body = (f"MAUVE against held-out physics abstracts (higher is better): mean and {INTERVAL_NAME} ({len(seeds)} seed(s)).\n\n"
                 + markdown_table(["target data"] + methods, rows))
         series = {m: [(p, msums[(m, p)]) for p in pcts if (m, p) in msums] for m in methods}
         path, rel = ctx.figure_path("mauve-vs-fraction")
         line_plot(path, "MAUVE vs kept target data (ours, MiniLM features)", "target data kept (%, log scale)",
-                  "MAUVE (0 to 1)", series, logx=True, error="std")
-        body += "\n\n" + figure_markdown(rel, "MAUVE against the share of physics data kept; error bars: std over seeds.")
+                  "MAUVE (0 to 1)", series, logx=True)
+        body += "\n\n" + figure_markdown(rel, "MAUVE against the share of physics data kept; error bars: " + INTERVAL_NAME + ".")
         sections.append(("MAUVE", body))
         def highest(p: float) -> str:
             values = [(msums[(m, p)].mean, m) for m in methods if (m, p) in msums]
@@ -127,11 +127,11 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
                 for i, m in enumerate(paper.ordering({c.method: c.paper for c in group}, lower_is_better=False)):
                     ranks_paper[(m, p)] = i + 1
             rows = [[_pct_text(c.key), paper.DISPLAY_NAMES[c.method],
-                     ours_s[(c.method, c.key)].std_text() if (c.method, c.key) in ours_s else "-", ranks_ours.get((c.method, c.key), "-"), fmt(c.paper, 3), ranks_paper[(c.method, c.key)]]
+                     ours_s[(c.method, c.key)].interval_text() if (c.method, c.key) in ours_s else "-", ranks_ours.get((c.method, c.key), "-"), fmt(c.paper, 3), ranks_paper[(c.method, c.key)]]
                     for c in comparisons]
             sentences = paper.ordering_sentences(comparisons, lower_is_better=False)
             body = ("**Only the orderings are comparable.** " + paper.LANGUAGE_FEATURES_NOTE + "\n\n"
-                    + markdown_table(["target data", "method", "ours (MiniLM): mean ± std", "our rank",
+                    + markdown_table(["target data", "method", f"ours (MiniLM): {INTERVAL_HEADER}", "our rank",
                                       "paper (GPT-2-large, 5 seeds)", "paper rank"], rows))
             if sentences:
                 body += "\n\n" + "\n".join(f"- {s}" for s in sentences)
@@ -154,10 +154,10 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
             key = (r["method"], _pct(r["fraction"], af))
             cvals[key]["p_source"].append(r["p_source"])
             cvals[key]["pct_target"].append(r["pct_target"])
-        rows = [[m, _pct_text(p), len(v["p_source"]), summarize(v["p_source"]).std_text(), summarize(v["pct_target"]).std_text()]
+        rows = [[m, _pct_text(p), len(v["p_source"]), summarize(v["p_source"]).interval_text(), summarize(v["pct_target"]).interval_text()]
                 for (m, p), v in cvals.items()]
         sections.append(("Domain classifier", "Source/target classifier on generated samples: P(source) (lower is more "
-                                              "target-like) and the percentage classified as target; mean ± std over seeds.\n\n"
+                                              "target-like) and the percentage classified as target; mean and " + INTERVAL_NAME + ".\n\n"
                          + markdown_table(["method", "target data", "runs", "P(source)", "% classified target"], rows)))
 
     if d["distinct"]:
@@ -165,18 +165,18 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
         for r in d["distinct"]:
             dvals[(r["method"], _pct(r["fraction"], af))][r["n"]].append(r["value"])
         ns = sorted({r["n"] for r in d["distinct"]})
-        rows = [[m, _pct_text(p)] + [summarize(v[n]).std_text() if n in v else "-" for n in ns] for (m, p), v in dvals.items()]
-        sections.append(("Diversity (distinct-n)", "Share of distinct n-grams among generated tokens (higher is more diverse), "
-                                                   "mean ± std over seeds.\n\n"
+        rows = [[m, _pct_text(p)] + [summarize(v[n]).interval_text() if n in v else "-" for n in ns] for (m, p), v in dvals.items()]
+        sections.append(("Diversity (distinct-n)", "Share of distinct n-grams among generated tokens (higher is more diverse): "
+                                                   "mean and " + INTERVAL_NAME + ".\n\n"
                          + markdown_table(["method", "target data"] + [f"distinct-{n}" for n in ns], rows)))
 
     if d["perplexity"]:
         pvals: dict[tuple[str, float, str], list] = defaultdict(list)
         for r in d["perplexity"]:
             pvals[(r["method"], _pct(r["fraction"], af), r["evaluator"])].append(r["value"])
-        rows = [[m, _pct_text(p), e, len(v), summarize(v).std_text()] for (m, p, e), v in pvals.items()]
+        rows = [[m, _pct_text(p), e, len(v), summarize(v).interval_text()] for (m, p, e), v in pvals.items()]
         sections.append(("Generative perplexity", "Perplexity of generated samples under an evaluator model (lower is more "
-                                                  "fluent under that evaluator), mean ± std over seeds.\n\n"
+                                                  "fluent under that evaluator): mean and " + INTERVAL_NAME + ".\n\n"
                          + markdown_table(["method", "target data", "evaluator", "runs", "perplexity"], rows)))
 
     abl_parts = []
