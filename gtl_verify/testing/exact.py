@@ -31,6 +31,10 @@ from typing import Callable
 
 import torch
 
+from markov.hmm import HMMPair, HMMPairOracle
+from markov.oracle import PairOracle
+from markov.presets import ChainPair
+
 from ..enumeration import EnumerationOracle, TableRatio
 from ..guidance import score_candidates
 from ..protocols import Denoiser
@@ -71,7 +75,7 @@ class ExactComponents:
 def _from_enumeration(oracle: EnumerationOracle) -> ExactComponents:
     if oracle.process.mask_id is None:
         raise ValueError("the enumeration oracle must use the masked process, got a process without a mask state")
-    laws = oracle.laws
+    laws = oracle.laws  # masked process: the noisy ratio and the denoisers do not depend on t (R1, R3)
     q_t, p_t = oracle.noisy_marginal(0.5, "q"), oracle.noisy_marginal(0.5, "p")
     # the Markov oracles' convention: q_t = 0 gives log r = -inf (also when p_t = 0), p_t = 0 < q_t gives +inf
     log_ratio = torch.where(q_t > 0, q_t.log() - p_t.log(), -torch.inf)
@@ -84,10 +88,6 @@ def exact_components(pair) -> ExactComponents:
     """Exact denoisers, ratio and tables of a ChainPair, HMMPair or EnumerationOracle (see module doc).
 
     Raises ValueError naming the type of anything else."""
-    from markov.hmm import HMMPair, HMMPairOracle
-    from markov.oracle import PairOracle
-    from markov.presets import ChainPair
-
     if isinstance(pair, ExactComponents):
         return pair
     if isinstance(pair, EnumerationOracle):
