@@ -175,3 +175,14 @@ def resolve_pair(name: str, *, seed: int = 0, overlap: float = 0.0) -> ChainPair
     mix = lambda a, b: (1.0 - overlap) * a + overlap * b  # noqa: E731
     source = MarkovChain(mix(pair.source.initial, pair.target.initial), mix(pair.source.transition, pair.target.transition))
     return ChainPair(source, pair.target, pair.name)
+
+
+def pair_identity(name: str) -> str:
+    """What determines the pair called ``name``: the preset name, or for a chain file its path and the
+    SHA-256 of its content (so caches keyed by it never mix two versions of one file)."""
+    if not is_chain_file(name):
+        return name
+    import hashlib
+    from pathlib import Path
+
+    return f"{name} (sha256 {hashlib.sha256(Path(name).read_bytes()).hexdigest()[:16]})"

@@ -118,7 +118,7 @@ def test_missing_parts_and_files_are_named(tmp_path):
 
 
 def test_resolve_pair_reads_presets_and_chain_files(tmp_path):
-    from markov.presets import is_chain_file, resolve_pair
+    from markov.presets import is_chain_file, pair_identity, resolve_pair
 
     path = write(tmp_path, PAIR_TOML)
     assert is_chain_file(str(path)) and not is_chain_file("paper")
@@ -128,6 +128,10 @@ def test_resolve_pair_reads_presets_and_chain_files(tmp_path):
     pair, mixed = load_chain_pair(path), resolve_pair(str(path), overlap=0.25)
     torch.testing.assert_close(mixed.source.transition, 0.75 * pair.source.transition + 0.25 * pair.target.transition)
     assert torch.equal(resolve_pair(str(path), overlap=1.0).source.transition, pair.target.transition)
+    assert pair_identity("paper") == "paper" and pair_identity(str(path)).startswith(f"{path} (sha256 ")
+    before = pair_identity(str(path))
+    path.write_text(PAIR_TOML.replace("0.9, 0.1", "0.8, 0.2"))
+    assert pair_identity(str(path)) != before
     hmm = save_chain_pair(make_hmm_pair("regime"), tmp_path / "regime.toml")
     with pytest.raises(ValueError, match="regime.toml: holds hidden Markov models"):
         resolve_pair(str(hmm))
