@@ -128,7 +128,8 @@ def assert_sampler_law_exact(rule, pair, length: int, *, planner=None, temperatu
 
     The law is propagated exactly (no sampling noise). planner: default left-to-right at temperature 0;
     any planner and temperature are exact for an exact rule at gamma = 1. Returns the
-    :class:`~gtl_verify.exact_law.ExactLaw` on success.
+    :class:`~gtl_verify.exact_law.ExactLaw` on success. (The ancestral sampler is not covered: it
+    reveals the positions of one step independently given z_t, so it is exact only as T -> infinity.)
     """
     comp = exact_components(pair)
     length = comp.check_length(length)
