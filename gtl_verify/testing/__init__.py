@@ -30,45 +30,35 @@ Public names:
 
 from __future__ import annotations
 
-from markov.hmm import make_hmm_pair, random_hmm_pair
+import importlib
 
-from .assertions import (
-    assert_denoiser_exact,
-    assert_ratio_calibrated,
-    assert_rule_matches_exact_step,
-    assert_sampler_law_exact,
-)
-from .exact import (
-    ExactComponents,
-    all_masked,
-    exact_components,
-    exact_guided_step,
-    exact_target_law,
-    format_state,
-    make_step_input,
-)
-from .random_chains import ABSOLUTELY_CONTINUOUS_KINDS, CHAIN_KINDS, random_chain_pair
-
-STRATEGIES = (
-    "candidate_counts", "chain_pairs", "gammas", "hmm_pairs", "law_kinds", "law_pairs", "masked_states", "oracles",
-    "pairs", "schedule_names", "schedules", "seeds", "shapes", "times",
-)
+# public name -> submodule; imported on first use, so that the pytest plugin (loaded in every project
+# that installs the package) costs nothing until a fixture is used, and hypothesis is needed only for
+# the strategies
+_EXPORTS = {
+    **dict.fromkeys(("assert_denoiser_exact", "assert_ratio_calibrated", "assert_rule_matches_exact_step",
+                     "assert_sampler_law_exact"), ".assertions"),
+    **dict.fromkeys(("ExactComponents", "all_masked", "exact_components", "exact_guided_step", "exact_target_law",
+                     "format_state", "make_step_input"), ".exact"),
+    **dict.fromkeys(("ABSOLUTELY_CONTINUOUS_KINDS", "CHAIN_KINDS", "random_chain_pair"), ".random_chains"),
+    **dict.fromkeys(("make_hmm_pair", "random_hmm_pair"), "markov.hmm"),
+    **dict.fromkeys(("candidate_counts", "chain_pairs", "gammas", "hmm_pairs", "law_kinds", "law_pairs", "masked_states",
+                     "oracles", "pairs", "schedule_names", "schedules", "seeds", "shapes", "times"), ".strategies"),
+}
 
 
 def __getattr__(name: str):
-    """The hypothesis strategies, imported on first use (hypothesis is only needed for them)."""
-    if name in STRATEGIES:
-        try:
-            from . import strategies
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(f"gtl_verify.testing.{name} needs hypothesis: pip install hypothesis ({exc})") from None
-        return getattr(strategies, name)
-    raise AttributeError(f"module 'gtl_verify.testing' has no attribute {name!r}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'gtl_verify.testing' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(_EXPORTS[name], __name__)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(f"gtl_verify.testing.{name} needs {exc.name or 'a missing package'}: {exc}") from None
+    return getattr(module, name)
 
 
-__all__ = [
-    "ABSOLUTELY_CONTINUOUS_KINDS", "CHAIN_KINDS", "ExactComponents", "all_masked", "assert_denoiser_exact",
-    "assert_ratio_calibrated", "assert_rule_matches_exact_step", "assert_sampler_law_exact", "exact_components",
-    "exact_guided_step", "exact_target_law", "format_state", "make_hmm_pair", "make_step_input",
-    "random_chain_pair", "random_hmm_pair", *STRATEGIES,
-]
+def __dir__() -> list[str]:
+    return sorted(_EXPORTS)
+
+
+__all__ = sorted(_EXPORTS)
