@@ -39,6 +39,7 @@ from gtl_verify.testing import (
 from markov.hmm import HMMPair, make_hmm_pair
 from markov.presets import make_pair
 
+pytest_plugins = ["pytester"]
 F64 = torch.float64
 
 
@@ -253,21 +254,15 @@ def test_hmm_fixture_and_chain_fixture_types(gtl_chain_pair, gtl_hmm_pair):
     assert make_hmm_pair("regime").vocab_size == 4
 
 
-def test_plugin_gives_an_outside_project_its_fixtures(tmp_path):
-    """The user example's fixture test, copied into a bare folder (no conftest), passes with only the plugin loaded,
+def test_plugin_gives_an_outside_project_its_fixtures(pytester):
+    """The user example's fixture test, in a bare folder (no conftest), passes with only the plugin loaded,
     and the pyproject's pytest11 entry point names that plugin (so installing the package loads it)."""
-    import os
-    import subprocess
-    import sys
     import tomllib
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     entry = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
     assert entry == {"gtl_verify": "gtl_verify.testing.plugin"}
-    (tmp_path / "test_mine.py").write_text((root / "tests" / "test_user_guidance_example.py").read_text())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:gtl_verify",
-                          "-p", "gtl_verify.testing.plugin", "-k", "target_law", "test_mine.py"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0 and "6 passed, 1 deselected" in run.stdout, run.stdout + run.stderr
+    pytester.makepyfile(test_mine=(root / "tests" / "test_user_guidance_example.py").read_text())
+    run = pytester.runpytest_inprocess("-p", "no:gtl_verify", "-p", "gtl_verify.testing.plugin", "-k", "target_law")
+    run.assert_outcomes(passed=6, deselected=1)
