@@ -1,6 +1,6 @@
 """Validate a guidance rule against exact ground truth on Markov chains.
 
-    gtl markov validate my_module:MyRule [--preset paper] [--ratio-drift D] [--learned N] [--out DIR] [--device D]
+    gtl markov validate my_module:MyRule [--preset paper | --chains FILE] [--ratio-drift D] [--learned N] [--out DIR] [--device D]
 
 The rule (a class, instantiated without arguments, or a function of a
 :class:`gtl_verify.rules.StepInput`) is run with the exact source denoiser and the exact ratio
@@ -56,7 +56,7 @@ from gtl_verify.validation import check_device, check_int_range, check_real_rang
 from . import metrics
 from .config import MarkovConfig
 from .oracle import PairOracle
-from .presets import PRESETS, make_pair
+from .presets import PRESETS, is_chain_file, resolve_pair
 from .rule_contract import CheckedRule, RuleError, check_law_sums_to_one, exact_verdict, mc_verdict
 
 
@@ -167,9 +167,9 @@ def check_options(preset: str, *, exact_length: int, length: int, samples: int, 
     unless every option is in range; called before any work."""
     name = (lambda n: "--" + n.replace("_", "-")) if cli else (lambda n: n)  # noqa: E731
     check_int_range(name("seed"), seed, 0)
-    if preset not in PRESETS:
-        raise ValueError(f"{name('preset')} must be one of {', '.join(PRESETS)}, got {preset!r}")
-    vocab_size = make_pair(preset, seed=seed).vocab_size
+    if preset not in PRESETS and not is_chain_file(preset):
+        raise ValueError(f"{name('preset')} must be one of {', '.join(PRESETS)} or a .toml/.npz chain file, got {preset!r}")
+    vocab_size = resolve_pair(preset, seed=seed).vocab_size  # a chain file is read and checked here
     check_int_range(name("exact_length"), exact_length, 1)
     states = (vocab_size + 1) ** exact_length
     if states > MAX_EXACT_STATES:
@@ -225,7 +225,7 @@ def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int 
     rule's output breaks the contract of :mod:`markov.rule_contract` or a law is not a distribution."""
     check_options(preset, exact_length=exact_length, length=length, samples=samples, ratio_drift=ratio_drift, seed=seed,
                   learned_n_target=learned_n_target)
-    pair = make_pair(preset, seed=seed)
+    pair = resolve_pair(preset, seed=seed)
     k = pair.source.vocab_size
     oracle = PairOracle(pair)
     ratio = oracle if ratio_drift == 0 else DriftedRatio(oracle, ratio_drift)
@@ -246,6 +246,8 @@ def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("rule", help="the rule to check, as module:Name (a class or a function of StepInput)")
     parser.add_argument("--preset", default="paper", choices=PRESETS, help="source/target chain pair (default paper)")
+    parser.add_argument("--chains", metavar="FILE", default=None,
+                        help="your own source/target chains from a .toml or .npz file (markov/chain_file.py); replaces --preset")
     parser.add_argument("--exact-length", type=int, default=4, help="length of the enumerable setting (default 4)")
     parser.add_argument("--length", type=int, default=64, help="length of the long-chain setting (default 64)")
     parser.add_argument("--samples", type=int, default=2000, help="samples for the long-chain setting (default 2000)")
@@ -264,13 +266,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     from reports.builder import build_report
 
-    check_options(args.preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
+    preset = args.chains or args.preset
+    check_options(preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
                   ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned, cli=True)
     device = check_device("--device", args.device)
     rule = load_rule(args.rule)
     start = time.perf_counter()
     out = Path(args.out or Path("runs") / "validate" / re.sub(r"[^A-Za-z0-9_.-]+", "-", rule_name(rule)))
-    results = validate(rule, args.preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
+    results = validate(rule, preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
                        ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned,
                        models_dir=out / "models", progress=not args.quiet, device=device)
     config = {k: v for k, v in vars(args).items() if k not in {"func", "traceback", "quiet"}}

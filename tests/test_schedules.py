@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from gtl_verify.schedules import SCHEDULES, LogLinearSchedule, make_schedule
 
-from strategies import schedule_names
+from gtl_verify.testing import schedule_names
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
