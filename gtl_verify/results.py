@@ -113,7 +113,8 @@ class MarkovResults(_Results):
 class LanguageResults(_Results):
     """Results of ``gtl language run`` (kind ``language``): MAUVE rows (method, fraction, seed,
     mauve), classifier, distinct-n and perplexity rows, the gamma/candidates ablations, per-method
-    timing, the held-out ceiling ``reference_mauve`` (or None), and the run's provenance details
+    timing, the held-out physics ceiling ``reference_mauve`` and CS floor ``floor_mauve``, the MAUVE
+    size guard ``mauve_guard``, each method's ``truncation``, and the run's provenance details
     (data summary, vocabulary, components, parameters, diagnostics, examples, stage seconds)."""
 
     KIND = "language"
@@ -125,6 +126,9 @@ class LanguageResults(_Results):
     ablations: dict[str, Any] = field(default_factory=dict)
     timing: list[dict[str, Any]] = field(default_factory=list)
     reference_mauve: dict[str, Any] | None = None
+    floor_mauve: dict[str, Any] | None = None
+    mauve_guard: dict[str, Any] = field(default_factory=dict)
+    truncation: list[dict[str, Any]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     vocabulary: dict[str, Any] = field(default_factory=dict)
     components: dict[str, Any] = field(default_factory=dict)

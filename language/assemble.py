@@ -7,12 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from gtl_verify.methods import METHODS
 from gtl_verify.provenance import device_name
 from gtl_verify.results import LanguageResults
 
 from . import evaluate as ev
-from .config import parameter_share
 from .components import ratio_network_name
+from .config import parameter_share
 from .run_folder import Run, _jsonable
 
 
@@ -33,17 +34,22 @@ def _timing_rows(evaluated) -> list[dict[str, Any]]:
              "ratio_passes_per_sequence": t["passes"] / t["samples"], "device": dev} for m, t in timing.items()]
 
 
-def _ablation_rows(fraction: float, abl_rows) -> dict[str, Any]:
-    """The gamma and candidates sweeps of GTL at ``fraction``: P(source) and mean MAUVE per value."""
-    def mean_mauve(r):
-        return float(np.mean(r["mauve"]))
+def _truncation(cfg, vocab_size: int, method: str, candidates: int | None) -> dict[str, Any]:
+    return ev.method_truncation(method, cfg.sampling.top_k, candidates, vocab_size)
+
+
+def _ablation_rows(cfg, vocab_size: int, abl_rows) -> dict[str, Any]:
+    """The gamma and candidates sweeps of GTL at the ablation fraction: P(source), mean MAUVE (with
+    its size guard) and the truncation of each value."""
+    def row(r: dict[str, Any], candidates: int) -> dict[str, Any]:
+        return {"p_source": r.get("classifier", {}).get("p_source"), "mauve": float(np.mean(r["mauve"])),
+                "buckets": r["mauve_guard"]["buckets"], "meaningful": r["mauve_guard"]["meaningful"],
+                "truncation": _truncation(cfg, vocab_size, "gtl", candidates)["text"]}
 
     return {
-        "fraction": fraction,
-        "gamma": [{"gamma": float(x), "p_source": r.get("classifier", {}).get("p_source"), "mauve": mean_mauve(r)}
-                  for x, _, r in abl_rows["gamma"]],
-        "candidates": [{"n": int(x), "p_source": r.get("classifier", {}).get("p_source"), "mauve": mean_mauve(r)}
-                       for x, _, r in abl_rows["candidates"]],
+        "fraction": cfg.sampling.ablation_fraction,
+        "gamma": [{"gamma": float(x), **row(r, cfg.sampling.candidates)} for x, _, r in abl_rows["gamma"]],
+        "candidates": [{"n": int(x), **row(r, int(x))} for x, _, r in abl_rows["candidates"]],
     }
 
 
@@ -54,9 +60,10 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> Lan
     evaluator = f"target-only denoiser ({f_eval * 100:g} % physics), MDLM ELBO perplexity"
     mauve, classifier, distinct, perplexity = [], [], [], []
 
-    def add(method: str, frac: float, r: dict[str, Any]) -> None:
-        for s, v in zip(r["seeds"], r["mauve"]):
-            mauve.append({"method": method, "fraction": frac, "seed": s, "mauve": v})
+    def add(method: str, frac: float, r: dict[str, Any], ranked: bool = True) -> None:
+        for s, v in zip(r["seeds"], r["mauve"] if ranked else []):
+            mauve.append({"method": method, "fraction": frac, "seed": s, "mauve": v, "buckets": r["mauve_guard"]["buckets"],
+                          "meaningful": r["mauve_guard"]["meaningful"]})
         if "classifier" in r:
             classifier.append({"method": method, "fraction": frac, **r["classifier"]})
         for n, v in (r.get("distinct") or {}).items():
@@ -71,25 +78,23 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> Lan
         for frac in (fractions if s.method == "source-only" else [s.fraction]):
             add(s.method, frac, r)
         examples[f"{s.method} {s.fraction:g}" if s.method != "source-only" else s.method] = r["example"]
-    reference = None
-    if held is not None:
-        # held-out physics segments against the reference: the ceiling of the metrics at this sample
-        # size (kept out of the MAUVE rows so that it is not ranked as a method)
-        reference = {"method": HELD_OUT, "samples": int(data.held_out_rows.shape[0]), "seeds": held["seeds"],
-                     "mauve": held["mauve"], "mauve_mean": float(np.mean(held["mauve"])), "mauve_std": float(np.std(held["mauve"]))}
-        if "classifier" in held:
-            classifier.append({"method": HELD_OUT, "fraction": f_eval, **held["classifier"]})
-        for n, v in (held.get("distinct") or {}).items():
-            distinct.append({"method": HELD_OUT, "fraction": f_eval, "n": int(n), "value": v})
-        if "perplexity" in held:
-            perplexity.append({"method": HELD_OUT, "fraction": f_eval, "value": held["perplexity"]["perplexity"],
-                               "nats_per_token": held["perplexity"]["nats_per_token"], "evaluator": evaluator})
-        examples[HELD_OUT] = held["example"]
-    if held_src is not None:
-        classifier.append({"method": HELD_OUT_SOURCE, "fraction": f_eval, **held_src})
+
+    def held_out(name: str, r: dict[str, Any]) -> dict[str, Any]:
+        # held-out segments against the reference at the methods' sample size: physics is the
+        # ceiling, CS the floor (kept out of the MAUVE rows so that they are not ranked as methods)
+        add(name, f_eval, r, ranked=False)
+        examples[name] = r["example"]
+        return {"method": name, "samples": r["mauve_guard"]["samples"], "seeds": r["seeds"], "mauve": r["mauve"],
+                "mauve_mean": float(np.mean(r["mauve"])), "mauve_std": float(np.std(r["mauve"])),
+                "buckets": r["mauve_guard"]["buckets"], "meaningful": r["mauve_guard"]["meaningful"]}
+
+    reference, floor = held_out(HELD_OUT, held), held_out(HELD_OUT_SOURCE, held_src)
 
     timing_rows = _timing_rows(evaluated)
-    ablations = _ablation_rows(cfg.sampling.ablation_fraction, abl_rows)
+    ablations = _ablation_rows(cfg, data.vocab.size, abl_rows)
+    guards = [(f"{s.method} {s.fraction:g} [{s.tag}]", r) for s, r in evaluated]
+    guards += [(f"ablation {s.tag}", r) for rows in abl_rows.values() for _, s, r in rows]
+    guards += [(HELD_OUT, held), (HELD_OUT_SOURCE, held_src)]
     den = run.components.get("source denoiser", {}).get("parameters")
     ratio_name = ratio_network_name(run, f_eval)
     rat = run.components.get(ratio_name, {}).get("parameters")
@@ -105,6 +110,10 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> Lan
         "classifier_evaluator": f"clean classifier trained here on CS vs {f_eval * 100:g} % of the physics segments "
                                 "(balanced batches); P(source) < 1/2 counts as target",
         "reference_mauve": reference,
+        "floor_mauve": floor,
+        "mauve_guard": ev.guard_report([(name, r["mauve_guard"]) for name, r in guards]),
+        "truncation": [_truncation(cfg, data.vocab.size, m, cfg.sampling.candidates if METHODS[m].guided else None)
+                       for m in cfg.sampling.methods],
         "mauve": mauve, "classifier": classifier, "distinct": distinct, "perplexity": perplexity,
         "ablations": ablations, "timing": timing_rows,
         "components": run.components,
@@ -119,19 +128,22 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> Lan
 
 
 def mauve_table(results: LanguageResults) -> str:
-    """Plain-text MAUVE table (mean ± std over seeds) of the results, methods x target share."""
+    """Plain-text MAUVE table (mean ± std over seeds, k-means buckets k) of the results, methods x target share."""
     from collections import defaultdict
 
-    vals: dict[tuple[str, float], list[float]] = defaultdict(list)
+    vals: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     for r in results.mauve:
-        vals[(r["method"], r["fraction"])].append(r["mauve"])
+        vals[(r["method"], r["fraction"])].append(r)
     methods = list(dict.fromkeys(r["method"] for r in results.mauve))
     fractions = sorted({r["fraction"] for r in results.mauve}, reverse=True)
-    lines = [f"{'target data':>12s}" + "".join(f"{m:>20s}" for m in methods)]
+    width = 40 if not results.mauve_guard["all_meaningful"] else 24
+    lines = [f"{'target data':>12s}" + "".join(f"{m:>{width}s}" for m in methods)]
     for f in fractions:
         cells = []
         for m in methods:
-            v = vals.get((m, f))
-            cells.append(f"{np.mean(v):.3f} ± {np.std(v):.3f}".rjust(20) if v else f"{'-':>20s}")
+            rows = vals.get((m, f))
+            v = [r["mauve"] for r in rows or []]
+            cells.append(ev.mauve_text(np.mean(v), np.std(v), rows[0]["buckets"], rows[0]["meaningful"]).rjust(width)
+                         if rows else f"{'-':>{width}s}")
         lines.append(f"{f * 100:>10g} %" + "".join(cells))
     return "\n".join(lines)

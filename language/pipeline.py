@@ -43,7 +43,6 @@ from gtl_verify.provenance import provenance, write_results
 from gtl_verify.results import LanguageResults
 from gtl_verify.storage import RunLock
 
-from . import evaluate as ev
 from .assemble import HELD_OUT, HELD_OUT_SOURCE, _assemble, mauve_table
 from .components import (
     Components,
@@ -97,9 +96,9 @@ def run_pipeline(config: LanguageConfig, root: str | Path, progress: bool = True
         e = make_evaluator(run)
         evaluated = [(s, evaluate_samples(e, s.tokens, tag=f"{s.method}-{s.fraction:g}-{s.tag}"))
                      for s in tqdm(sets, desc="evaluating", disable=not progress, leave=False)]
-        held = evaluate_samples(e, data.held_out_rows, tokenizer_ids=True, tag="held-out-physics") if data.held_out_rows.shape[0] >= 2 else None
-        n_src = min(cfg.sampling.samples, data.source_val.shape[0])
-        held_src = ev.classifier_scores(e.classifier, data.source_val[:n_src]) if n_src else None
+        held = evaluate_samples(e, data.held_out_rows, tag="held-out-physics")
+        floor_rows = torch.randperm(data.source_val.shape[0], generator=torch.Generator().manual_seed(run.seed("floor")))
+        held_src = evaluate_samples(e, data.source_val[floor_rows[:cfg.sampling.samples]], perplexity=False, tag="held-out-cs")
         abl_rows = {k: [(x, s, evaluate_samples(e, s.tokens, distinct=False, perplexity=False,
                                                  tag=f"ablation-{s.tag}")) for x, s in v] for k, v in abl.items()}
         diagnostics = _diagnostics(run, e)

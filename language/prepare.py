@@ -10,6 +10,7 @@ from gtl_verify.storage import atomic_torch_save, atomic_write_text, load_torch_
 from gtl_verify.training import config_hash
 
 from . import data as data_mod
+from . import evaluate as ev
 from .segments import pack_segments
 from .tokenizer import load_bert_tokenizer, tokenizer_info, train_bpe_tokenizer
 from .run_folder import PreparedData, Run, _fraction_key, _payload
@@ -75,24 +76,23 @@ def prepare_data(run: Run) -> PreparedData:
         vocab = observed_vocabulary(rows, info.vocab_size, info.mask_id, tok.token_to_id("[UNK]"), cfg.min_count)
     else:
         vocab = Vocabulary("full", info.vocab_size, info.mask_id)
-    target_val_tok = seg["target_val"]
-    perm = torch.randperm(target_val_tok.shape[0], generator=torch.Generator().manual_seed(run.seed("reference")))
-    n_val = int(perm.numel())
-    n_held = min(run.config.sampling.samples, n_val // 3)
-    n_ref = min(run.config.evaluation.reference_texts, n_val - n_held)
-    if n_ref < 2:
-        raise ValueError(f"the held-out physics split gives {n_val} segments, too few for a MAUVE reference; "
-                         "raise data.max_per_domain or data.val_fraction")
+    # evaluation rows in model ids, like the samples: one text path (model vocabulary -> text) for all
+    target_val, source_val = vocab.encode(seg["target_val"])[0], vocab.encode(seg["source_val"])[0]
+    n_held, n_ref = run.config.sampling.samples, run.config.evaluation.reference_texts
+    ev.check_held_out("physics", target_val.shape[0], payload["counts"]["target_val"],
+                      {"MAUVE reference (evaluation.reference_texts)": n_ref, "ceiling (sampling.samples)": n_held})
+    ev.check_held_out("CS", source_val.shape[0], payload["counts"]["source_val"], {"floor (sampling.samples)": n_held})
+    perm = torch.randperm(target_val.shape[0], generator=torch.Generator().manual_seed(run.seed("reference")))
     summary = dict(payload["summary"])
     summary.update({"abstracts": payload["counts"], "segments": {k: int(v.shape[0]) for k, v in seg.items()},
                     "segment_length": cfg.segment_length, "tokenizer": info.name, "vocabulary": vocab.to_dict(),
                     "reference_segments": n_ref, "held_out_segments": n_held, "data_dir": str(data_dir)})
     data = PreparedData(
         vocab=vocab, tokenizer=tok,
-        source_train=vocab.encode(seg["source_train"])[0], source_val=vocab.encode(seg["source_val"])[0],
+        source_train=vocab.encode(seg["source_train"])[0], source_val=source_val,
         target_train={float(f): vocab.encode(seg[f"target_{_fraction_key(f)}"])[0] for f in cfg.fractions},
-        target_val=vocab.encode(target_val_tok)[0],
-        reference_rows=target_val_tok[perm[:n_ref]], held_out_rows=target_val_tok[perm[n_ref : n_ref + n_held]],
+        target_val=target_val,
+        reference_rows=target_val[perm[:n_ref]], held_out_rows=target_val[perm[n_ref : n_ref + n_held]],
         summary=summary, hash=digest,
     )
     for name, rows in (("source_train", data.source_train), *((f"target fraction {f:g}", r) for f, r in data.target_train.items())):

@@ -28,7 +28,7 @@ from .vocabulary import Vocabulary
 @dataclass
 class PreparedData:
     """Segments in model ids (``*_val`` rows with an unseen token dropped under ``observed``),
-    MAUVE reference / held-out rows in tokenizer ids, and a summary for the results."""
+    MAUVE reference / held-out rows (also model ids, drawn from ``target_val``), and a summary."""
 
     vocab: Vocabulary
     tokenizer: Any

@@ -37,9 +37,9 @@ class Evaluator:
     model: Any = None
     cache: dict[str, Any] = field(default_factory=dict)
 
-    def texts(self, tokens: torch.Tensor, tokenizer_ids: bool = False) -> list[str]:
-        ids = tokens if tokenizer_ids else self.run.data.vocab.decode(tokens)
-        return list(decode(ids, self.run.data.tokenizer))
+    def texts(self, tokens: torch.Tensor) -> list[str]:
+        """Text of model-id rows [N, L]: the one path of samples, reference, ceiling and floor."""
+        return list(decode(self.run.data.vocab.decode(tokens), self.run.data.tokenizer))
 
     def features(self, texts: list[str]) -> np.ndarray:
         return ev.sentence_features(texts, self.model, self.run.config.evaluation.feature_batch, str(self.run.device))
@@ -50,36 +50,35 @@ def make_evaluator(run: Run) -> Evaluator:
     f_eval = cfg.evaluator_fraction
     classifier = clean_classifier(run, f_eval)
     evaluator = target_denoiser(run, f_eval)
-    model = ev.load_feature_model(str(run.device) if run.on_cuda else "cpu")
+    model = ev.load_feature_model(str(run.device) if run.on_cuda else "cpu", progress=run.progress)
     e = Evaluator(run, classifier, evaluator, np.empty((0, 0)), model)
-    e.reference = e.features(e.texts(run.data.reference_rows, tokenizer_ids=True))
+    e.reference = e.features(e.texts(run.data.reference_rows))
     return e
 
 
-def evaluate_samples(e: Evaluator, tokens: torch.Tensor, *, tokenizer_ids: bool = False, distinct: bool = True,
+def evaluate_samples(e: Evaluator, tokens: torch.Tensor, *, distinct: bool = True,
                      perplexity: bool = True, classifier: bool = True, seeds=None, tag: str = "") -> dict[str, Any]:
-    """Every metric of one sample set (model ids, or tokenizer ids for held-out rows); cached per tag."""
+    """Every metric of one set of model-id rows (samples or held-out segments); cached per tag."""
     cfg = e.run.config.evaluation
     seeds = list(cfg.mauve_seeds if seeds is None else seeds)
-    digest = config_hash({"tokens": tokens.tolist(), "tok": tokenizer_ids, "seeds": seeds, "eval": vars(cfg),
+    digest = config_hash({"tokens": tokens.tolist(), "seeds": seeds, "eval": vars(cfg),
                           "ref": e.run.data.hash, "cls": e.run.keys.get(f"clean classifier {e.run.config.evaluator_fraction:g}"),
                           "ev": e.run.keys.get(f"target-only denoiser {e.run.config.evaluator_fraction:g}")})[:16]
     path = e.run.root / "metrics" / f"{slug(tag)}-{digest}.json"
     cached = read_json_cache(path)
     if isinstance(cached, dict):
         return cached
-    texts = e.texts(tokens, tokenizer_ids)
+    texts = e.texts(tokens)
     feats = e.features(texts)
     m = ev.mauve_seeds(feats, e.reference, seeds, cfg.mauve_scaling)
-    out: dict[str, Any] = {"mauve": m.values, "seeds": m.seeds, "example": texts[0][:300]}
-    model_tokens = e.run.data.vocab.encode(tokens)[0] if tokenizer_ids else tokens
-    if classifier and model_tokens.shape[0]:
-        out["classifier"] = ev.classifier_scores(e.classifier, model_tokens)
+    out: dict[str, Any] = {"mauve": m.values, "seeds": m.seeds, "mauve_guard": m.guard.to_dict(), "example": texts[0][:300]}
+    if classifier:
+        out["classifier"] = ev.classifier_scores(e.classifier, tokens)
     if distinct:
         out["distinct"] = {n: ev.distinct_n(tokens, n) for n in range(1, cfg.distinct_max_n + 1)}
-    if perplexity and model_tokens.shape[0]:
+    if perplexity:
         gen = torch.Generator(device=e.run.device).manual_seed(e.run.seed("perplexity"))
-        out["perplexity"] = ev.generative_perplexity(e.evaluator, model_tokens, e.run.schedule, e.run.data.vocab.mask_id, gen,
+        out["perplexity"] = ev.generative_perplexity(e.evaluator, tokens, e.run.schedule, e.run.data.vocab.mask_id, gen,
                                                      cfg.perplexity_draws)
     atomic_write_text(path, json.dumps(out, indent=1, default=float))
     return out

@@ -52,7 +52,7 @@ from .components import (
 from .config import METHODS, MarkovConfig, load_config
 from .data import make_data
 from .oracle import PairOracle
-from .presets import PRESETS, make_pair
+from .presets import PRESETS, pair_identity, resolve_pair
 
 EXACT_TV_MAX_STATES = 20_000
 
@@ -62,7 +62,7 @@ class Cell:
 
     def __init__(self, config: MarkovConfig, preset: str, seed: int, n_target: int, store: ComponentStore, cache: dict, overlap: float = 0.0):
         self.config, self.preset, self.seed, self.n_target = config, preset, seed, n_target
-        self.pair = make_pair(preset, seed=seed, overlap=overlap) if overlap else make_pair(preset, seed=seed)
+        self.pair = resolve_pair(preset, seed=seed, overlap=overlap)
         self.k = self.pair.source.vocab_size
         self.oracle = PairOracle(self.pair)
         key = (preset, seed, overlap)
@@ -72,7 +72,7 @@ class Cell:
         self.shared, self.store = cache[key], store
         self.data = self.shared["data"]
         self.target = self.data.target_train[:n_target]
-        self.key = {"preset": preset, "seed": seed, "overlap": overlap, "vocab_size": self.k, "length": config.length, "n_source": config.n_source}
+        self.key = {"preset": pair_identity(preset), "seed": seed, "overlap": overlap, "vocab_size": self.k, "length": config.length, "n_source": config.n_source}
         self.schedule: Schedule = LogLinearSchedule()  # the masking schedule of every component and sampler
         self._memo: dict[str, Any] = {}
 
@@ -217,6 +217,13 @@ def _check_run_dir(run_dir: Path, config: MarkovConfig) -> None:
 GRID_FIELDS = {"presets": PRESETS, "methods": METHODS, "n_targets": None, "seeds": None, "gamma_sweep": None, "overlap_sweep": None}
 
 
+def _grid_order(name: str, order: tuple | None):
+    """Sort key of a grid list: registry/preset order (chain files last), n_targets descending, else ascending."""
+    if order:
+        return lambda v: order.index(v) if v in order else len(order)
+    return (lambda v: -v) if name == "n_targets" else None
+
+
 def folder_grid(run_dir: Path, config: MarkovConfig) -> MarkovConfig:
     """``config`` with every grid list widened to the union of the grids run into ``run_dir``
     (recorded in ``grid.json``), so the summary covers every cell the folder holds."""
@@ -228,7 +235,7 @@ def folder_grid(run_dir: Path, config: MarkovConfig) -> MarkovConfig:
         extra = [v for v in stored.get(name, []) if v not in values]
         if extra:
             values += extra
-            values.sort(key=order.index if order else (lambda v: -v) if name == "n_targets" else None)
+            values.sort(key=_grid_order(name, order))
         union[name] = tuple(values)
     atomic_write_text(path, json.dumps(union))
     return replace(config, **union)
@@ -305,7 +312,7 @@ def _sweep_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetc
 def _preset_tables(config: MarkovConfig) -> dict[str, Any]:
     out = {}
     for p in config.presets:
-        pair = make_pair(p, seed=config.seeds[0])
+        pair = resolve_pair(p, seed=config.seeds[0])
         out[p] = {"vocab_size": pair.source.vocab_size, "source_transition": pair.source.transition.tolist(),
                   "target_transition": pair.target.transition.tolist()}
     return out
@@ -340,6 +347,8 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML file with MarkovConfig keys ([models], [training] tables)")
     parser.add_argument("--preset", nargs="+", choices=PRESETS, help="presets to run (default: paper)")
+    parser.add_argument("--chains", nargs="+", metavar="FILE",
+                        help="your own source/target chain pairs from .toml or .npz files (markov/chain_file.py), run as presets")
     parser.add_argument("--n-target", nargs="+", type=int, help="numbers of target samples (default 1000 100 20)")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="methods (default: all)")
@@ -351,7 +360,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     from reports.builder import build_report
 
-    config = load_config(args.config, presets=args.preset, n_targets=args.n_target, seeds=args.seeds,
+    presets = (args.preset or []) + (args.chains or []) or None  # chain files run as presets
+    config = load_config(args.config, presets=presets, n_targets=args.n_target, seeds=args.seeds,
                          methods=args.methods, samples=args.samples)
     run_dir = Path(args.out or Path("runs") / f"markov-{config.hash()}")
     start = time.perf_counter()

@@ -18,7 +18,7 @@ from gtl_verify.methods import methods_for
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
-from .presets import PRESETS, make_pair
+from .presets import PRESETS, is_chain_file, pair_identity, resolve_pair
 
 #: every method of the registry whose components the Markov benchmark provides (all of them: it has exact oracles)
 METHODS = methods_for({"source", "target-only", "fine-tuned", "tcsm", "ar2diff", "oracle"}, {"learned", "oracle"})
@@ -123,10 +123,14 @@ class MarkovConfig:
     training: TrainingBudget = field(default_factory=TrainingBudget)
 
     def __post_init__(self) -> None:
-        for name, choices in (("presets", PRESETS), ("methods", METHODS)):
-            for value in check_sequence(name, getattr(self, name)):
-                if value not in choices:
-                    raise ConfigError(f"{name} must be chosen from {list(choices)}, got {value!r}")
+        for p in check_sequence("presets", self.presets):
+            if isinstance(p, str) and is_chain_file(p):
+                resolve_pair(p)  # read and checked before any work
+            elif p not in PRESETS:
+                raise ConfigError(f"presets must be chosen from {list(PRESETS)} or be .toml/.npz chain files, got {p!r}")
+        for m in check_sequence("methods", self.methods):
+            if m not in METHODS:
+                raise ConfigError(f"methods must be chosen from {list(METHODS)}, got {m!r}")
         if self.ratio_estimator not in RATIO_ESTIMATORS:
             raise ConfigError(f"ratio_estimator must be one of {list(RATIO_ESTIMATORS)}, got {self.ratio_estimator!r}")
         for n in check_sequence("n_targets", self.n_targets):
@@ -146,7 +150,7 @@ class MarkovConfig:
         if self.candidates is not None:
             check_int_range("candidates", self.candidates, 1)
             for p in self.presets:
-                k = make_pair(p).vocab_size
+                k = resolve_pair(p).vocab_size
                 if self.candidates > k:
                     raise ConfigError(f"candidates must be at most the vocabulary size K={k} of preset {p!r}, got {self.candidates}")
         check_real_range("planner_temperature", self.planner_temperature, 0.0)
@@ -168,7 +172,11 @@ class MarkovConfig:
         """Hash of the settings that determine a cell's value (not the extent of the grid), so a run
         folder can be extended with more seeds or methods but never mixes incompatible cells."""
         grid = {"presets", "n_targets", "seeds", "methods", "gamma_sweep", "overlap_sweep"}
-        return config_hash({k: v for k, v in self.to_dict().items() if k not in grid})[:12]
+        cells = {k: v for k, v in self.to_dict().items() if k not in grid}
+        files = [pair_identity(p) for p in self.presets if is_chain_file(p)]
+        if files:  # a chain file's cells depend on its content, not only on its path
+            cells["chain files"] = files
+        return config_hash(cells)[:12]
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> MarkovConfig:

@@ -73,5 +73,5 @@ def test_language_run_takes_a_seed():
     args = build_parser().parse_args(["language", "run", "--config", "cpu-tiny", "--seed", "5"])
     assert args.seed == 5
     assert with_seed(load_config("cpu-tiny"), 5).seed == 5
-    with pytest.raises(ValueError, match="seed must be in >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"seed must be in \[0, inf\), got -1"):
         with_seed(load_config("cpu-tiny"), -1)
