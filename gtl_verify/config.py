@@ -127,13 +127,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 def load(base: T, path: str | Path | None = None, **overrides: Any) -> T:
     """``base`` updated by the TOML file ``path`` (if given) and then by the top-level
-    ``overrides`` (None values ignored), all checked by :func:`build`; errors name the file."""
-    config = base
-    if path is not None:
-        try:
-            config = build(base, read_toml(path))
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+    ``overrides`` (None values ignored), all checked by :func:`build`."""
+    config = base if path is None else build(base, read_toml(path))
     given = {k: v for k, v in overrides.items() if v is not None}
     return build(config, given) if given else config
 

@@ -127,9 +127,13 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> Lan
     }))
 
 
-def mauve_table(results: LanguageResults) -> str:
-    """Plain-text MAUVE table (mean ± std over seeds, k-means buckets k) of the results, methods x target share."""
+def mauve_table(results: LanguageResults | dict[str, Any]) -> str:
+    """Plain-text MAUVE table (mean ± std over seeds, k-means buckets k) of the results (typed or as
+    read from results.json), methods x target share."""
     from collections import defaultdict
+
+    if isinstance(results, dict):
+        results = LanguageResults.from_dict(results)
 
     vals: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     for r in results.mauve:

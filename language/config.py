@@ -336,11 +336,7 @@ def load_config(name_or_file: str | Path = "cpu", **data_overrides: Any) -> Lang
     """Load a named config or TOML file; ``data_overrides`` (None values ignored) replace keys of
     ``[data]`` (e.g. ``path``)."""
     path = resolve_config_path(name_or_file)
-    raw = read_toml(path)
-    try:
-        config = config_from_dict(raw, name=path.stem)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    config = config_from_dict(read_toml(path), name=path.stem)
     overrides = {k: v for k, v in data_overrides.items() if v is not None}
     if overrides:
         config = replace(config, data=build(config.data, overrides, "data"))

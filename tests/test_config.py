@@ -37,7 +37,7 @@ def test_markov_config_errors_name_the_dotted_key(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
         load_markov(path)
-    assert str(info.value) == f"{path}: {message}" or str(info.value).startswith(f"{path}: {message}")
+    assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gtl_verify.cli import main
 from language import evaluate as ev
-from language import pipeline
+from language import pipeline, run_folder
 from language.config import CONFIG_DIR, config_from_dict, load_config
 from language.segments import decode
 from test_language_pipeline import write_synthetic
@@ -150,7 +150,7 @@ def test_too_little_held_out_data_is_refused_before_training(tmp_path, monkeypat
     def forbidden(*args, **kwargs):
         raise AssertionError("nothing may be trained when the evaluation data is too small")
 
-    monkeypatch.setattr(pipeline, "train", forbidden)
+    monkeypatch.setattr(run_folder, "train", forbidden)
     config = load_config("cpu-tiny", path=str(tmp_path / "data"))
     with pytest.raises(ValueError, match=f"too little held-out {domain} data: \\d+ segments from \\d+ held-out abstract") as info:
         pipeline.run_pipeline(config, tmp_path / "run", progress=False)

@@ -152,7 +152,7 @@ def test_every_method_samples_with_the_same_top_k(tiny_run, monkeypatch):
 
     def record(method):
         def sampler(*args, **kwargs):
-            sc = next(a for a in args if isinstance(a, pipeline.SamplerConfig))
+            sc = next(a for a in args if isinstance(a, sampling.SamplerConfig))
             seen[method] = sc.top_k
             raise KeyboardInterrupt
 
@@ -162,8 +162,8 @@ def test_every_method_samples_with_the_same_top_k(tiny_run, monkeypatch):
     pipeline.prepare_data(run)
     pipeline.train_components(run)
     for method in config.sampling.methods:
-        monkeypatch.setattr(pipeline, "ancestral_sample", record(method))
-        monkeypatch.setattr(pipeline, "planner_sample", record(method))
+        monkeypatch.setattr(sampling, "ancestral_sample", record(method))
+        monkeypatch.setattr(sampling, "planner_sample", record(method))
         with pytest.raises(KeyboardInterrupt):
             pipeline.draw_samples(run, method, config.data.fractions[0], tag="top-k-check")
     assert seen == {m: config.sampling.top_k for m in config.sampling.methods}

@@ -82,7 +82,7 @@ def test_same_seed_gives_identical_results_json(tmp_path):
     a = benchmark.run_benchmark(TINY, tmp_path / "a", progress=False)
     b = benchmark.run_benchmark(TINY, tmp_path / "b", progress=False)
     def strip(cells: list[dict]) -> list[dict]:  # wall times are the only thing allowed to differ
-        return [{**c, "metrics": {k: v for k, v in c.metrics.items() if not k.endswith("_s")}} for c in cells]
+        return [{**c, "metrics": {k: v for k, v in c["metrics"].items() if not k.endswith("_s")}} for c in cells]
 
     assert strip(a.cells) == strip(b.cells)
     assert json.dumps(a.gamma_sweep, sort_keys=True) == json.dumps(b.gamma_sweep, sort_keys=True)
@@ -106,6 +106,6 @@ def test_resumed_run_matches_a_fresh_run(tmp_path):
     resumed = benchmark.run_benchmark(TINY, partial, progress=False)
 
     def strip(cells: list[dict]) -> list[dict]:
-        return [{**c, "metrics": {k: v for k, v in c.metrics.items() if not k.endswith("_s")}} for c in cells]
+        return [{**c, "metrics": {k: v for k, v in c["metrics"].items() if not k.endswith("_s")}} for c in cells]
 
     assert strip(resumed.cells) == strip(fresh.cells)
