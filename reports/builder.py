@@ -2,9 +2,9 @@
 
     build_report("runs/markov/results.json", "reports/")   # -> reports/results.md, reports/figures/results-*.png
 
-Each report starts with a title, a short summary and the provenance of the run (command, commit,
-device, config, seeds, wall time, package versions, and the command that regenerates the report),
-followed by the kind's tables and figures.
+Each report starts with a title and a short summary, then the kind's tables and figures, and ends
+with the provenance of the run (command, commit, device, config, seeds, wall time, package versions,
+and the command that regenerates the report).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def build_report(results_path: str | Path, out_dir: str | Path, *, name: str | N
     regenerate = f"gtl report {path.as_posix()} --out {out_dir.as_posix()}"
     summary = rendered.summary.strip() + f"\n\nResults file: `{path.as_posix()}` (kind `{data['kind']}`)."
     return write_report(out_dir / f"{ctx.name}.md", rendered.title, rendered.sections, data["meta"],
-                        summary=summary, provenance_first=True, regenerate=regenerate)
+                        summary=summary, regenerate=regenerate)
 
 
 def _is_envelope_candidate(path: Path) -> bool:

@@ -25,16 +25,15 @@ def _is_numeric(values: Sequence[object]) -> bool:
 
 def line_plot(path: str | Path, title: str, xlabel: str, ylabel: str,
               series: Mapping[str, Sequence[tuple[object, Summary]]], *, logx: bool = False, logy: bool = False,
-              error: str = "ci", reference: Mapping[str, Sequence[tuple[object, float]]] | None = None,
+              reference: Mapping[str, Sequence[tuple[object, float]]] | None = None,
               figsize: tuple[float, float] = (6.0, 4.0)) -> Path:
-    """One line per series of means with error bars.
+    """One line per series of means with asymmetric error bars from each Summary's interval [lo, hi]
+    (see :mod:`reports.stats`: they stay inside the metric's range, so a log axis never meets a
+    negative end).
 
-    ``error`` is ``"ci"`` (Student-t interval half-width) or ``"std"``. ``reference`` draws extra
-    dashed lines without error bars (published values). Non-numeric x values become categories in
-    order of first appearance; log axes then apply to y only.
+    ``reference`` draws extra dashed lines without error bars (published values). Non-numeric x
+    values become categories in order of first appearance; log axes then apply to y only.
     """
-    if error not in ("ci", "std"):
-        raise ValueError(f"error must be 'ci' or 'std', got {error!r}")
     fig, ax = plt.subplots(figsize=figsize)
     all_x = [x for pts in series.values() for x, _ in pts] + [x for pts in (reference or {}).values() for x, _ in pts]
     numeric = _is_numeric(all_x)
@@ -47,11 +46,8 @@ def line_plot(path: str | Path, title: str, xlabel: str, ylabel: str,
         pts = sorted(pts, key=lambda p: pos(p[0]))
         xs = np.array([pos(x) for x, _ in pts])
         ys = np.array([s.mean for _, s in pts])
-        spread = np.array([(s.half_width if error == "ci" else s.std) for _, s in pts])
-        spread = np.where(np.isnan(spread), 0.0, spread)
-        lower = np.minimum(spread, ys * (1 - 1e-9)) if logy else spread
-        lower = np.where(np.isnan(lower) | (lower < 0), 0.0, lower)
-        ax.errorbar(xs, ys, yerr=np.vstack([lower, spread]), marker=MARKERS[i % len(MARKERS)], capsize=3, label=str(name))
+        yerr = np.array([s.error_bar() for _, s in pts], dtype=float).reshape(-1, 2).T
+        ax.errorbar(xs, ys, yerr=yerr, marker=MARKERS[i % len(MARKERS)], capsize=3, label=str(name))
     for name, pts in (reference or {}).items():
         pts = sorted(pts, key=lambda p: pos(p[0]))
         ax.plot([pos(x) for x, _ in pts], [y for _, y in pts], linestyle="--", marker="x", alpha=0.8, label=str(name))
@@ -160,32 +156,54 @@ def grouped_bars(path: str | Path, title: str, groups: Sequence[str], bars: Mapp
     return save_figure(fig, path, dpi=DPI)
 
 
-def residual_bars(path: str | Path, title: str, names: Sequence[str], residuals: Sequence[float],
-                  tolerances: Sequence[float], *, floor: float = -20.0) -> Path:
-    """log10 residual per check (bars; green passed, red failed) with log10 tolerance as black ticks.
+#: Bar colours of :func:`residual_bars`, with their legend labels.
+RESIDUAL_COLOURS = {
+    "holds": ("tab:green", "identity holds (residual within tolerance)"),
+    "fails-as-predicted": ("tab:blue", "fails as the theory predicts (residual above tolerance)"),
+    "unexpected": ("tab:red", "unexpected: an identity off, or a predicted failure not seen"),
+}
 
-    A zero residual is drawn at ``floor`` (log10 units), a NaN residual as a red bar at 0.
+
+def residual_outcome(residual: float, tolerance: float, expect: str) -> str:
+    """The key of RESIDUAL_COLOURS for one check: ``expect`` is ``"holds"`` (the residual must be at
+    most the tolerance) or ``"fails"`` (a separation: the residual must exceed it); NaN is unexpected."""
+    if expect not in ("holds", "fails"):
+        raise ValueError(f"expect must be 'holds' or 'fails', got {expect!r}")
+    if math.isnan(residual):
+        return "unexpected"
+    within = abs(residual) <= tolerance
+    if expect == "holds":
+        return "holds" if within else "unexpected"
+    return "unexpected" if within else "fails-as-predicted"
+
+
+def residual_bars(path: str | Path, title: str, names: Sequence[str], residuals: Sequence[float],
+                  tolerances: Sequence[float], expects: Sequence[str] | None = None, *, floor: float = -20.0) -> Path:
+    """log10 residual per check (bars) with log10 tolerance as black ticks.
+
+    Bar colour by :func:`residual_outcome` (``expects`` defaults to ``"holds"`` for every check):
+    green an identity that holds, blue a separation that fails as the theory predicts (its residual
+    must exceed the tolerance), red anything unexpected. A zero residual is drawn at ``floor``
+    (log10 units), a NaN residual as a red bar at 0.
     """
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 2), 4.2))
+    expects = list(expects) if expects is not None else ["holds"] * len(names)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 2), 4.6))
     x = np.arange(len(names))
-    logs, colours = [], []
-    for r, tol in zip(residuals, tolerances):
-        if math.isnan(r):
-            logs.append(0.0)
-            colours.append("tab:red")
-            continue
-        logs.append(max(math.log10(abs(r)), floor) if r != 0 else floor)
-        colours.append("tab:green" if abs(r) <= tol else "tab:red")
+    outcomes = [residual_outcome(r, t, e) for r, t, e in zip(residuals, tolerances, expects)]
+    logs = [0.0 if math.isnan(r) else (max(math.log10(abs(r)), floor) if r != 0 else floor) for r in residuals]
     bottom = floor - 1  # a zero residual shows as a one-decade stub above the axis
-    ax.bar(x, [v - bottom for v in logs], bottom=bottom, color=colours, label="log10 residual")
-    ax.set_ylim(bottom=bottom)
+    for key, (colour, label) in RESIDUAL_COLOURS.items():
+        idx = [i for i, o in enumerate(outcomes) if o == key]
+        if idx:
+            ax.bar(x[idx], [logs[i] - bottom for i in idx], bottom=bottom, color=colour, label=label)
     tol_logs = [math.log10(t) if t > 0 else floor for t in tolerances]
+    ax.set_ylim(bottom, max(logs + tol_logs, default=0.0) + 0.45 * (max(logs + tol_logs, default=0.0) - bottom))  # room for the legend
     ax.scatter(x, tol_logs, marker="_", s=400, color="black", linewidths=2, label="log10 tolerance", zorder=3)
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("log10 residual (dimensionless)")
     ax.set_xlabel("check")
-    ax.set_title(title + f"\n(green: within tolerance, red: not; zero residual drawn at 1e{int(floor)})", fontsize=10)
+    ax.set_title(title + f"\n(zero residual drawn at 1e{int(floor)})", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     return save_figure(fig, path, dpi=DPI)

@@ -40,22 +40,49 @@ def escape_cell(text: str) -> str:
     return " ".join(str(text).split("\n")).replace("|", "\\|")
 
 
+#: A configuration longer than this many lines of JSON is collapsed in a <details> block.
+CONFIG_INLINE_LINES = 15
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def wall_time_item(meta: dict[str, Any]) -> tuple[str, str]:
+    """The wall-time line of the provenance as (label, text).
+
+    ``meta["wall_time_parts_s"]`` (seconds per invocation, oldest first, when the run recorded them)
+    gives the total, and says the run was resumed when there is more than one part. Otherwise
+    ``meta["wall_time_s"]`` is all there is, and it covers only the invocation that wrote the results
+    file, so it is labelled as such.
+    """
+    parts = meta.get("wall_time_parts_s")
+    if isinstance(parts, list) and parts and all(_number(p) for p in parts):
+        total = math.fsum(parts)
+        if len(parts) == 1:
+            return "Wall time", f"{total:.1f} s (one invocation)"
+        each = ", ".join(f"{p:.1f} s" for p in parts)
+        return "Wall time", f"{total:.1f} s in total over {len(parts)} invocations (the run was resumed; per invocation: {each})"
+    wall = meta.get("wall_time_s")
+    return "Wall time of the last invocation", f"{wall:.1f} s" if _number(wall) else "-"
+
+
 def provenance_block(meta: dict[str, Any], regenerate: str | None = None) -> str:
     """The provenance of a run as a Markdown list.
 
-    Command, commit, device, seeds, wall time, date, package versions, the configuration (as JSON)
-    and, when ``regenerate`` is given, the command that rebuilds the report from its results file.
+    Command, commit, device, seeds, wall time (:func:`wall_time_item`), date, package versions, the
+    configuration (as JSON, collapsed in a <details> block beyond CONFIG_INLINE_LINES lines) and,
+    when ``regenerate`` is given, the command that rebuilds the report from its results file.
     """
     versions = meta.get("packages") or {}
     packages = ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if isinstance(versions, dict) else str(versions)
-    wall = meta.get("wall_time_s")
     seeds = meta.get("seeds") or []
     items = [
         ("Command", f"`{meta.get('command', '?')}`"),
         ("Commit", f"`{meta.get('git_commit', meta.get('commit', '?'))}`"),
         ("Device", meta.get("device", "?")),
         ("Seeds", (", ".join(map(str, seeds)) if isinstance(seeds, (list, tuple)) else str(seeds)) or "-"),
-        ("Wall time", f"{wall:.1f} s" if isinstance(wall, (int, float)) and not isinstance(wall, bool) else "-"),
+        wall_time_item(meta),
         ("Date (UTC)", meta.get("date_utc", "-")),
         ("Packages", packages or "-"),
     ]
@@ -63,11 +90,15 @@ def provenance_block(meta: dict[str, Any], regenerate: str | None = None) -> str
         items.append(("Regenerate this report", f"`{regenerate}`"))
     text = "\n".join(f"- **{k}**: {v}" for k, v in items)
     config = meta.get("config")
-    if config:
-        text += "\n- **Config**:\n\n```json\n" + json.dumps(config, indent=2, sort_keys=True, default=str) + "\n```"
-    else:
-        text += "\n- **Config**: -"
-    return text
+    if not config:
+        return text + "\n- **Config**: -"
+    dump = json.dumps(config, indent=2, sort_keys=True, default=str)
+    block = "```json\n" + dump + "\n```"
+    lines = dump.count("\n") + 1
+    if lines <= CONFIG_INLINE_LINES:
+        return text + "\n- **Config**:\n\n" + block
+    return (text + f"\n- **Config**: {lines} lines of JSON, collapsed below.\n\n<details>\n<summary>Configuration of the run "
+            f"(JSON, {lines} lines)</summary>\n\n" + block + "\n\n</details>")
 
 
 def fmt_sci(value: Any, digits: int = 2) -> str:
@@ -98,25 +129,19 @@ def save_figure(fig: "plt.Figure", path: str | Path, dpi: int = 110) -> Path:
 
 
 def compose_report(title: str, sections: Sequence[tuple[str, str]], meta: dict[str, Any] | None = None,
-                   summary: str | None = None, provenance_first: bool = False,
-                   regenerate: str | None = None) -> str:
-    """The Markdown text of a report: title, optional summary, sections and provenance.
-
-    With ``provenance_first`` the provenance follows the summary instead of closing the report.
-    """
+                   summary: str | None = None, regenerate: str | None = None) -> str:
+    """The Markdown text of a report: title, optional summary, the sections (results: tables and
+    figures) and, last, the provenance of the run."""
     parts = [f"# {title}\n"]
     if summary:
         parts.append(summary.strip() + "\n")
-    prov = None if meta is None else "## Provenance\n\n" + provenance_block(meta, regenerate) + "\n"
-    if prov and provenance_first:
-        parts.append(prov)
     parts += [f"## {heading}\n\n{body.strip()}\n" for heading, body in sections]
-    if prov and not provenance_first:
-        parts.append(prov)
+    if meta is not None:
+        parts.append("## Provenance\n\n" + provenance_block(meta, regenerate) + "\n")
     return "\n".join(parts)
 
 
 def write_report(path: str | Path, title: str, sections: Sequence[tuple[str, str]], meta: dict[str, Any] | None = None,
-                 summary: str | None = None, provenance_first: bool = False, regenerate: str | None = None) -> Path:
+                 summary: str | None = None, regenerate: str | None = None) -> Path:
     """Write a Markdown report (see :func:`compose_report`) atomically."""
-    return atomic_write_text(path, compose_report(title, sections, meta, summary, provenance_first, regenerate))
+    return atomic_write_text(path, compose_report(title, sections, meta, summary, regenerate))

@@ -99,14 +99,18 @@ class Comparison:
         return "worse" if higher == self.lower_is_better else "better"
 
     def sentence(self, metric: str) -> str | None:
-        """A sentence when ours differs from the paper by more than RELATIVE_THRESHOLD, else None."""
+        """A sentence when ours differs from the paper by more than RELATIVE_THRESHOLD, else None.
+
+        The relative change is stated as a change ("20 % lower than the published value"), never as a
+        share of it, with the signed absolute difference after it."""
         if self.verdict not in ("worse", "better"):
             return None
         rel = abs(self.relative)  # type: ignore[arg-type]
         direction = "higher" if self.difference > 0 else "lower"  # type: ignore[operator]
         return (f"At {self.setting}, our {DISPLAY_NAMES.get(self.method, self.method)} {metric} "
                 f"({self.ours:.3f}) is {self.verdict} than the paper's ({self.paper:.3f}): "
-                f"{abs(self.difference):.3f} {direction}, {100 * rel:.0f}% of the published value.")  # type: ignore[arg-type]
+                f"{100 * rel:.0f} % {direction} than the published value "
+                f"(difference {self.difference:+.3f}).")  # type: ignore[arg-type]
 
 
 def markov_comparisons(ours: Mapping[tuple[str, int], float]) -> list[Comparison]:

@@ -9,9 +9,9 @@ from typing import Any
 
 from . import schema as S
 from .context import Context, Rendered
-from .figures import grouped_bars, line_plot, residual_bars
+from .figures import grouped_bars, line_plot, residual_bars, residual_outcome
 from .markdown import figure_markdown, fmt, fmt_sci, markdown_table
-from .stats import summarize
+from .stats import INTERVAL_NAME, summarize
 
 
 # --- theory -----------------------------------------------------------------------------------------
@@ -33,32 +33,44 @@ def render_theory(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
             "cases": S.integer(c, "cases", where),
             "expect": c.get("expect", "holds"),
         })
+        if checks[-1]["expect"] not in ("holds", "fails"):
+            raise S.ResultsError(f"{where}.expect must be 'holds' or 'fails', got {checks[-1]['expect']!r}")
+    for c in checks:
+        c["outcome"] = residual_outcome(c["residual"], c["tolerance"], c["expect"])
     n_pass = sum(c["passed"] for c in checks)
     failed = [c["name"] for c in checks if not c["passed"]]
+    separations = [c["name"] for c in checks if c["expect"] == "fails"]
     # separation checks ("expect": "fails") must exceed their tolerance: they are not residuals
     ratios = [(c["residual"] / c["tolerance"], c["name"]) for c in checks
               if c["expect"] == "holds" and c["tolerance"] > 0 and not math.isnan(c["residual"])]
     summary = f"{n_pass} of {len(checks)} exact checks passed"
     summary += "." if not failed else f"; failed: {', '.join(failed)}."
+    if separations:
+        summary += (f" {len(separations)} of them ({', '.join(separations)}) are separations that must fail: the "
+                    "theory predicts the identity breaks there, and they pass when the residual exceeds the tolerance.")
     if ratios:
         worst, name = max(ratios)
-        summary += f" Worst residual relative to its tolerance: {worst:.2e} ({name})."
-    inconsistent = [c["name"] for c in checks
-                    if not math.isnan(c["residual"]) and c["passed"] != (abs(c["residual"]) <= c["tolerance"])]
+        summary += f" Worst residual of an identity relative to its tolerance: {worst:.2e} ({name})."
+    inconsistent = [c["name"] for c in checks if c["passed"] != (c["outcome"] != "unexpected")]
 
-    rows = [[c["name"], c["description"], fmt_sci(c["residual"]), fmt_sci(c["tolerance"]), c["cases"],
+    rows = [[c["name"], c["description"], c["expect"], fmt_sci(c["residual"]), fmt_sci(c["tolerance"]), c["cases"],
              "yes" if c["passed"] else "**NO**"] for c in checks]
-    body = markdown_table(["Check", "Description", "Residual", "Tolerance", "Cases", "Passed"], rows)
+    body = ("Expected `holds`: the residual must be at most the tolerance. Expected `fails`: the theory predicts "
+            "the identity does not hold, and the check passes when the residual exceeds the tolerance. "
+            "The identities are stated in docs/THEORY.md.\n\n"
+            + markdown_table(["Check", "Description", "Expected", "Residual", "Tolerance", "Cases", "Passed"], rows))
     if inconsistent:
-        body += ("\n\nThe recorded pass flag disagrees with residual <= tolerance for: "
+        body += ("\n\nThe recorded pass flag disagrees with the residual and tolerance for: "
                  + ", ".join(inconsistent) + " (the check may use a relative or per-case criterion).")
     sections = [("Checks", body)]
     if checks:
         path, rel = ctx.figure_path("residuals")
         residual_bars(path, "Theory checks: worst residual per check", [c["name"] for c in checks],
-                      [c["residual"] for c in checks], [c["tolerance"] for c in checks])
+                      [c["residual"] for c in checks], [c["tolerance"] for c in checks], [c["expect"] for c in checks])
         sections.append(("Residuals against tolerances",
-                         figure_markdown(rel, "log10 of the worst residual of each check (bars) and its tolerance (black ticks).")))
+                         figure_markdown(rel, "log10 of the worst residual of each check (bars) and its tolerance (black ticks); "
+                                              "green: an identity that holds, blue: a separation that fails as the "
+                                              "theory predicts, red: unexpected.")))
     return Rendered("Theory checks", summary, sections)
 
 
@@ -126,7 +138,7 @@ def render_benchmark(results: dict[str, Any], meta: dict[str, Any], ctx: Context
     results: {"title", "tables": {title: [flat rows]}, "figures": [{"title", "x", "y", "series",
     "xlabel", "ylabel", "logx", "logy", "rows": [...]}]}, optionally "columns": {title: [keys]} to fix
     the column order (results files are written with sorted keys). Rows sharing (series, x) are
-    averaged, with 95% Student-t error bars.
+    averaged, with error bars from the 95% bootstrap percentile interval (reports.stats).
     """
     title = S.text(results, "title", "results", required=False, default="Benchmark")
     tables = S.mapping(results, "tables", "results")
@@ -170,7 +182,7 @@ def render_benchmark(results: dict[str, Any], meta: dict[str, Any], ctx: Context
         path, rel = ctx.figure_path(f"{i}-{fig['title']}")
         line_plot(path, fig["title"], fig["xlabel"], fig["ylabel"], series, logx=fig["logx"], logy=fig["logy"])
         repeated = any(len(ys) > 1 for ys in fig["points"].values())
-        caption = fig["title"] + (" (mean over repeated rows, 95% Student-t error bars)" if repeated else "")
+        caption = fig["title"] + (f" (mean over repeated rows; error bars: {INTERVAL_NAME})" if repeated else "")
         sections.append((fig["title"], figure_markdown(rel, caption)))
     summary = f"{len(parsed_tables)} table(s) and {len(figures)} figure(s)."
     return Rendered(title, summary, sections)

@@ -10,12 +10,18 @@ from . import schema as S
 from .context import Context, Rendered
 from .figures import line_plot
 from .markdown import figure_markdown, fmt, markdown_table
-from .stats import Summary, summarize
+from .stats import INTERVAL_HEADER, INTERVAL_NAME, Summary, summarize
+
+
+def _ablation_extra(r: dict[str, Any], w: str) -> dict[str, Any]:
+    return {"buckets": S.field(r, "buckets", w, required=False), "meaningful": S.field(r, "meaningful", w, required=False, default=True),
+            "truncation": S.field(r, "truncation", w, required=False, default="-")}
 
 
 def _parse(results: dict[str, Any]) -> dict[str, Any]:
     mauve = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
-              "seed": S.integer(r, "seed", w), "value": S.number(r, "mauve", w, nullable=True)}
+              "seed": S.integer(r, "seed", w), "value": S.number(r, "mauve", w, nullable=True),
+              "buckets": S.field(r, "buckets", w, required=False), "meaningful": S.field(r, "meaningful", w, required=False, default=True)}
              for w, r in S.records(results, "mauve", "results")]
     classifier = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
                    "p_source": S.number(r, "p_source", w, nullable=True), "pct_target": S.number(r, "pct_target", w, nullable=True)}
@@ -29,10 +35,10 @@ def _parse(results: dict[str, Any]) -> dict[str, Any]:
                   for w, r in S.records(results, "perplexity", "results")]
     ablations = S.mapping(results, "ablations", "results")
     gamma = [{"x": S.number(r, "gamma", w), "p_source": S.number(r, "p_source", w, nullable=True),
-              "mauve": S.number(r, "mauve", w, nullable=True)}
+              "mauve": S.number(r, "mauve", w, nullable=True), **_ablation_extra(r, w)}
              for w, r in S.records(ablations, "gamma", "results.ablations")]
     candidates = [{"x": S.integer(r, "n", w), "p_source": S.number(r, "p_source", w, nullable=True),
-                   "mauve": S.number(r, "mauve", w, nullable=True)}
+                   "mauve": S.number(r, "mauve", w, nullable=True), **_ablation_extra(r, w)}
                   for w, r in S.records(ablations, "candidates", "results.ablations")]
     timing = [{"method": S.text(r, "method", w), "seconds": S.number(r, "seconds_per_sequence", w),
                "passes": S.number(r, "ratio_passes_per_sequence", w, nullable=True),
@@ -43,8 +49,45 @@ def _parse(results: dict[str, Any]) -> dict[str, Any]:
         if f < 0 or f > 100:
             raise S.ResultsError(f"results: target fraction {f!r} must lie in [0, 1] (share) or [0, 100] (percent)")
     as_fraction = all(f <= 1.0 for f in fractions)
+    held_out = [S.mapping(results, key, "results") for key in ("reference_mauve", "floor_mauve")]
     return {"mauve": mauve, "classifier": classifier, "distinct": distinct, "perplexity": perplexity,
-            "gamma": gamma, "candidates": candidates, "timing": timing, "as_fraction": as_fraction}
+            "gamma": gamma, "candidates": candidates, "timing": timing, "as_fraction": as_fraction,
+            "guard": S.mapping(results, "mauve_guard", "results"), "held_out": [h for h in held_out if h],
+            "truncation": [r for _, r in S.records(results, "truncation", "results")]}
+
+
+def _buckets(rows: list[dict[str, Any]]) -> str:
+    """`` (k=6)`` for MAUVE rows of one cell, `` (k=2, NOT MEANINGFUL)`` below the size guard."""
+    ks = sorted({r["buckets"] for r in rows if r["buckets"] is not None})
+    flag = "" if all(r["meaningful"] for r in rows) else ", NOT MEANINGFUL"
+    return f" (k={'/'.join(str(k) for k in ks)}{flag})" if ks else ""
+
+
+def _guard_warning(guard: dict[str, Any]) -> str:
+    """A loud block naming the MAUVE sample sets below the size guard, grouped by their counts ("" when none)."""
+    flagged = guard.get("flagged") or []
+    if not flagged:
+        return ""
+    head = (f"> **WARNING: MAUVE NOT MEANINGFUL for {len(flagged)} sample set(s).** MAUVE needs at least "
+            f"{guard.get('min_buckets')} k-means buckets and {guard.get('samples_per_bucket')} samples per bucket in both "
+            f"sets ({guard.get('min_samples')} samples); the values marked NOT MEANINGFUL below must not be used to "
+            "order methods.")
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for r in guard.get("flagged_sets") or []:
+        groups[(r.get("samples"), r.get("references"), r.get("buckets"))].append(str(r.get("name")))
+    lines = ([f"> - {n} samples against {q} references, {k} buckets: {', '.join(names)}" for (n, q, k), names in groups.items()]
+             or [f"> - {line}" for line in flagged])
+    return "\n".join([head, ">"] + lines)
+
+
+def _truncation(d: dict[str, Any]) -> str:
+    """Which top-k truncation each compared method (and each candidates ablation point) sampled under."""
+    rows = [[r.get("method", "-"), r.get("text", "-"), r.get("tokens_per_reveal", "-")] for r in d["truncation"]]
+    equal = len({(r.get("top_k"), r.get("tokens_per_reveal")) for r in d["truncation"]}) == 1
+    lead = ("Every compared method draws each revealed token from the same top-k of its own token law (GTL: of its "
+            "guided law over the denoiser's top-n candidates)." if equal else
+            "**WARNING: the compared methods sampled under different truncations**; their scores are not comparable.")
+    return lead + "\n\n" + markdown_table(["method", "truncation", "tokens per reveal (at most)"], rows)
 
 
 def _pct(f: float, as_fraction: bool) -> float:
@@ -60,9 +103,13 @@ def _ablation(rows: list[dict[str, Any]], name: str, xlabel: str, ctx: Context, 
     for r in rows:
         vals[r["x"]]["p_source"].append(r["p_source"])
         vals[r["x"]]["mauve"].append(r["mauve"])
-    sums = {x: {k: summarize(v) for k, v in d.items()} for x, d in sorted(vals.items())}
-    table = markdown_table([xlabel.split(" (")[0], "runs", "classifier P(source): mean ± std", "MAUVE: mean ± std"],
-                           [[x, max(d["p_source"].n, d["mauve"].n), d["p_source"].std_text(), d["mauve"].std_text()]
+        vals[r["x"]]["rows"].append(r)
+    sums = {x: {k: summarize(v) for k, v in d.items() if k != "rows"} for x, d in sorted(vals.items())}
+    table = markdown_table([xlabel.split(" (")[0], "runs", f"classifier P(source): {INTERVAL_HEADER}", f"MAUVE: {INTERVAL_HEADER}",
+                            "truncation"],
+                           [[x, max(d["p_source"].n, d["mauve"].n), d["p_source"].interval_text(),
+                             d["mauve"].interval_text() + _buckets(vals[x]["rows"]),
+                             "; ".join(dict.fromkeys(r["truncation"] for r in vals[x]["rows"]))]
                             for x, d in sums.items()])
     series = {label: [(x, d[key]) for x, d in sums.items() if d[key].n]
               for key, label in (("p_source", "classifier P(source) (lower = more target-like)"), ("mauve", "MAUVE (MiniLM features)"))}
@@ -71,12 +118,12 @@ def _ablation(rows: list[dict[str, Any]], name: str, xlabel: str, ctx: Context, 
         return table, ""
     path, rel = ctx.figure_path(f"ablation-{name}")
     line_plot(path, f"Ablation: {xlabel.split(' (')[0]}", xlabel, "score (probability / MAUVE, 0 to 1)", series,
-              logx=logx, error="std")
-    return table, figure_markdown(rel, f"Classifier P(source) and MAUVE against {xlabel.split(' (')[0]}; error bars: std over runs.")
+              logx=logx)
+    return table, figure_markdown(rel, f"Classifier P(source) and MAUVE against {xlabel.split(' (')[0]}; error bars: 95% bootstrap percentile interval over runs.")
 
 
 def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
-    """MAUVE, classifier, distinct-n, perplexity and timing tables (mean ± std over seeds), MAUVE against
+    """MAUVE, classifier, distinct-n, perplexity and timing tables (mean and 95% bootstrap percentile interval over seeds), MAUVE against
     the kept target share, ablation figures and the ordering comparison with the paper."""
     d = _parse(results)
     af = d["as_fraction"]
@@ -90,16 +137,30 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
     msums: dict[tuple[str, float], Summary] = {k: summarize(v) for k, v in mvals.items()}
     methods = list(dict.fromkeys(r["method"] for r in d["mauve"]))
     pcts = sorted({p for _, p in msums}, reverse=True)
+    mrows: dict[tuple[str, float], list] = defaultdict(list)
+    for r in d["mauve"]:
+        mrows[(r["method"], _pct(r["fraction"], af))].append(r)
+    warning = _guard_warning(d["guard"])
+    if warning:
+        summary_parts.append(f"WARNING: {len(d['guard']['flagged'])} MAUVE sample set(s) are below the size guard; "
+                             "their MAUVE values are NOT MEANINGFUL.")
     if msums:
-        rows = [[_pct_text(p)] + [msums[(m, p)].std_text() if (m, p) in msums else "-" for m in methods] for p in pcts]
+        rows = [[_pct_text(p)] + [msums[(m, p)].interval_text() + _buckets(mrows[(m, p)]) if (m, p) in msums else "-"
+                                  for m in methods] for p in pcts]
         seeds = sorted({r["seed"] for r in d["mauve"]})
-        body = (f"MAUVE against held-out physics abstracts (higher is better), mean ± std over {len(seeds)} seed(s).\n\n"
+        body = ((warning + "\n\n" if warning else "")
+                + f"MAUVE against held-out physics abstracts (higher is better): mean and {INTERVAL_NAME} ({len(seeds)} seed(s)); "
+                "k: k-means buckets of MAUVE's quantisation.\n\n"
                 + markdown_table(["target data"] + methods, rows))
+        for h in d["held_out"]:
+            flag = "" if h.get("meaningful", True) else ", NOT MEANINGFUL"
+            body += (f"\n\n{h.get('method')} ({h.get('samples')} segments, {'ceiling' if 'physics' in str(h.get('method')) else 'floor'}): "
+                     f"{summarize(h.get('mauve') or []).interval_text()} (k={h.get('buckets', '-')}{flag})")
         series = {m: [(p, msums[(m, p)]) for p in pcts if (m, p) in msums] for m in methods}
         path, rel = ctx.figure_path("mauve-vs-fraction")
         line_plot(path, "MAUVE vs kept target data (ours, MiniLM features)", "target data kept (%, log scale)",
-                  "MAUVE (0 to 1)", series, logx=True, error="std")
-        body += "\n\n" + figure_markdown(rel, "MAUVE against the share of physics data kept; error bars: std over seeds.")
+                  "MAUVE (0 to 1)", series, logx=True)
+        body += "\n\n" + figure_markdown(rel, "MAUVE against the share of physics data kept; error bars: " + INTERVAL_NAME + ".")
         sections.append(("MAUVE", body))
         def highest(p: float) -> str:
             values = [(msums[(m, p)].mean, m) for m in methods if (m, p) in msums]
@@ -127,11 +188,13 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
                 for i, m in enumerate(paper.ordering({c.method: c.paper for c in group}, lower_is_better=False)):
                     ranks_paper[(m, p)] = i + 1
             rows = [[_pct_text(c.key), paper.DISPLAY_NAMES[c.method],
-                     ours_s[(c.method, c.key)].std_text() if (c.method, c.key) in ours_s else "-", ranks_ours.get((c.method, c.key), "-"), fmt(c.paper, 3), ranks_paper[(c.method, c.key)]]
+                     ours_s[(c.method, c.key)].interval_text() if (c.method, c.key) in ours_s else "-", ranks_ours.get((c.method, c.key), "-"), fmt(c.paper, 3), ranks_paper[(c.method, c.key)]]
                     for c in comparisons]
             sentences = paper.ordering_sentences(comparisons, lower_is_better=False)
-            body = ("**Only the orderings are comparable.** " + paper.LANGUAGE_FEATURES_NOTE + "\n\n"
-                    + markdown_table(["target data", "method", "ours (MiniLM): mean ± std", "our rank",
+            body = (("> **WARNING: some MAUVE sample sets are below the size guard (see MAUVE); ranks built on values "
+                     "marked NOT MEANINGFUL there are not meaningful either.**\n\n" if warning else "")
+                    + "**Only the orderings are comparable.** " + paper.LANGUAGE_FEATURES_NOTE + "\n\n"
+                    + markdown_table(["target data", "method", f"ours (MiniLM): {INTERVAL_HEADER}", "our rank",
                                       "paper (GPT-2-large, 5 seeds)", "paper rank"], rows))
             if sentences:
                 body += "\n\n" + "\n".join(f"- {s}" for s in sentences)
@@ -154,10 +217,10 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
             key = (r["method"], _pct(r["fraction"], af))
             cvals[key]["p_source"].append(r["p_source"])
             cvals[key]["pct_target"].append(r["pct_target"])
-        rows = [[m, _pct_text(p), len(v["p_source"]), summarize(v["p_source"]).std_text(), summarize(v["pct_target"]).std_text()]
+        rows = [[m, _pct_text(p), len(v["p_source"]), summarize(v["p_source"]).interval_text(), summarize(v["pct_target"]).interval_text()]
                 for (m, p), v in cvals.items()]
         sections.append(("Domain classifier", "Source/target classifier on generated samples: P(source) (lower is more "
-                                              "target-like) and the percentage classified as target; mean ± std over seeds.\n\n"
+                                              "target-like) and the percentage classified as target; mean and " + INTERVAL_NAME + ".\n\n"
                          + markdown_table(["method", "target data", "runs", "P(source)", "% classified target"], rows)))
 
     if d["distinct"]:
@@ -165,18 +228,18 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
         for r in d["distinct"]:
             dvals[(r["method"], _pct(r["fraction"], af))][r["n"]].append(r["value"])
         ns = sorted({r["n"] for r in d["distinct"]})
-        rows = [[m, _pct_text(p)] + [summarize(v[n]).std_text() if n in v else "-" for n in ns] for (m, p), v in dvals.items()]
-        sections.append(("Diversity (distinct-n)", "Share of distinct n-grams among generated tokens (higher is more diverse), "
-                                                   "mean ± std over seeds.\n\n"
+        rows = [[m, _pct_text(p)] + [summarize(v[n]).interval_text() if n in v else "-" for n in ns] for (m, p), v in dvals.items()]
+        sections.append(("Diversity (distinct-n)", "Share of distinct n-grams among generated tokens (higher is more diverse): "
+                                                   "mean and " + INTERVAL_NAME + ".\n\n"
                          + markdown_table(["method", "target data"] + [f"distinct-{n}" for n in ns], rows)))
 
     if d["perplexity"]:
         pvals: dict[tuple[str, float, str], list] = defaultdict(list)
         for r in d["perplexity"]:
             pvals[(r["method"], _pct(r["fraction"], af), r["evaluator"])].append(r["value"])
-        rows = [[m, _pct_text(p), e, len(v), summarize(v).std_text()] for (m, p, e), v in pvals.items()]
+        rows = [[m, _pct_text(p), e, len(v), summarize(v).interval_text()] for (m, p, e), v in pvals.items()]
         sections.append(("Generative perplexity", "Perplexity of generated samples under an evaluator model (lower is more "
-                                                  "fluent under that evaluator), mean ± std over seeds.\n\n"
+                                                  "fluent under that evaluator): mean and " + INTERVAL_NAME + ".\n\n"
                          + markdown_table(["method", "target data", "evaluator", "runs", "perplexity"], rows)))
 
     abl_parts = []
@@ -192,6 +255,9 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
                          + f"\n\nPaper: P(source) about {lo[0]}-{lo[1]} at n = 8 and {hi[0]}-{hi[1]} at n = 1024.")
     if abl_parts:
         sections.append(("Ablations", "\n\n".join(abl_parts)))
+
+    if d["truncation"]:
+        sections.append(("Sampling truncation", _truncation(d)))
 
     if d["timing"]:
         fastest = min((r["seconds"] for r in d["timing"] if r["seconds"] > 0), default=None)

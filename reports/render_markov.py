@@ -10,7 +10,7 @@ from . import schema as S
 from .context import Context, Rendered
 from .figures import heatmaps, line_plot
 from .markdown import figure_markdown, fmt, markdown_table
-from .stats import Summary, summarize
+from .stats import INTERVAL_HEADER, INTERVAL_NAME, Summary, summarize
 
 #: Known metrics in display order with their labels; other numeric metrics follow, sorted.
 METRICS = {
@@ -85,8 +85,8 @@ def paper_comparison(cells: list[dict[str, Any]]) -> tuple[str, list[str], list[
         rows.append([cmp.key, paper.DISPLAY_NAMES[cmp.method],
                      s.interval_text() if s and s.n else "-", s.n if s else 0, fmt(cmp.paper, 3),
                      "-" if cmp.difference is None else f"{cmp.difference:+.3f}",
-                     "-" if rel is None else f"{100 * rel:+.0f}%", cmp.verdict])
-    table = markdown_table(["n target", "method", "ours: mean [95% CI]", "seeds", "paper", "ours - paper", "relative", "verdict"], rows)
+                     "-" if rel is None else f"{100 * rel:+.0f} %", cmp.verdict])
+    table = markdown_table(["n target", "method", f"ours: {INTERVAL_HEADER}", "seeds", "paper", "ours - paper", "relative change", "verdict"], rows)
     sentences = [s for s in (c.sentence("row-averaged KL") for c in comparisons) if s]
     sentences += paper.ordering_sentences(comparisons, lower_is_better=True)
     return table, sentences, comparisons
@@ -102,16 +102,18 @@ ABLATIONS = ("gtl-oracle-ratio", "gtl-oracle-denoiser")
 
 def _attribution(g: dict[str, Summary | None]) -> str:
     """Which learned component is responsible for GTL's excess KL, from the two oracle ablations:
-    swapping in the exact ratio removes the ratio's error, the exact denoiser the denoiser's."""
+    swapping in the exact ratio removes the ratio's error, the exact denoiser the denoiser's.
+    Without both ablations the answer says so plainly: nothing can be attributed."""
     gtl, exact_ratio, exact_den = g.get("gtl"), g.get("gtl-oracle-ratio"), g.get("gtl-oracle-denoiser")
     if gtl is None or exact_ratio is None or exact_den is None:
-        return "(ablations missing)"
+        missing = [m for m, s in (("gtl-oracle-ratio", exact_ratio), ("gtl-oracle-denoiser", exact_den)) if s is None]
+        return f"ablations not run ({', '.join(missing)}); cannot attribute the excess KL to the ratio network or the denoiser"
     gain_ratio = gtl.mean - exact_ratio.mean  # error removed by an exact ratio
     gain_den = gtl.mean - exact_den.mean  # error removed by an exact denoiser
     if max(gain_ratio, gain_den) <= 0:
         return "neither ablation lowers the KL: the remaining error is sampling noise"
     culprit = "ratio network" if gain_ratio >= gain_den else "denoiser"
-    return (f"the {culprit}: the exact ratio takes the KL to {fmt(exact_ratio.mean, 3)}, "
+    return (f"the {culprit} is responsible: the exact ratio takes the KL to {fmt(exact_ratio.mean, 3)}, "
             f"the exact denoiser to {fmt(exact_den.mean, 3)}")
 
 
@@ -127,8 +129,7 @@ def bar_checks(grouped: dict[tuple[str, str, int], dict[str, Summary]]) -> tuple
         met = ours.mean <= target if better_if_below else ours.mean >= target
         rows.append([bar, n, ours.interval_text(), fmt(target, 3), "met" if met else f"missed by {fmt(abs(ours.mean - target), 3)}"])
         if not met and ("gtl", n) in kl:
-            notes.append(f"n target = {n}, {bar}: responsible is "
-                         + _attribution({m: kl.get((m, n)) for m in ("gtl", *ABLATIONS)}) + ".")
+            notes.append(f"n target = {n}, {bar}: " + _attribution({m: kl.get((m, n)) for m in ("gtl", *ABLATIONS)}) + ".")
 
     for n in ns:
         gtl = kl.get(("gtl", n))
@@ -142,12 +143,12 @@ def bar_checks(grouped: dict[tuple[str, str, int], dict[str, Summary]]) -> tuple
             row(f"exact-ratio GTL <= {ORACLE_RATIO_BAR}", n, kl[("gtl-oracle-ratio", n)], ORACLE_RATIO_BAR)
     if not rows:
         return "", []
-    table = markdown_table(["bar", "n target", "ours: mean [95% CI]", "target", "verdict"], rows)
+    table = markdown_table(["bar", "n target", f"ours: {INTERVAL_HEADER}", "target", "verdict"], rows)
     return table, list(dict.fromkeys(notes))
 
 
 def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
-    """Per-preset tables (mean and 95% t-interval over seeds), KL-vs-n figures, transition heatmaps,
+    """Per-preset tables (mean and 95% bootstrap percentile interval over seeds), KL-vs-n figures, transition heatmaps,
     gamma and overlap sweeps, component table and the comparison with the published figure."""
     data = _parse(results)
     cells = data["cells"]
@@ -162,11 +163,11 @@ def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
         verdicts = [c.verdict for c in comparisons]
         paper_summary = ("Against the paper's figure (n target 1000/100/20): "
                          + ", ".join(f"{verdicts.count(v)} {v}" for v in ("close", "better", "worse", "missing") if v in verdicts)
-                         + f" (close: within {100 * paper.RELATIVE_THRESHOLD:.0f}%).")
+                         + f" (close: within {100 * paper.RELATIVE_THRESHOLD:.0f} %).")
         body = ("Mean row-averaged KL(true || estimated) of the transition matrix on preset `paper` "
                 "(K = 5, diagonal source d = 0.1, target d = 0.8) beside the values read off the paper's figure; "
                 "lower is better. A verdict is given when the two differ by more than "
-                f"{100 * paper.RELATIVE_THRESHOLD:.0f}%.\n\n" + table)
+                f"{100 * paper.RELATIVE_THRESHOLD:.0f} %.\n\n" + table)
         if sentences:
             body += "\n\n" + "\n".join(f"- {s}" for s in sentences)
         sections.append(("Comparison with the paper", body))
@@ -199,14 +200,14 @@ def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
                     if g is None:
                         continue
                     rows.append([m, n, g["transition_kl"].n] + [g[k].interval_text() if k in g else "-" for k in present])
-            parts.append(f"Mean and 95% Student-t interval over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}).\n\n"
+            parts.append(f"Mean and {INTERVAL_NAME} ({len(seeds)} seed(s): {', '.join(map(str, seeds))}).\n\n"
                          + markdown_table(["method", "n target", "seeds"] + [METRICS.get(k, k) for k in present], rows))
             series = {m: [(n, grouped[(preset, m, n)]["transition_kl"]) for n in ns if (preset, m, n) in grouped] for m in methods}
             path, rel = ctx.figure_path(f"{preset}-kl-vs-n")
             line_plot(path, f"Row-averaged KL vs n target (preset {preset})", "n target (sequences, log scale)",
                       "row-averaged KL(true || estimated) (nats)", series, logx=True, logy=True)
             parts.append(figure_markdown(rel, f"Row-averaged KL of the estimated transition matrix against the number of "
-                                              f"target sequences, preset {preset}; error bars: 95% t-interval over seeds."))
+                                              f"target sequences, preset {preset}; error bars: " + INTERVAL_NAME + "."))
             n_min = ns[-1]
             best = min(((grouped[(preset, m, n_min)]["transition_kl"].mean, m) for m in methods if (preset, m, n_min) in grouped))
             headline.append(f"preset `{preset}`: best at n target = {n_min} is {best[1]} (KL {fmt(best[0], 3)})")
@@ -242,8 +243,8 @@ def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
         line_plot(path, "Guidance strength sweep", "gamma (guidance exponent, dimensionless)",
                   "row-averaged KL (nats)", series, logy=True)
         sections.append(("Guidance strength (gamma) sweep",
-                         markdown_table(["preset", "n target", "gamma", "seeds", "row-averaged KL: mean [95% CI]"], rows)
-                         + "\n\n" + figure_markdown(rel, "Row-averaged KL of GTL samples against gamma; error bars: 95% t-interval over seeds.")))
+                         markdown_table(["preset", "n target", "gamma", "seeds", f"row-averaged KL: {INTERVAL_HEADER}"], rows)
+                         + "\n\n" + figure_markdown(rel, "Row-averaged KL of GTL samples against gamma; error bars: " + INTERVAL_NAME + ".")))
 
     if data["overlap"]:
         vals2: dict[tuple[str, Any], list] = defaultdict(list)
@@ -261,9 +262,9 @@ def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
         line_plot(path, "Source/target support overlap sweep", "overlap (share of target tokens the source uses)",
                   "row-averaged KL (nats)", series2, logy=True)
         sections.append(("Support overlap sweep",
-                         markdown_table(["method", "overlap", "seeds", "row-averaged KL: mean [95% CI]"], rows)
+                         markdown_table(["method", "overlap", "seeds", f"row-averaged KL: {INTERVAL_HEADER}"], rows)
                          + "\n\n" + figure_markdown(rel, "Row-averaged KL against the source/target overlap (no overlap is the "
-                                                         "stated failure mode); error bars: 95% t-interval over seeds.")))
+                                                         "stated failure mode); error bars: " + INTERVAL_NAME + ".")))
 
     if data["components"]:
         vals3: dict[tuple[str, int, str, str], list] = defaultdict(list)
@@ -273,7 +274,7 @@ def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
                 ((k, summarize(v)) for k, v in vals3.items())]
         sections.append(("Components", "Diagnostics of the trained components (denoiser, ratio network, planner) "
                                        "over seeds.\n\n" + markdown_table(["preset", "n target", "component", "metric", "seeds",
-                                                                          "mean [95% CI]"], rows)))
+                                                                          INTERVAL_HEADER], rows)))
 
     methods_all = list(dict.fromkeys(c["method"] for c in cells))
     summary = (f"{len(cells)} runs over {len(preset_names)} preset(s) and {len(methods_all)} method(s)"

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gtl_verify.provenance import provenance, write_results
 from reports import builder, paper
@@ -44,14 +46,15 @@ def assert_figures_ok(md_path: Path, expected: int | None = None) -> list[Path]:
 
 
 def assert_header(text: str, title: str) -> None:
+    """Title, summary, the results (sections), and the provenance last."""
     lines = text.splitlines()
     assert lines[0] == f"# {title}"
     prov = text.index("## Provenance")
-    first_other = min(text.index(h) for h in re.findall(r"^## (?!Provenance).*$", text, flags=re.M))
-    assert prov < first_other  # title, summary, provenance, then the sections
-    for item in ("**Command**", "**Commit**", "**Device**", "**Seeds**: 0, 1, 2", "**Wall time**: 12.5 s",
+    headings = [m.start() for m in re.finditer(r"^## (?!Provenance).*$", text, flags=re.M)]
+    assert headings and max(headings) < prov  # every result comes before the provenance
+    for item in ("**Command**", "**Commit**", "**Device**", "**Seeds**: 0, 1, 2", "**Wall time of the last invocation**: 12.5 s",
                  "**Packages**", "**Regenerate this report**: `gtl report", '"lr": 0.001'):
-        assert item in text, item
+        assert item in text[prov:], item
 
 
 # --- synthetic results ---------------------------------------------------------------------------
@@ -62,6 +65,8 @@ def theory_results() -> dict:
         {"name": "theorem1", "description": "guided kernel equals target kernel", "residual": 3.2e-15, "tolerance": 1e-10, "passed": True, "cases": 50},
         {"name": "stabiliser", "description": "mask mass", "residual": 0.0, "tolerance": 1e-10, "passed": True, "cases": 20},
         {"name": "jensen", "description": "Jensen gap sign", "residual": 2.5e-3, "tolerance": 1e-10, "passed": False, "cases": 7},
+        {"name": "r1-uniform-fails", "description": "R1 fails for the uniform kernel", "residual": 5e-4, "tolerance": 1e-6,
+         "passed": True, "cases": 20, "expect": "fails"},
     ]}
 
 
@@ -159,9 +164,13 @@ def test_theory_report(tmp_path, out):
     assert md == out / "theory.md"
     text = md.read_text()
     assert_header(text, "Theory checks")
-    assert "2 of 3 exact checks passed; failed: jensen." in text
-    assert "| theorem1 | guided kernel equals target kernel | 3.20e-15 | 1.00e-10 | 50 | yes |" in text
-    assert "| jensen | Jensen gap sign | 2.50e-03 | 1.00e-10 | 7 | **NO** |" in text
+    assert "3 of 4 exact checks passed; failed: jensen." in text
+    assert "1 of them (r1-uniform-fails) are separations that must fail" in text
+    assert "| theorem1 | guided kernel equals target kernel | holds | 3.20e-15 | 1.00e-10 | 50 | yes |" in text
+    assert "| jensen | Jensen gap sign | holds | 2.50e-03 | 1.00e-10 | 7 | **NO** |" in text
+    assert "| r1-uniform-fails | R1 fails for the uniform kernel | fails | 5.00e-04 | 1.00e-06 | 20 | yes |" in text
+    assert "disagrees" not in text  # a separation above its tolerance is what the theory predicts
+    assert "docs/THEORY.md" in text
     assert "0.00e+00" in text
     figs = assert_figures_ok(md, expected=1)
     assert figs[0].parent == out / "figures" and figs[0].name.startswith("theory-")
@@ -174,7 +183,7 @@ def test_markov_report_tables_figures_and_paper(tmp_path, out):
     for heading in ("## Comparison with the paper", "## Preset paper", "## Preset tiny", "## Guidance strength (gamma) sweep",
                     "## Support overlap sweep", "## Components"):
         assert heading in text, heading
-    # mean and 95% t-interval over seeds 0, 1, 2 for GTL at n = 20
+    # mean and 95% bootstrap percentile interval over seeds 0, 1, 2 for GTL at n = 20
     s = summarize([0.244 * (1 + 0.01 * (k - 1)) for k in range(3)])
     assert f"| gtl | 20 | 3 | {s.interval_text()} |" in text
     assert "wall_s" in text  # extra numeric metric shown
@@ -191,9 +200,12 @@ def test_markov_report_tables_figures_and_paper(tmp_path, out):
 def test_markov_paper_sentences_when_numbers_disagree(tmp_path, out):
     md = build_report(write(tmp_path, "m2", "markov-benchmark", markov_results(gtl_kl={20: 0.366, 1000: 0.026})), out)
     text = md.read_text()
-    assert "At n target = 20, our GTL row-averaged KL (0.366) is worse than the paper's (0.244): 0.122 higher, 50% of the published value." in text
-    assert "At n target = 1000, our GTL row-averaged KL (0.026) is better than the paper's (0.052): 0.026 lower, 50% of the published value." in text
-    assert "| +0.122 | +50% | worse |" in text
+    assert ("At n target = 20, our GTL row-averaged KL (0.366) is worse than the paper's (0.244): "
+            "50 % higher than the published value (difference +0.122).") in text
+    assert ("At n target = 1000, our GTL row-averaged KL (0.026) is better than the paper's (0.052): "
+            "50 % lower than the published value (difference -0.026).") in text
+    assert "% of the published value" not in text
+    assert "| +0.122 | +50 % | worse |" in text
     assert "At n target = 1000 the ranking differs: ours GTL > target-only > fine-tuned, paper target-only > GTL > fine-tuned" in text
 
 
@@ -222,8 +234,8 @@ def test_language_report(tmp_path, out):
     assert_header(text, "arXiv CS -> Physics transfer")
     assert "only the ordering of the methods is comparable" in text and "GPT-2-large" in text and "MiniLM" in text
     s = summarize([0.5 + 0.05 * 0.05 + 0.01 * k for k in range(3)])
-    assert f"| 5 % | {s.std_text()} |" not in text  # first column is target-only
-    assert s.std_text() in text
+    assert f"| 5 % | {s.interval_text()} |" not in text  # first column is target-only
+    assert s.interval_text() in text and "±" not in text
     assert "| 5 % | GTL |" in text and "| 0.695 | 1 |" in text
     assert text.count("matches the paper: GTL > fine-tuned > target-only") == 4
     assert "matches the paper at 4 of 4 target shares" in text
@@ -254,7 +266,7 @@ def test_language_tied_mauve_is_reported_as_a_tie_not_a_ranking(tmp_path, out):
     assert "At 1 % target data our methods tie (all 0.00407): no ranking to compare." in text
     assert "1 % target data: all methods tie (0.00407)" in text
     assert "matches the paper at 0 of 0 target shares where our values differ" in text
-    assert "| 1 % | GTL | 0.00407 ± 0 | tie |" in text
+    assert "| 1 % | GTL | 0.00407 [0.00407, 0.00407] | tie |" in text
 
 
 def test_benchmark_report(tmp_path, out):
@@ -264,7 +276,7 @@ def test_benchmark_report(tmp_path, out):
     assert "| batch | note | steps_per_s | extra |" in text  # write_results sorts keys; union in order of appearance
     assert "| 8 | - | 610 | [1, 2] |" in text
     assert "| mode | ms |\n|---|---|\n| b | 2 |" in text  # optional column order
-    assert "## Throughput vs batch" in text and "95% Student-t error bars" in text
+    assert "## Throughput vs batch" in text and "error bars: 95% bootstrap percentile interval over seeds" in text
     assert_figures_ok(md, expected=2)
     assert "2 table(s) and 2 figure(s)." in text
 
@@ -401,15 +413,56 @@ def test_gtl_main_one_line_errors(tmp_path, capsys, monkeypatch):
 # --- building blocks -----------------------------------------------------------------------------------------
 
 
-def test_summary_t_interval():
+def test_summary_bootstrap_interval():
     s = summarize([1.0, 2.0, 3.0])
     assert s.mean == 2.0 and s.n == 3 and math.isclose(s.std, 1.0)
-    assert math.isclose(s.half_width, 4.302652729911275 / math.sqrt(3), rel_tol=1e-9)  # t_{0.975, 2}
+    # P(resampled mean = 1) = P(= 3) = 1/27 > 2.5 %: the 95% percentile interval is the data's range
+    assert (s.lo, s.hi) == (1.0, 3.0)
+    assert s.error_bar() == (1.0, 1.0)
     one = summarize([0.5, None, float("nan")])
-    assert one.n == 1 and math.isnan(one.lo) and one.interval_text() == "0.5" and one.std_text() == "0.5"
+    assert one.n == 1 and math.isnan(one.lo) and one.interval_text() == "0.5" and one.error_bar() == (0.0, 0.0)
     assert summarize([]).interval_text() == "-"
     with pytest.raises(ValueError, match="level"):
         summarize([1.0], level=1.5)
+
+
+def test_kl_interval_that_a_t_interval_takes_below_zero_stays_non_negative():
+    from scipy import stats as scipy_stats
+
+    kls = [0.0012, 0.0025, 0.0031, 0.0904]  # one bad seed: a skewed, non-negative sample
+    n, mean = len(kls), sum(kls) / len(kls)
+    sd = math.sqrt(sum((k - mean) ** 2 for k in kls) / (n - 1))
+    t_lower = mean - scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    assert t_lower < 0  # what the reports printed before
+    s = summarize(kls)
+    assert 0 <= min(kls) <= s.lo < s.mean < s.hi <= max(kls)
+    assert "[-" not in s.interval_text()
+    low, high = s.error_bar()
+    assert s.mean - low >= 0 and math.isclose(s.mean + high, s.hi)
+
+
+def _exact_bootstrap_means(xs: list[float]) -> list[float]:
+    """Every one of the n^n equally likely resamples' means (the exact bootstrap law)."""
+    import itertools
+
+    return [sum(c) / len(xs) for c in itertools.product(xs, repeat=len(xs))]
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.floats(0.0, 50.0, allow_nan=False), min_size=2, max_size=5),
+       st.sampled_from([0.8, 0.9, 0.95]))
+def test_bootstrap_interval_respects_the_range_and_is_a_percentile_interval(xs, level):
+    s = summarize(xs, level)
+    assert 0.0 <= min(xs) <= s.lo <= s.hi <= max(xs)
+    assert summarize(xs, level) == s  # fixed bootstrap seed: the same report every time
+    scaled = summarize([x / 50.0 for x in xs], level)  # probabilities / MAUVE stay in [0, 1]
+    assert 0.0 <= scaled.lo <= scaled.hi <= 1.0
+    exact = sorted(_exact_bootstrap_means(xs))
+    tail = (1 - level) / 2
+    slack = 0.02 + 1e-12 * max(xs)  # Monte Carlo error of 10,000 resamples
+    below = sum(m < s.lo - 1e-12 * max(1.0, max(xs)) for m in exact) / len(exact)
+    above = sum(m > s.hi + 1e-12 * max(1.0, max(xs)) for m in exact) / len(exact)
+    assert below <= tail + slack and above <= tail + slack
 
 
 def test_paper_constants_and_comparison():
@@ -452,3 +505,66 @@ def test_markov_bars_verdicts_and_attribution():
     grouped[("paper", "gtl-oracle-denoiser", 100)] = g(0.01, 0.012)
     grouped[("paper", "gtl-oracle-ratio", 100)] = g(0.2, 0.2)
     assert all("the denoiser" in n for n in bar_checks(grouped)[1])
+
+
+def test_markov_attribution_without_ablations_says_so_plainly():
+    from reports.render_markov import bar_checks
+
+    grouped = {("paper", "gtl", 100): {"transition_kl": summarize([0.30, 0.34])},
+               ("paper", "target-only", 100): {"transition_kl": summarize([0.20, 0.22])}}
+    _, notes = bar_checks(grouped)
+    assert notes and all("ablations not run (gtl-oracle-ratio, gtl-oracle-denoiser); cannot attribute" in n for n in notes)
+    assert not any("responsible is" in n or "(ablations missing)" in n for n in notes)
+
+
+@pytest.mark.parametrize("residual, tolerance, expect, outcome", [
+    (1e-15, 1e-10, "holds", "holds"), (1e-3, 1e-10, "holds", "unexpected"),
+    (5e-4, 1e-6, "fails", "fails-as-predicted"), (1e-9, 1e-6, "fails", "unexpected"),
+    (float("nan"), 1e-6, "fails", "unexpected"), (0.0, 0.0, "holds", "holds"),
+])
+def test_residual_outcome_colours_predicted_failures_apart(residual, tolerance, expect, outcome):
+    from reports.figures import RESIDUAL_COLOURS, residual_outcome
+
+    assert residual_outcome(residual, tolerance, expect) == outcome
+    assert RESIDUAL_COLOURS["fails-as-predicted"][0] not in (RESIDUAL_COLOURS["unexpected"][0], RESIDUAL_COLOURS["holds"][0])
+    with pytest.raises(ValueError, match="expect"):
+        residual_outcome(0.0, 1.0, "maybe")
+
+
+def test_provenance_wall_time_of_a_resumed_run_and_collapsed_config():
+    from reports.markdown import CONFIG_INLINE_LINES, provenance_block, wall_time_item
+
+    assert wall_time_item({"wall_time_s": 12.5}) == ("Wall time of the last invocation", "12.5 s")
+    label, text = wall_time_item({"wall_time_s": 30.0, "wall_time_parts_s": [100.0, 30.0]})
+    assert label == "Wall time" and text.startswith("130.0 s in total over 2 invocations (the run was resumed")
+    assert wall_time_item({"wall_time_parts_s": [7.0]}) == ("Wall time", "7.0 s (one invocation)")
+    assert wall_time_item({}) == ("Wall time of the last invocation", "-")
+    long = provenance_block({"config": {f"k{i}": i for i in range(CONFIG_INLINE_LINES + 5)}})
+    assert "<details>" in long and "</details>" in long and long.index("<details>") < long.index('"k0"')
+    assert "<details>" not in provenance_block({"config": {"a": 1}})
+
+
+def test_error_bars_drawn_are_the_bootstrap_interval_and_never_cross_zero(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from reports.figures import line_plot
+
+    drawn = []
+    original = matplotlib.axes.Axes.errorbar
+
+    def spy(self, x, y, yerr=None, **kwargs):
+        drawn.append((list(y), [list(row) for row in yerr]))
+        return original(self, x, y, yerr=yerr, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", spy)
+    skewed = {20: [0.0012, 0.0025, 0.0031, 0.0904], 100: [0.0, 0.0, 0.002], 1000: [0.001]}
+    sums = {n: summarize(v) for n, v in skewed.items()}
+    line_plot(tmp_path / "kl.png", "KL", "n", "KL (nats)", {"gtl": list(sums.items())}, logx=True, logy=True)
+    (ys, (below, above)), = drawn
+    for (n, s), y, lo_err, hi_err in zip(sorted(sums.items()), ys, below, above):
+        assert y - lo_err >= 0.0
+        if s.n > 1:
+            assert math.isclose(y - lo_err, s.lo, abs_tol=1e-15) and math.isclose(y + hi_err, s.hi, abs_tol=1e-15)
+        else:
+            assert lo_err == hi_err == 0.0
+    assert (tmp_path / "kl.png").stat().st_size > 1000
