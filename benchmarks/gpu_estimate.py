@@ -2,8 +2,9 @@
 
 No GPU is needed: every network of the config is built at its configured size and one forward
 (and forward + backward) pass over ``--rows`` segments is run on CPU under
-``torch.utils.flop_counter.FlopCounterMode``, which counts the matmul and attention FLOPs
-(elementwise work, the optimiser step and data movement are not counted). Per-row costs are
+``torch.utils.flop_counter.FlopCounterMode``, which counts the matmul FLOPs; the attention
+products, which it does not see in the CPU kernel, are added from their formula (elementwise
+work, the optimiser step and data movement are not counted). Per-row costs are
 then scaled to the config's work:
 
 - training: steps x batch rows of every component (the pipeline's stages: source denoiser;
@@ -104,7 +105,20 @@ def measure(net: nn.Module, rows: int, length: int, vocab: int, timed: bool = Fa
     with FlopCounterMode(display=False) as both:
         out = _call(net, z, timed, log_probs)
         (out.float().logsumexp(-1).mean() if out.dim() == 3 else out.float().square().mean()).backward()
-    return NetCost(fwd.get_total_flops() / rows, both.get_total_flops() / rows, saved[0] / rows, count_parameters(net))
+    attention = 0.0 if _counts_attention(fwd) else attention_flops(net.config, length)
+    return NetCost(fwd.get_total_flops() / rows + attention, both.get_total_flops() / rows + 3 * attention,
+                   saved[0] / rows, count_parameters(net))
+
+
+def _counts_attention(counter: FlopCounterMode) -> bool:
+    return any("scaled_dot_product" in str(op) for ops in counter.get_flop_counts().values() for op in ops)
+
+
+def attention_flops(config: BackboneConfig, length: int) -> float:
+    """Forward FLOPs of the attention products per row, 2 x 2 L^2 hidden per block (Q K^T and
+    A V); added when the counter does not see the CPU attention kernel (torch 2.x counts only the
+    CUDA flash/efficient kernels). Backward: twice the forward, as for any matmul."""
+    return 4.0 * length * length * config.hidden * config.blocks
 
 
 def networks(cfg: LanguageConfig, rows: int) -> dict[str, NetCost]:
