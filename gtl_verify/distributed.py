@@ -1,7 +1,8 @@
 """Data-parallel training for :func:`gtl_verify.training.train` (torch DistributedDataParallel).
 
 Launch a training script with ``torchrun --nproc_per_node W script.py`` and pass
-``distributed=DataParallel.from_env()`` to :func:`~gtl_verify.training.train`. Every rank then
+``distributed=DataParallel.from_env()`` to :func:`~gtl_verify.training.train`
+(``config.batch_size`` stays the global batch). Every rank then
 
 - draws the same *global* batch of ``config.batch_size`` rows from the same data generator and
   keeps its contiguous share: rank r of W gets rows ``[r B/W, (r+1) B/W)`` (B must be divisible
@@ -9,7 +10,9 @@ Launch a training script with ``torchrun --nproc_per_node W script.py`` and pass
 - evaluates ``loss_fn`` on a :class:`torch.nn.parallel.DistributedDataParallel` wrapper of the
   model, whose backward all-reduces the gradients to their mean over the ranks. For a loss that
   is a mean over rows, the mean of the W share means is the global-batch mean (equal shares), so
-  the optimiser step equals the single-process step up to float rounding;
+  the optimiser step equals the single-process step up to float rounding. ``loss_fn`` must call
+  the model it is given: a loss that calls a network captured beforehand (or a torch.compile of
+  it) bypasses the wrapper, and its gradients are then not all-reduced;
 - records the loss averaged over the ranks (the global-batch loss);
 - seeds its loss generator and global torch RNG (dropout) with a per-rank offset, so that ranks
   draw independent randomness. Rank 0 uses the single-process seeds. Per-row randomness that
