@@ -50,7 +50,7 @@ from torch import nn
 
 from . import guidance
 from .counting import CallCount
-from .networks import Backbone, BackboneConfig
+from .networks import Backbone, BackboneConfig, readout
 from .objectives import mask_tokens, sample_times
 from .schedules import LogLinearSchedule, Schedule
 from .training import TrainConfig, TrainResult, config_hash, train
@@ -111,8 +111,9 @@ class SingleSiteRatioNet(nn.Module):
     def forward(self, z: torch.Tensor, t: torch.Tensor | float | None = None) -> SingleSiteOutput:
         h = self.backbone(z, t)  # validates z and t
         masked = (z == self.mask_id)[..., None]
-        delta = torch.where(masked, self.site(h), torch.zeros((), dtype=h.dtype, device=h.device))
-        level = None if self.level is None else self.level(h)[..., 0].sum(dim=1)
+        site = readout(self.site, h)  # float32 outside autocast: the outputs enter guidance
+        delta = torch.where(masked, site, torch.zeros((), dtype=site.dtype, device=site.device))
+        level = None if self.level is None else readout(self.level, h)[..., 0].sum(dim=1)
         return SingleSiteOutput(level, delta)
 
 

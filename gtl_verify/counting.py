@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .protocols import SingleSiteRatio
+
 
 @dataclass
 class CallCount:
@@ -46,7 +48,7 @@ class CountingRatio:
         self.inner = ratio
         self.count = CallCount()
         self.single_site_count = CallCount()
-        if hasattr(ratio, "single_site"):
+        if isinstance(ratio, SingleSiteRatio):  # keep the capability visible to the protocol check
             self.single_site = self._single_site
 
     def __call__(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:

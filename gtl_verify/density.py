@@ -12,33 +12,32 @@ from __future__ import annotations
 
 import torch
 
+from .protocols import Denoiser, SequenceRatio
 from .rules import GuidanceRule
-from .samplers import _Components
 from .schedules import Schedule
+from .step import StepContext, reverse_step
 
 
 def fixed_order_log_density(
-    denoiser, ratio, rule: GuidanceRule, schedule: Schedule, x: torch.Tensor, gamma: float = 1.0, top_k: int | None = None
+    denoiser: Denoiser,
+    ratio: SequenceRatio | None,
+    rule: GuidanceRule,
+    schedule: Schedule,
+    x: torch.Tensor,
+    gamma: float = 1.0,
+    top_k: int | None = None,
 ) -> torch.Tensor:
-    """log s(x) [B] of the left-to-right reveal sampler (times t = m/L, s = (m-1)/L at m masked)."""
-    from . import guidance
-
-    comp = _Components(denoiser, ratio)
-    mask_id = comp.denoiser.mask_id
+    """log s(x) [B] (float64, nats) of the left-to-right reveal sampler for clean x [B, L] (times
+    t = m/L, s = (m-1)/L at m masked); the step law is :func:`gtl_verify.step.reverse_step` with
+    ``reveal_only=True`` (raises as it does)."""
+    ctx = StepContext.build(denoiser, ratio, schedule, rule, gamma, top_k)
     b, length = x.shape
     rows = torch.arange(b, device=x.device)
     total = torch.zeros(b, dtype=torch.float64, device=x.device)
     for i in range(length):
         z = x.clone()
-        z[:, i:] = mask_id
+        z[:, i:] = ctx.mask_id
         m = length - i
-        t, s = m / length, (m - 1) / length
-        log_probs = comp.log_probs(z, t)
         positions = torch.stack([rows, torch.full_like(rows, i)], dim=-1)
-        weights = rule(comp.step_input(z, t, s, schedule, log_probs, positions, gamma))
-        tokens = torch.cat([weights[:, :-1], torch.full_like(weights[:, -1:], -torch.inf)], dim=-1)
-        if top_k is not None:
-            tokens = guidance.top_k_truncate(tokens, min(top_k, tokens.shape[-1] - 1))
-        token_log_probs = torch.log_softmax(tokens.to(torch.float64), dim=-1)
-        total += token_log_probs[rows, x[:, i]]
+        total += reverse_step(ctx, z, m / length, (m - 1) / length, positions, reveal_only=True)[rows, x[:, i]]
     return total

@@ -9,7 +9,11 @@ States are all (K+1)^L partly masked sequences (mask id K). Starting from the al
   law and q_i the rule's token law conditioned on a reveal.
 
 The rule is evaluated on every reachable state at once (the same code path as the samplers), so
-the result is the sampler's exact law, to compare with q by TV and KL.
+the result is the sampler's exact law, to compare with q by TV and KL. Every step law comes from
+:func:`gtl_verify.step.reverse_step`, so impossible states follow the samplers' convention: when a
+state of probability 0 under the source is reached with positive probability, the call raises
+:class:`~gtl_verify.guidance.ImpossibleStepError` (the sampler would raise there too); otherwise
+the returned law sums to 1.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from dataclasses import dataclass
 
 import torch
 
-from . import guidance
 from .enumeration import kl_divergence, total_variation
 from .forward import DTYPE, enumerate_sequences, sequence_index
 from .planners import position_log_probs
-from .samplers import SamplerConfig, _Components
+from .protocols import Denoiser, Planner, SequenceRatio
+from .samplers import SamplerConfig
 from .schedules import Schedule
+from .step import StepContext, check_possible, reverse_step
 
 MAX_STATES = 200_000
 
@@ -53,13 +58,7 @@ def _space(vocab_size: int, length: int, mask_id: int) -> torch.Tensor:
     return enumerate_sequences(vocab_size + 1, length)
 
 
-def _step_probs(log_weights: torch.Tensor, top_k: int | None) -> torch.Tensor:
-    if top_k is not None:
-        log_weights = guidance.top_k_truncate(log_weights, min(top_k, log_weights.shape[-1] - 1))
-    return torch.softmax(log_weights.to(DTYPE), dim=-1)
-
-
-def _finish(law: torch.Tensor, states: torch.Tensor, comp: _Components, vocab_size: int, final_argmax: bool) -> ExactLaw:
+def _finish(law: torch.Tensor, states: torch.Tensor, ctx: StepContext, vocab_size: int, final_argmax: bool) -> ExactLaw:
     mask_id = vocab_size
     masked_rows = (states == mask_id).any(-1)
     clean_idx = sequence_index(enumerate_sequences(vocab_size, states.shape[1]), vocab_size + 1)
@@ -68,16 +67,19 @@ def _finish(law: torch.Tensor, states: torch.Tensor, comp: _Components, vocab_si
     if leftover > 0 and final_argmax:
         rows = masked_rows & (law > 0)
         z = states[rows]
-        filled = torch.where(z == mask_id, comp.log_probs(z, 0.0).argmax(-1), z)
+        check_possible(ctx.log_probs(z, 0.0), (z == mask_id).nonzero())
+        filled = torch.where(z == mask_id, ctx.log_probs(z, 0.0).argmax(-1), z)
         clean.index_add_(0, sequence_index(filled, vocab_size), law[rows])
     return ExactLaw(clean, leftover)
 
 
-def ancestral_law(denoiser, ratio, schedule: Schedule, config: SamplerConfig, chunk_entries: int = 4_000_000) -> ExactLaw:
+def ancestral_law(
+    denoiser: Denoiser, ratio: SequenceRatio | None, schedule: Schedule, config: SamplerConfig, chunk_entries: int = 4_000_000
+) -> ExactLaw:
     """Exact law of :func:`~gtl_verify.samplers.ancestral_sample` with the same config."""
-    comp = _Components(denoiser, ratio)
-    k, length = comp.denoiser.vocab_size, config.length
-    states = _space(k, length, comp.denoiser.mask_id)
+    ctx = config.context(denoiser, ratio, schedule)
+    k, length = ctx.vocab_size, config.length
+    states = _space(k, length, ctx.mask_id)
     n = states.shape[0]
     law = torch.zeros(n, dtype=DTYPE)
     law[-1] = 1.0  # all-mask state is the last in row-major order
@@ -89,10 +91,8 @@ def ancestral_law(denoiser, ratio, schedule: Schedule, config: SamplerConfig, ch
         masked = z == k
         if not masked.any():
             break
-        gamma = config.gamma_at(t)
-        log_probs = comp.log_probs(z, t)
         positions = masked.nonzero()
-        probs = _step_probs(config.rule(comp.step_input(z, t, s, schedule, log_probs, positions, gamma)), config.top_k)
+        probs = torch.exp(reverse_step(ctx, z, t, s, positions))
         per_pos = onehot[alive].clone()
         per_pos[positions[:, 0], positions[:, 1]] = probs
         new = torch.zeros(n, dtype=DTYPE)
@@ -103,14 +103,16 @@ def ancestral_law(denoiser, ratio, schedule: Schedule, config: SamplerConfig, ch
                 block = (block[:, :, None] * per_pos[a : a + rows_per_chunk, i, None, :]).reshape(block.shape[0], -1)
             new += block.sum(0)
         law = new
-    return _finish(law, states, comp, k, config.final_argmax)
+    return _finish(law, states, ctx, k, config.final_argmax)
 
 
-def planner_law(denoiser, ratio, planner, schedule: Schedule, config: SamplerConfig) -> ExactLaw:
+def planner_law(
+    denoiser: Denoiser, ratio: SequenceRatio | None, planner: Planner, schedule: Schedule, config: SamplerConfig
+) -> ExactLaw:
     """Exact law of :func:`~gtl_verify.samplers.planner_sample` with the same config."""
-    comp = _Components(denoiser, ratio, planner)
-    k, length = comp.denoiser.vocab_size, config.length
-    states = _space(k, length, comp.denoiser.mask_id)
+    ctx = config.context(denoiser, ratio, schedule, planner)
+    k, length = ctx.vocab_size, config.length
+    states = _space(k, length, ctx.mask_id)
     n = states.shape[0]
     powers = (k + 1) ** torch.arange(length - 1, -1, -1)
     law = torch.zeros(n, dtype=DTYPE)
@@ -120,14 +122,11 @@ def planner_law(denoiser, ratio, planner, schedule: Schedule, config: SamplerCon
         alive = (law > 0).nonzero().squeeze(-1)
         z = states[alive]
         masked = z == k
-        log_probs = comp.log_probs(z, t)
-        pos_probs = torch.exp(position_log_probs(comp.planner(z, log_probs), masked, config.temperature))
+        pos_probs = torch.exp(position_log_probs(ctx.planner(z, ctx.log_probs(z, t)), masked, config.temperature))
         positions = masked.nonzero()
-        weights = config.rule(comp.step_input(z, t, s, schedule, log_probs, positions, config.gamma_at(t)))
-        tokens_only = torch.cat([weights[:, :-1], torch.full_like(weights[:, -1:], -torch.inf)], dim=-1)
-        token_probs = _step_probs(tokens_only, config.top_k)[:, :k]  # [M, K]
+        token_probs = torch.exp(reverse_step(ctx, z, t, s, positions, reveal_only=True))[:, :k]  # [M, K]
         b, i = positions[:, 0], positions[:, 1]
         mass = law[alive][b, None] * pos_probs[b, i, None] * token_probs  # [M, K]
         target = alive[b, None] + (torch.arange(k)[None, :] - k) * powers[i, None]  # z^{i <- v}
         law = torch.zeros(n, dtype=DTYPE).index_add_(0, target.reshape(-1), mass.reshape(-1))
-    return _finish(law, states, comp, k, config.final_argmax)
+    return _finish(law, states, ctx, k, config.final_argmax)

@@ -68,19 +68,36 @@ def make_planner(name: str):
         raise ValueError(f"planner must be one of {sorted(PLANNERS)}, got {name!r}") from None
 
 
-def position_log_probs(scores: torch.Tensor, masked: torch.Tensor, temperature: float) -> torch.Tensor:
-    """log P(reveal position i) = log softmax(scores / temperature) over masked positions [B, L];
-    temperature 0 puts all mass on the first arg-max. Rows without a masked position are all -inf."""
-    temperature = check_real_range("temperature", temperature, 0.0)
+def _effective_scores(scores: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Scores at masked positions (-inf elsewhere) under the non-finite convention: +inf outranks
+    every finite score (only the +inf positions stay, with score 0), -inf ranks last (used only when
+    every masked position of the row is -inf, then they tie at 0). NaN at a masked position raises."""
     scores = scores.to(torch.float64)
+    if (torch.isnan(scores) & masked).any():
+        raise ValueError("planner scores contain NaN at a masked position")
+    top = torch.isposinf(scores) & masked
+    all_neg = (torch.isneginf(scores) | ~masked).all(-1, keepdim=True)
+    eff = torch.where(masked, scores, -torch.inf)
+    eff = torch.where(all_neg, torch.where(masked, 0.0, -torch.inf), eff)
+    return torch.where(top.any(-1, keepdim=True), torch.where(top, 0.0, -torch.inf), eff)
+
+
+def position_log_probs(scores: torch.Tensor, masked: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log P(reveal position i) = log softmax(scores / temperature) over the masked positions
+    [B, L]; temperature 0 puts all mass on the first (lowest index) arg-max. Only masked positions
+    are ever chosen, whatever the scores: +inf scores take all the mass (split evenly, or the first
+    at temperature 0), -inf positions come last, NaN at a masked position raises ValueError.
+    Rows without a masked position are all -inf."""
+    temperature = check_real_range("temperature", temperature, 0.0)
+    eff = _effective_scores(scores, masked)
+    any_masked = masked.any(-1, keepdim=True)
     if temperature == 0:
-        masked_scores = torch.where(masked, scores, -torch.inf)
-        best = masked_scores.argmax(-1, keepdim=True)
-        out = torch.full_like(scores, -torch.inf).scatter(-1, best, 0.0)
-        return torch.where(masked.any(-1, keepdim=True), out, -torch.inf)
-    masked_scores = torch.where(masked, scores, -torch.inf)
-    shifted = masked_scores - masked_scores.amax(-1, keepdim=True)  # <= 0, so tiny temperatures cannot overflow
-    return torch.log_softmax(torch.where(masked, shifted / temperature, -torch.inf), dim=-1)
+        best = eff.argmax(-1, keepdim=True)
+        out = torch.full_like(eff, -torch.inf).scatter(-1, best, 0.0)
+        return torch.where(any_masked, out, -torch.inf)
+    shifted = eff - torch.where(any_masked, eff.amax(-1, keepdim=True), 0.0)  # <= 0: tiny temperatures cannot overflow
+    out = torch.log_softmax(torch.where(masked & ~torch.isneginf(eff), shifted / temperature, -torch.inf), dim=-1)
+    return torch.where(any_masked, out, -torch.inf)
 
 
 def choose_positions(scores: torch.Tensor, masked: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:

@@ -3,11 +3,13 @@
 A rule receives a :class:`StepInput` (the current sequences, the step's times and schedule values,
 the denoiser's log-probabilities and a counted ratio scorer) and returns log-weights [M, K + 1] over
 the K tokens and "stay masked" (last slot) for the M masked positions listed in ``step.positions``.
+The step (:func:`gtl_verify.step.reverse_step`) checks the shape, normalises the output with the
+non-finite convention of :mod:`gtl_verify.guidance` (docs/conventions.md) and applies top-k.
 Rules are plain callables, so a user can write one in a few lines and check it with
 ``gtl markov validate module:Rule``.
 
 Built-in rules:
-- :class:`Unguided`: the source posterior (gamma = 0).
+- :class:`Unguided`: the source posterior (all K tokens, no ratio).
 - :class:`GTL`: top-n candidates, single-site ratio, gamma(t), mask-mass stabiliser (default on).
 """
 
@@ -33,9 +35,9 @@ class StepInput:
     alpha_s: float
     log_probs: torch.Tensor  # [B, L, K] float64 denoiser log p(x^i = v | z)
     positions: torch.Tensor  # [M, 2] (row, position) of the masked positions to decide
-    gamma: float  # guidance strength gamma(t)
+    gamma: float  # guidance strength gamma(t), finite and >= 0
     mask_id: int
-    score: Callable[[torch.Tensor], torch.Tensor] | None  # tokens [M, n] -> log r(z^{i<-v}) [M, n]
+    score: Callable[[torch.Tensor], torch.Tensor] | None  # tokens [M, n] -> log r(z^{i<-v}) [M, n] float64
     sequence_log_ratio: Callable[[], torch.Tensor] | None  # -> log r(z) [B]
     sequence_ratio: Callable[..., torch.Tensor] | None = None  # the (counted) ratio itself: z -> log r [B]
 
@@ -70,7 +72,10 @@ class GTL:
         token law  q(v) proportional to p(x^i = v | z) r(z^{i<-v})^gamma  on the candidates,
 
     then the stabiliser (exact stay-masked mass). With ``stabilise=False`` guidance acts on the
-    whole reverse marginal, the mask slot weighted by r(z)^gamma (see guidance.unstabilised)."""
+    whole reverse marginal, the mask slot weighted by r(z)^gamma (see guidance.unstabilised).
+
+    gamma = 0 is the same law as gamma -> 0+: the top-n truncated source law (no ratio call);
+    non-finite ratios follow :func:`gtl_verify.guidance.combine`."""
 
     candidates: int | None = None
     stabilise: bool = True
@@ -80,20 +85,27 @@ class GTL:
     def __call__(self, step: StepInput) -> torch.Tensor:
         lp = step.position_log_probs
         k = lp.shape[-1]
-        if step.gamma == 0 or step.score is None:
-            return guidance.mdlm_posterior(lp, step.alpha_s, step.alpha_t)
         n = k if self.candidates is None else check_int_range("candidates", self.candidates, 1, k)
         values, ids = guidance.top_n(lp, n)
-        log_r = step.score(ids)
+        log_r = self._candidate_log_ratio(step, ids)
         if self.stabilise:
             tokens = guidance.scatter_tokens(guidance.combine(values, log_r, step.gamma), ids, k)
             return guidance.stabilise(tokens, step.alpha_s, step.alpha_t)
-        stay = step.sequence_log_ratio()[step.positions[:, 0]].to(torch.float64)
+        stay = torch.zeros(len(ids), dtype=torch.float64, device=ids.device) if step.gamma == 0 else step.sequence_log_ratio()[step.positions[:, 0]]
         # renormalise the candidate denoiser mass so that top-n keeps the reveal mass
-        cand = torch.log_softmax(values, dim=-1)
-        step_w = guidance.unstabilised(cand, log_r, stay, step.gamma, step.alpha_s, step.alpha_t)
+        cand = guidance.normalise(values, "candidate log-probs")
+        step_w = guidance.unstabilised(cand, log_r, stay.to(torch.float64), step.gamma, step.alpha_s, step.alpha_t)
         return torch.cat([guidance.scatter_tokens(step_w[:, :-1], ids, k), step_w[:, -1:]], dim=-1)
 
+    @staticmethod
+    def _candidate_log_ratio(step: StepInput, ids: torch.Tensor) -> torch.Tensor:
+        """log r(z^{i<-v}) [M, n] of the candidates; zeros at gamma = 0 (r^0 = 1: no ratio call), so
+        the law is continuous in gamma and gamma = 0 keeps the candidate set."""
+        if step.gamma == 0:
+            return torch.zeros(ids.shape, dtype=torch.float64, device=ids.device)
+        if step.score is None:
+            raise ValueError(f"rule gtl needs a ratio at gamma={step.gamma}, got score=None")
+        return step.score(ids)
 
 def rule_name(rule: GuidanceRule) -> str:
     return getattr(rule, "name", None) or getattr(rule, "__name__", None) or type(rule).__name__

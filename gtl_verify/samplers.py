@@ -10,7 +10,9 @@ return a :class:`SampleResult`.
 Both start from the all-mask sequence, count every network call and, as a documented option,
 fill masks left at the end with the denoiser's arg-max (``final_argmax``). Categorical draws are
 made in float64 from the given ``torch.Generator``. The denoiser is called again only when the
-sequences changed (or when it uses the time input).
+sequences changed (or when it uses the time input). Every step law comes from
+:func:`gtl_verify.step.reverse_step` (the exact laws and the density use the same step), so
+impossible states and non-finite values follow docs/conventions.md.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import torch
 from tqdm.auto import tqdm
 
 from . import guidance
-from .counting import CountingDenoiser, CountingPlanner, CountingRatio
 from .planners import choose_positions
-from .rules import GTL, GuidanceRule, StepInput, rule_uses_ratio
+from .protocols import Denoiser, Planner, SequenceRatio
+from .rules import GTL, GuidanceRule
 from .schedules import Schedule
+from .step import StepContext, check_possible, reverse_step
 from .validation import check_int_range, check_real_range
 
 
@@ -35,8 +38,9 @@ class SamplerConfig:
     """Sampling settings.
 
     num_samples, length: output shape. steps: T for the ancestral sampler (the planner sampler uses L).
-    gamma: constant, (t, gamma) knots, or a callable gamma(t). rule: the guidance rule (default GTL
-    with all K candidates). top_k: keep the k most likely tokens (stay-masked always kept).
+    gamma: constant, (t, gamma) knots, or a callable gamma(t) (finite, >= 0). rule: the guidance rule
+    (default GTL with all K candidates). top_k: truncate each step's token law to its k most likely
+    tokens (P(stay masked) keeps its exact value; see :func:`gtl_verify.guidance.top_k_truncate`).
     temperature: planner softmax temperature (0 = arg-max). final_argmax: fill leftover masks.
     """
 
@@ -60,7 +64,13 @@ class SamplerConfig:
         guidance.make_gamma(self.gamma)  # validates
 
     def gamma_at(self, t: float) -> float:
-        return check_real_range("gamma", guidance.make_gamma(self.gamma)(t), 0.0)
+        return guidance.check_gamma(guidance.make_gamma(self.gamma)(t))
+
+    def context(
+        self, denoiser: Denoiser, ratio: SequenceRatio | None, schedule: Schedule, planner: Planner | None = None
+    ) -> StepContext:
+        """The :class:`~gtl_verify.step.StepContext` of these settings (counted components)."""
+        return StepContext.build(denoiser, ratio, schedule, self.rule, self.gamma, self.top_k, planner)
 
 
 @dataclass
@@ -82,111 +92,75 @@ class SampleResult:
         return {k: v for k, v in vars(self).items() if k != "tokens"}
 
 
-class _Components:
-    """Counting wrappers plus the denoiser cache (reused while z and t-independence hold)."""
-
-    def __init__(self, denoiser, ratio, planner=None) -> None:
-        self.denoiser = denoiser if isinstance(denoiser, CountingDenoiser) else CountingDenoiser(denoiser)
-        self.ratio = None if ratio is None else (ratio if isinstance(ratio, CountingRatio) else CountingRatio(ratio))
-        self.planner = None if planner is None else (planner if isinstance(planner, CountingPlanner) else CountingPlanner(planner))
-        self._cached: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def log_probs(self, z: torch.Tensor, t: float) -> torch.Tensor:
-        if self._cached is not None and not self.denoiser.uses_time and torch.equal(self._cached[0], z):
-            return self._cached[1]
-        tt = torch.full((z.shape[0],), t, dtype=torch.float32, device=z.device)
-        out = self.denoiser(z, tt).to(torch.float64)
-        self._cached = (z.clone(), out)
-        return out
-
-    def step_input(self, z, t, s, schedule, log_probs, positions, gamma) -> StepInput:
-        tt = torch.full((z.shape[0],), t, dtype=torch.float32, device=z.device)
-        ratio = self.ratio
-        return StepInput(
-            z=z, t=t, s=s, alpha_t=float(schedule.alpha(t)), alpha_s=float(schedule.alpha(s)),
-            log_probs=log_probs, positions=positions, gamma=gamma, mask_id=self.denoiser.mask_id,
-            score=None if ratio is None else (lambda tokens: guidance.score_candidates(ratio, z, positions, tokens, tt)),
-            sequence_log_ratio=None if ratio is None else (lambda: ratio(z, tt).to(torch.float64)),
-            sequence_ratio=ratio,
-        )
-
-    def finish(self, z: torch.Tensor, steps: int, final_argmax: bool, start: float) -> SampleResult:
-        mask_id = self.denoiser.mask_id
-        leftover = int((z == mask_id).sum())
-        if leftover and final_argmax:
-            best = self.log_probs(z, 0.0).argmax(-1)
-            z = torch.where(z == mask_id, best, z)
-        ratio = self.ratio
-        return SampleResult(
-            tokens=z, steps=steps,
-            denoiser_calls=self.denoiser.count.calls, denoiser_sequences=self.denoiser.count.sequences,
-            ratio_calls=0 if ratio is None else ratio.count.calls + ratio.single_site_count.calls,
-            ratio_passes=0 if ratio is None else ratio.count.sequences,
-            single_site_passes=0 if ratio is None else ratio.single_site_count.sequences,
-            planner_calls=0 if self.planner is None else self.planner.count.calls,
-            leftover_masks=leftover, wall_time_s=time.perf_counter() - start,
-        )
+def _finish(ctx: StepContext, z: torch.Tensor, steps: int, final_argmax: bool, start: float) -> SampleResult:
+    mask_id = ctx.mask_id
+    leftover = int((z == mask_id).sum())
+    if leftover and final_argmax:
+        check_possible(ctx.log_probs(z, 0.0), (z == mask_id).nonzero())
+        best = ctx.log_probs(z, 0.0).argmax(-1)
+        z = torch.where(z == mask_id, best, z)
+    ratio = ctx.ratio
+    return SampleResult(
+        tokens=z, steps=steps,
+        denoiser_calls=ctx.denoiser.count.calls, denoiser_sequences=ctx.denoiser.count.sequences,
+        ratio_calls=0 if ratio is None else ratio.count.calls + ratio.single_site_count.calls,
+        ratio_passes=0 if ratio is None else ratio.count.sequences,
+        single_site_passes=0 if ratio is None else ratio.single_site_count.sequences,
+        planner_calls=0 if ctx.planner is None else ctx.planner.count.calls,
+        leftover_masks=leftover, wall_time_s=time.perf_counter() - start,
+    )
 
 
-def _check_ratio(rule: GuidanceRule, ratio, gamma_positive: bool) -> None:
-    if ratio is None and gamma_positive and rule_uses_ratio(rule):
-        raise ValueError("ratio is None but the rule needs one (gamma > 0); pass a ratio or gamma=0")
-
-
-def _reveal(z: torch.Tensor, positions: torch.Tensor, log_weights: torch.Tensor, top_k: int | None, mask_id: int, generator) -> torch.Tensor:
-    if top_k is not None:
-        log_weights = guidance.top_k_truncate(log_weights, min(top_k, log_weights.shape[-1] - 1))
-    outcome = guidance.sample_categorical(log_weights, generator)
-    tokens = guidance.outcome_to_tokens(outcome, log_weights.shape[-1] - 1, mask_id)
+def _reveal(ctx: StepContext, z: torch.Tensor, positions: torch.Tensor, step_log_probs: torch.Tensor, generator) -> torch.Tensor:
+    outcome = guidance.sample_categorical(step_log_probs, generator)
+    tokens = guidance.outcome_to_tokens(outcome, ctx.vocab_size, ctx.mask_id)
     z = z.clone()
     z[positions[:, 0], positions[:, 1]] = tokens
     return z
 
 
-def ancestral_sample(denoiser, ratio, schedule: Schedule, config: SamplerConfig, generator: torch.Generator | None = None) -> SampleResult:
-    """T-step ancestral sampling; the rule decides every masked position at every step."""
+def ancestral_sample(
+    denoiser: Denoiser, ratio: SequenceRatio | None, schedule: Schedule, config: SamplerConfig, generator: torch.Generator | None = None
+) -> SampleResult:
+    """T-step ancestral sampling; the rule decides every masked position at every step.
+
+    Raises :class:`~gtl_verify.guidance.ImpossibleStepError` if the draw reaches a state of
+    probability 0 under the source (possible on chains with exact zeros, see docs/conventions.md)."""
     start = time.perf_counter()
-    comp = _Components(denoiser, ratio)
-    mask_id = comp.denoiser.mask_id
+    ctx = config.context(denoiser, ratio, schedule)
     device = generator.device if generator is not None else torch.device("cpu")
-    z = torch.full((config.num_samples, config.length), mask_id, dtype=torch.long, device=device)
+    z = torch.full((config.num_samples, config.length), ctx.mask_id, dtype=torch.long, device=device)
     steps = 0
     grid = torch.linspace(1.0, 0.0, config.steps + 1, dtype=torch.float64).tolist()
     for t, s in tqdm(list(zip(grid[:-1], grid[1:])), desc="sampling", disable=not config.progress):
-        masked = z == mask_id
+        masked = z == ctx.mask_id
         if not masked.any():
             break
-        gamma = config.gamma_at(t)
-        _check_ratio(config.rule, ratio, gamma > 0)
-        log_probs = comp.log_probs(z, t)
         positions = masked.nonzero()
-        weights = config.rule(comp.step_input(z, t, s, schedule, log_probs, positions, gamma))
-        z = _reveal(z, positions, weights, config.top_k, mask_id, generator)
+        z = _reveal(ctx, z, positions, reverse_step(ctx, z, t, s, positions), generator)
         steps += 1
-    return comp.finish(z, steps, config.final_argmax, start)
+    return _finish(ctx, z, steps, config.final_argmax, start)
 
 
 def planner_sample(
-    denoiser, ratio, planner, schedule: Schedule, config: SamplerConfig, generator: torch.Generator | None = None
+    denoiser: Denoiser,
+    ratio: SequenceRatio | None,
+    planner: Planner,
+    schedule: Schedule,
+    config: SamplerConfig,
+    generator: torch.Generator | None = None,
 ) -> SampleResult:
     """One planner-chosen position per step, L steps; at step m (m masked positions left) the times
     are t = m/L and s = (m-1)/L and the rule's token law is used conditioned on a reveal."""
     start = time.perf_counter()
-    comp = _Components(denoiser, ratio, planner)
-    mask_id = comp.denoiser.mask_id
+    ctx = config.context(denoiser, ratio, schedule, planner)
     device = generator.device if generator is not None else torch.device("cpu")
     b, length = config.num_samples, config.length
-    z = torch.full((b, length), mask_id, dtype=torch.long, device=device)
+    z = torch.full((b, length), ctx.mask_id, dtype=torch.long, device=device)
     rows = torch.arange(b, device=device)
     for m in tqdm(range(length, 0, -1), desc="sampling", disable=not config.progress):
         t, s = m / length, (m - 1) / length
-        gamma = config.gamma_at(t)
-        _check_ratio(config.rule, ratio, gamma > 0)
-        log_probs = comp.log_probs(z, t)
-        masked = z == mask_id
-        pos = choose_positions(comp.planner(z, log_probs), masked, config.temperature, generator)
+        pos = choose_positions(ctx.planner(z, ctx.log_probs(z, t)), z == ctx.mask_id, config.temperature, generator)
         positions = torch.stack([rows, pos], dim=-1)
-        weights = config.rule(comp.step_input(z, t, s, schedule, log_probs, positions, gamma))
-        tokens_only = torch.cat([weights[:, :-1], torch.full_like(weights[:, -1:], -torch.inf)], dim=-1)
-        z = _reveal(z, positions, tokens_only, config.top_k, mask_id, generator)
-    return comp.finish(z, length, config.final_argmax, start)
+        z = _reveal(ctx, z, positions, reverse_step(ctx, z, t, s, positions, reveal_only=True), generator)
+    return _finish(ctx, z, length, config.final_argmax, start)

@@ -7,6 +7,12 @@ Each schedule gives alpha_t, its derivative alpha'_t and the MDLM continuous-tim
 
 so that the masked-diffusion ELBO is  E_t E_{z_t} [ w(t) * sum_{i masked} -log p(x^i | z_t) ].
 Functions accept a Python float or a tensor of times in [0, 1] and return the same kind.
+
+Endpoints: every schedule has alpha_0 = 1 exactly, so w(t) -> +inf as t -> 0 and ``loss_weight(0)``
+returns that limit, +inf (float or tensor entries); at t = 1 every value is finite. Each schedule
+gives 1 - alpha_t in closed form (``_one_minus_alpha``), so w(t) keeps full relative precision for
+small t instead of dividing two rounded near-zero numbers. Times outside [0, 1] or NaN raise
+ValueError naming ``t``.
 """
 
 from __future__ import annotations
@@ -50,9 +56,13 @@ class Schedule(ABC):
         return self._dalpha(t)
 
     def loss_weight(self, t: T) -> T:
-        """MDLM loss weight w(t) = -alpha'_t / (1 - alpha_t) (infinite at t = 0)."""
+        """MDLM loss weight w(t) = -alpha'_t / (1 - alpha_t) (MDLM, Sahoo et al. 2024, eq. 10);
+        +inf at t = 0 (its limit, as alpha_0 = 1), finite and > 0 on (0, 1]."""
         _check_t(t)
-        return -self._dalpha(t) / (1 - self._alpha(t))
+        num, den = -self._dalpha(t), self._one_minus_alpha(t)
+        if torch.is_tensor(t):
+            return torch.where(den > 0, num / torch.where(den > 0, den, 1.0), torch.inf)
+        return num / den if den > 0 else math.inf
 
     def validate(self, grid: int = 1001, atol: float = 1e-12) -> None:
         """Check alpha_0 = 1, values in [0, 1], monotone decrease and dalpha consistent with alpha."""
@@ -71,6 +81,10 @@ class Schedule(ABC):
 
     @abstractmethod
     def _alpha(self, t: T) -> T: ...
+
+    def _one_minus_alpha(self, t: T) -> T:
+        """1 - alpha_t; schedules override it with a form accurate for small t (0 at t = 0)."""
+        return 1 - self._alpha(t)
 
     @abstractmethod
     def _dalpha(self, t: T) -> T: ...
@@ -93,6 +107,9 @@ class LogLinearSchedule(Schedule):
     def _alpha(self, t):
         return 1 - (1 - self.eps) * t
 
+    def _one_minus_alpha(self, t):
+        return (1 - self.eps) * t
+
     def _dalpha(self, t):
         return -(1 - self.eps) * (t * 0 + 1)
 
@@ -107,6 +124,9 @@ class LinearSchedule(Schedule):
 
     def _alpha(self, t):
         return _lib(t).exp(-self.sigma_max * t)
+
+    def _one_minus_alpha(self, t):
+        return -_lib(t).expm1(-self.sigma_max * t)
 
     def _dalpha(self, t):
         return -self.sigma_max * _lib(t).exp(-self.sigma_max * t)
@@ -124,6 +144,10 @@ class CosineSchedule(Schedule):
 
     def _alpha(self, t):
         return self.eps + (1 - self.eps) * _lib(t).cos(math.pi * t / 2)
+
+    def _one_minus_alpha(self, t):
+        # 1 - cos(x) = 2 sin(x / 2)^2, without cancellation near t = 0
+        return 2 * (1 - self.eps) * _lib(t).sin(math.pi * t / 4) ** 2
 
     def _dalpha(self, t):
         return -(1 - self.eps) * (math.pi / 2) * _lib(t).sin(math.pi * t / 2)
@@ -146,8 +170,15 @@ class GeometricSigmaSchedule(Schedule):
     def _sigma(self, t):
         return self.sigma_min ** (1 - t) * self.sigma_max**t
 
+    def _excess(self, t):
+        """sigma_t - sigma_min = sigma_min expm1(t log(sigma_max / sigma_min)), without cancellation."""
+        return self.sigma_min * _lib(t).expm1(t * math.log(self.sigma_max / self.sigma_min))
+
     def _alpha(self, t):
-        return _lib(t).exp(-(self._sigma(t) - self.sigma_min))
+        return _lib(t).exp(-self._excess(t))
+
+    def _one_minus_alpha(self, t):
+        return -_lib(t).expm1(-self._excess(t))
 
     def _dalpha(self, t):
         dsigma = self._sigma(t) * math.log(self.sigma_max / self.sigma_min)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from typing import Sequence
 
 import torch
@@ -68,7 +69,7 @@ def check_int_range(name: str, value: int, low: int, high: int | None = None) ->
     except TypeError:
         raise ValueError(f"{name} must be an integer, got {_short(value)}") from None
     if value < low or (high is not None and value > high):
-        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        bound = f"[{low}, {high}]" if high is not None else f"[{low}, inf)"
         raise ValueError(f"{name} must be in {bound}, got {value}")
     return value
 
@@ -76,15 +77,26 @@ def check_int_range(name: str, value: int, low: int, high: int | None = None) ->
 def check_real_range(
     name: str, value: float, low: float = -math.inf, high: float = math.inf, *, open_low: bool = False
 ) -> float:
-    """Raise unless ``value`` is a finite real in ``[low, high]`` (``(low, high]`` if ``open_low``)."""
+    """Raise unless ``value`` is a finite real in ``[low, high]`` (``(low, high]`` if ``open_low``).
+
+    NaN and +-inf are always rejected, also when a bound is infinite: every real parameter of the
+    suite (gamma, temperatures, drifts, rates) is finite.
+    """
     try:
         value = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a real number, got {_short(value)}") from None
-    if math.isnan(value) or (open_low and value <= low) or value < low or value > high:
-        left = "(" if open_low else "["
-        raise ValueError(f"{name} must be in {left}{low}, {high}], got {value}")
+    if not math.isfinite(value) or (open_low and value <= low) or value < low or value > high:
+        bound = "a finite real number" if math.isinf(low) and math.isinf(high) else f"in {_real_interval(low, high, open_low)}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
     return value
+
+
+def _real_interval(low: float, high: float, open_low: bool) -> str:
+    """The allowed interval in interval notation; an infinite end is open (the value must be finite)."""
+    left = "(" if open_low or math.isinf(low) else "["
+    right = ")" if math.isinf(high) else "]"
+    return f"{left}{low:g}, {high:g}{right}"
 
 
 def check_times(s: float, t: float) -> tuple[float, float]:
@@ -114,3 +126,19 @@ def check_mask_id(mask_id: int, vocab_size: int) -> int:
     if 0 <= mask_id < vocab_size:
         raise ValueError(f"mask_id must lie outside the vocabulary 0..{vocab_size - 1}, got {mask_id}")
     return mask_id
+
+
+def check_device(name: str, value: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` -> torch.device; raise unless the value has that form and the
+    device exists on this machine (CUDA available, N below the number of visible GPUs)."""
+    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", str(value))
+    if not match:
+        raise ValueError(f"{name} must be cpu, cuda or cuda:N, got {_short(value)}")
+    if value != "cpu":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {value}: CUDA is not available here (torch {torch.__version__}, "
+                             f"CUDA build {torch.version.cuda or 'none'}); use {name} cpu")
+        count = torch.cuda.device_count()
+        if int(match[1] or 0) >= count:
+            raise ValueError(f"{name} {value}: only {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})")
+    return torch.device(value)

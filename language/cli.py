@@ -29,10 +29,16 @@ def _run(args: argparse.Namespace) -> int:
     results = read_results(results_path)["results"]
     print(f"MiniLM-feature MAUVE against held-out physics (mean ± std over {len(config.evaluation.mauve_seeds)} seed(s)):")
     print(pipeline.mauve_table(results))
-    ref = results.get("reference_mauve")
-    if ref:
-        print(f"ceiling: {ref['samples']} held-out physics segments against the reference: "
-              f"{ref['mauve_mean']:.3f} ± {ref['mauve_std']:.3f}")
+    from .evaluate import mauve_text
+
+    for what, ref in (("ceiling", results["reference_mauve"]), ("floor", results["floor_mauve"])):
+        print(f"{what}: {ref['samples']} {ref['method']} segments against the reference: "
+              + mauve_text(ref["mauve_mean"], ref["mauve_std"], ref["buckets"], ref["meaningful"]))
+    print("truncation: " + "; ".join(f"{t['method']} {t['text']}" for t in results["truncation"]))
+    flagged = results["mauve_guard"]["flagged"]
+    if flagged:
+        print(f"WARNING: MAUVE is NOT MEANINGFUL for {len(flagged)} sample set(s) below the size guard; first: {flagged[0]}"
+              + (f" (all listed in {report})" if len(flagged) > 1 else ""))
     print(f"results: {results_path}\nreport: {report}")
     return 0
 

@@ -28,6 +28,7 @@ RATIO_ESTIMATORS = ("regression", "noisy-classifier")
 RATIO_SPACES = ("ratio", "log")
 DEVICES = ("auto", "cpu", "cuda")
 METHODS = ("source-only", "target-only", "fine-tuned", "gtl", "gtl-planner", "tcsm")
+GUIDED_METHODS = ("gtl", "gtl-planner")
 POSITIONS = ("rotary", "learned")
 
 
@@ -222,7 +223,8 @@ class SamplingConfig:
     (source-only, target-only, fine-tuned, gtl) use ``steps`` reverse steps; gtl-planner reveals
     one planner-chosen position per step (``segment_length`` steps) at ``planner_temperature``.
     GTL: ``candidates`` n ratio candidates (top-n of the denoiser), guidance exponent ``gamma``,
-    ``top_k`` sampling on the guided law (0 = off; applied to every method). Ablations at
+    ``top_k`` sampling on each method's token law (0 = off; the same for every method, so GTL needs
+    ``1 <= top_k <= candidates``). Ablations at
     ``ablation_fraction`` with ``ablation_samples`` samples: ``gamma_sweep`` and
     ``candidates_sweep`` (empty = skipped). ``planner_log_prob_features``: the planner reads the
     source denoiser's confidence features."""
@@ -232,14 +234,14 @@ class SamplingConfig:
     batch: int = 32
     steps: int = 32
     candidates: int = 8
-    top_k: int = 0
+    top_k: int = 8
     gamma: float = 1.0
     planner_temperature: float = 0.5
     planner_log_prob_features: bool = True
     gamma_sweep: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0)
     candidates_sweep: tuple[int, ...] = (2, 8, 32)
     ablation_fraction: float = 0.05
-    ablation_samples: int = 32
+    ablation_samples: int = 64
 
     def __post_init__(self) -> None:
         methods = _check_tuple("sampling.methods", self.methods)
@@ -268,7 +270,9 @@ class EvaluationConfig:
     ``mauve_seeds`` k-means seeds (``mauve_scaling`` is MAUVE's scaling factor); distinct-n for
     n = 1..``distinct_max_n``; generative perplexity under the target-only (largest fraction)
     denoiser's MDLM ELBO with ``perplexity_draws`` Monte-Carlo draws per sample; features are
-    computed ``feature_batch`` texts at a time."""
+    computed ``feature_batch`` texts at a time. A MAUVE sample set below the size guard of
+    :class:`language.evaluate.MauveGuard` is refused when the config loads, unless
+    ``allow_small_mauve`` (smoke tests): then its values are flagged NOT MEANINGFUL."""
 
     mauve_seeds: tuple[int, ...] = (0, 1, 2)
     reference_texts: int = 500
@@ -276,6 +280,7 @@ class EvaluationConfig:
     distinct_max_n: int = 4
     perplexity_draws: int = 4
     feature_batch: int = 64
+    allow_small_mauve: bool = False
 
     def __post_init__(self) -> None:
         for s in _check_tuple("evaluation.mauve_seeds", self.mauve_seeds):
@@ -285,6 +290,7 @@ class EvaluationConfig:
         check_int_range("evaluation.distinct_max_n", self.distinct_max_n, 1)
         check_int_range("evaluation.perplexity_draws", self.perplexity_draws, 1)
         check_int_range("evaluation.feature_batch", self.feature_batch, 1)
+        _check_bool("evaluation.allow_small_mauve", self.allow_small_mauve)
 
 
 @dataclass(frozen=True)
@@ -333,6 +339,7 @@ class LanguageConfig:
                 f"sampling.ablation_fraction={self.sampling.ablation_fraction} must be one of "
                 f"data.fractions={list(self.data.fractions)} when an ablation sweep is set"
             )
+        _check_evaluation(self.sampling, self.evaluation)
         for name in ("denoiser", "ratio", "classifier", "planner"):
             size: NetSize = getattr(self.models, name)
             if size.positions == "rotary" and (size.hidden // size.heads) % 2:
@@ -351,6 +358,19 @@ class LanguageConfig:
     def evaluator_fraction(self) -> float:
         """Fraction whose target-only denoiser is the perplexity evaluator (the largest)."""
         return max(self.data.fractions)
+
+
+def _check_evaluation(sampling: SamplingConfig, evaluation: EvaluationConfig) -> None:
+    """One truncation for every method; MAUVE sets large enough (or explicitly allowed small)."""
+    from .evaluate import check_equal_truncation, check_mauve_sizes
+
+    check_equal_truncation(sampling.methods, sampling.top_k, sampling.candidates, GUIDED_METHODS)
+    sets = {"every method (sampling.samples)": sampling.samples}
+    if sampling.gamma_sweep or sampling.candidates_sweep:
+        sets["the ablations (sampling.ablation_samples)"] = sampling.ablation_samples
+    small = check_mauve_sizes(sets, evaluation.reference_texts)
+    if small and not evaluation.allow_small_mauve:
+        raise ValueError(f"{small[0]}; raise it, or set evaluation.allow_small_mauve = true to flag such values")
 
 
 # ------------------------------------------------------------------ loading

@@ -71,7 +71,7 @@ from gtl_verify.training import TrainConfig, build_seeded, config_hash, train
 
 from . import data as data_mod
 from . import evaluate as ev
-from .config import Budget, LanguageConfig, NetSize, parameter_share
+from .config import GUIDED_METHODS, Budget, LanguageConfig, NetSize, parameter_share
 from .segments import decode, pack_segments
 from .tokenizer import load_bert_tokenizer, tokenizer_info, train_bpe_tokenizer
 
@@ -160,7 +160,7 @@ def observed_vocabulary(train_rows: list[torch.Tensor], tokenizer_size: int, mas
 @dataclass
 class PreparedData:
     """Segments in model ids (``*_val`` rows with an unseen token dropped under ``observed``),
-    MAUVE reference / held-out rows in tokenizer ids, and a summary for the results."""
+    MAUVE reference / held-out rows (also model ids, drawn from ``target_val``), and a summary."""
 
     vocab: Vocabulary
     tokenizer: Any
@@ -365,24 +365,23 @@ def prepare_data(run: Run) -> PreparedData:
         vocab = observed_vocabulary(rows, info.vocab_size, info.mask_id, tok.token_to_id("[UNK]"), cfg.min_count)
     else:
         vocab = Vocabulary("full", info.vocab_size, info.mask_id)
-    target_val_tok = seg["target_val"]
-    perm = torch.randperm(target_val_tok.shape[0], generator=torch.Generator().manual_seed(run.seed("reference")))
-    n_val = int(perm.numel())
-    n_held = min(run.config.sampling.samples, n_val // 3)
-    n_ref = min(run.config.evaluation.reference_texts, n_val - n_held)
-    if n_ref < 2:
-        raise ValueError(f"the held-out physics split gives {n_val} segments, too few for a MAUVE reference; "
-                         "raise data.max_per_domain or data.val_fraction")
+    # evaluation rows in model ids, like the samples: one text path (model vocabulary -> text) for all
+    target_val, source_val = vocab.encode(seg["target_val"])[0], vocab.encode(seg["source_val"])[0]
+    n_held, n_ref = run.config.sampling.samples, run.config.evaluation.reference_texts
+    ev.check_held_out("physics", target_val.shape[0], payload["counts"]["target_val"],
+                      {"MAUVE reference (evaluation.reference_texts)": n_ref, "ceiling (sampling.samples)": n_held})
+    ev.check_held_out("CS", source_val.shape[0], payload["counts"]["source_val"], {"floor (sampling.samples)": n_held})
+    perm = torch.randperm(target_val.shape[0], generator=torch.Generator().manual_seed(run.seed("reference")))
     summary = dict(payload["summary"])
     summary.update({"abstracts": payload["counts"], "segments": {k: int(v.shape[0]) for k, v in seg.items()},
                     "segment_length": cfg.segment_length, "tokenizer": info.name, "vocabulary": vocab.to_dict(),
                     "reference_segments": n_ref, "held_out_segments": n_held, "data_dir": str(data_dir)})
     data = PreparedData(
         vocab=vocab, tokenizer=tok,
-        source_train=vocab.encode(seg["source_train"])[0], source_val=vocab.encode(seg["source_val"])[0],
+        source_train=vocab.encode(seg["source_train"])[0], source_val=source_val,
         target_train={float(f): vocab.encode(seg[f"target_{_fraction_key(f)}"])[0] for f in cfg.fractions},
-        target_val=vocab.encode(target_val_tok)[0],
-        reference_rows=target_val_tok[perm[:n_ref]], held_out_rows=target_val_tok[perm[n_ref : n_ref + n_held]],
+        target_val=target_val,
+        reference_rows=target_val[perm[:n_ref]], held_out_rows=target_val[perm[n_ref : n_ref + n_held]],
         summary=summary, hash=digest,
     )
     for name, rows in (("source_train", data.source_train), *((f"target fraction {f:g}", r) for f, r in data.target_train.items())):
@@ -733,9 +732,9 @@ class Evaluator:
     model: Any = None
     cache: dict[str, Any] = field(default_factory=dict)
 
-    def texts(self, tokens: torch.Tensor, tokenizer_ids: bool = False) -> list[str]:
-        ids = tokens if tokenizer_ids else self.run.data.vocab.decode(tokens)
-        return list(decode(ids, self.run.data.tokenizer))
+    def texts(self, tokens: torch.Tensor) -> list[str]:
+        """Text of model-id rows [N, L]: the one path of samples, reference, ceiling and floor."""
+        return list(decode(self.run.data.vocab.decode(tokens), self.run.data.tokenizer))
 
     def features(self, texts: list[str]) -> np.ndarray:
         return ev.sentence_features(texts, self.model, self.run.config.evaluation.feature_batch, str(self.run.device))
@@ -746,35 +745,34 @@ def make_evaluator(run: Run) -> Evaluator:
     f_eval = cfg.evaluator_fraction
     classifier = clean_classifier(run, f_eval)
     evaluator = target_denoiser(run, f_eval)
-    model = ev.load_feature_model(str(run.device) if run.on_cuda else "cpu")
+    model = ev.load_feature_model(str(run.device) if run.on_cuda else "cpu", progress=run.progress)
     e = Evaluator(run, classifier, evaluator, np.empty((0, 0)), model)
-    e.reference = e.features(e.texts(run.data.reference_rows, tokenizer_ids=True))
+    e.reference = e.features(e.texts(run.data.reference_rows))
     return e
 
 
-def evaluate_samples(e: Evaluator, tokens: torch.Tensor, *, tokenizer_ids: bool = False, distinct: bool = True,
+def evaluate_samples(e: Evaluator, tokens: torch.Tensor, *, distinct: bool = True,
                      perplexity: bool = True, classifier: bool = True, seeds=None, tag: str = "") -> dict[str, Any]:
-    """Every metric of one sample set (model ids, or tokenizer ids for held-out rows); cached per tag."""
+    """Every metric of one set of model-id rows (samples or held-out segments); cached per tag."""
     cfg = e.run.config.evaluation
     seeds = list(cfg.mauve_seeds if seeds is None else seeds)
-    digest = config_hash({"tokens": tokens.tolist(), "tok": tokenizer_ids, "seeds": seeds, "eval": vars(cfg),
+    digest = config_hash({"tokens": tokens.tolist(), "seeds": seeds, "eval": vars(cfg),
                           "ref": e.run.data.hash, "cls": e.run.keys.get(f"clean classifier {e.run.config.evaluator_fraction:g}"),
                           "ev": e.run.keys.get(f"target-only denoiser {e.run.config.evaluator_fraction:g}")})[:16]
     path = e.run.root / "metrics" / f"{_slug(tag)}-{digest}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    texts = e.texts(tokens, tokenizer_ids)
+    texts = e.texts(tokens)
     feats = e.features(texts)
     m = ev.mauve_seeds(feats, e.reference, seeds, cfg.mauve_scaling)
-    out: dict[str, Any] = {"mauve": m.values, "seeds": m.seeds, "example": texts[0][:300]}
-    model_tokens = e.run.data.vocab.encode(tokens)[0] if tokenizer_ids else tokens
-    if classifier and model_tokens.shape[0]:
-        out["classifier"] = ev.classifier_scores(e.classifier, model_tokens)
+    out: dict[str, Any] = {"mauve": m.values, "seeds": m.seeds, "mauve_guard": m.guard.to_dict(), "example": texts[0][:300]}
+    if classifier:
+        out["classifier"] = ev.classifier_scores(e.classifier, tokens)
     if distinct:
         out["distinct"] = {n: ev.distinct_n(tokens, n) for n in range(1, cfg.distinct_max_n + 1)}
-    if perplexity and model_tokens.shape[0]:
+    if perplexity:
         gen = torch.Generator(device=e.run.device).manual_seed(e.run.seed("perplexity"))
-        out["perplexity"] = ev.generative_perplexity(e.evaluator, model_tokens, SCHEDULE, e.run.data.vocab.mask_id, gen,
+        out["perplexity"] = ev.generative_perplexity(e.evaluator, tokens, SCHEDULE, e.run.data.vocab.mask_id, gen,
                                                      cfg.perplexity_draws)
     atomic_write_text(path, json.dumps(out, indent=1, default=float))
     return out
@@ -839,9 +837,9 @@ def run_pipeline(config: LanguageConfig, root: str | Path, progress: bool = True
         e = make_evaluator(run)
         evaluated = [(s, evaluate_samples(e, s.tokens, tag=f"{s.method}-{s.fraction:g}-{s.tag}"))
                      for s in tqdm(sets, desc="evaluating", disable=not progress, leave=False)]
-        held = evaluate_samples(e, data.held_out_rows, tokenizer_ids=True, tag="held-out-physics") if data.held_out_rows.shape[0] >= 2 else None
-        n_src = min(cfg.sampling.samples, data.source_val.shape[0])
-        held_src = ev.classifier_scores(e.classifier, data.source_val[:n_src]) if n_src else None
+        held = evaluate_samples(e, data.held_out_rows, tag="held-out-physics")
+        floor_rows = torch.randperm(data.source_val.shape[0], generator=torch.Generator().manual_seed(run.seed("floor")))
+        held_src = evaluate_samples(e, data.source_val[floor_rows[:cfg.sampling.samples]], perplexity=False, tag="held-out-cs")
         abl_rows = {k: [(x, s, evaluate_samples(e, s.tokens, distinct=False, perplexity=False,
                                                  tag=f"ablation-{s.tag}")) for x, s in v] for k, v in abl.items()}
         diagnostics = _diagnostics(run, e)
@@ -885,9 +883,10 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> dic
     evaluator = f"target-only denoiser ({f_eval * 100:g} % physics), MDLM ELBO perplexity"
     mauve, classifier, distinct, perplexity = [], [], [], []
 
-    def add(method: str, frac: float, r: dict[str, Any]) -> None:
-        for s, v in zip(r["seeds"], r["mauve"]):
-            mauve.append({"method": method, "fraction": frac, "seed": s, "mauve": v})
+    def add(method: str, frac: float, r: dict[str, Any], ranked: bool = True) -> None:
+        for s, v in zip(r["seeds"], r["mauve"] if ranked else []):
+            mauve.append({"method": method, "fraction": frac, "seed": s, "mauve": v, "buckets": r["mauve_guard"]["buckets"],
+                          "meaningful": r["mauve_guard"]["meaningful"]})
         if "classifier" in r:
             classifier.append({"method": method, "fraction": frac, **r["classifier"]})
         for n, v in (r.get("distinct") or {}).items():
@@ -902,22 +901,17 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> dic
         for frac in (fractions if s.method == "source-only" else [s.fraction]):
             add(s.method, frac, r)
         examples[f"{s.method} {s.fraction:g}" if s.method != "source-only" else s.method] = r["example"]
-    reference = None
-    if held is not None:
-        # held-out physics segments against the reference: the ceiling of the metrics at this sample
-        # size (kept out of the MAUVE rows so that it is not ranked as a method)
-        reference = {"method": HELD_OUT, "samples": int(data.held_out_rows.shape[0]), "seeds": held["seeds"],
-                     "mauve": held["mauve"], "mauve_mean": float(np.mean(held["mauve"])), "mauve_std": float(np.std(held["mauve"]))}
-        if "classifier" in held:
-            classifier.append({"method": HELD_OUT, "fraction": f_eval, **held["classifier"]})
-        for n, v in (held.get("distinct") or {}).items():
-            distinct.append({"method": HELD_OUT, "fraction": f_eval, "n": int(n), "value": v})
-        if "perplexity" in held:
-            perplexity.append({"method": HELD_OUT, "fraction": f_eval, "value": held["perplexity"]["perplexity"],
-                               "nats_per_token": held["perplexity"]["nats_per_token"], "evaluator": evaluator})
-        examples[HELD_OUT] = held["example"]
-    if held_src is not None:
-        classifier.append({"method": HELD_OUT_SOURCE, "fraction": f_eval, **held_src})
+
+    def held_out(name: str, r: dict[str, Any]) -> dict[str, Any]:
+        # held-out segments against the reference at the methods' sample size: physics is the
+        # ceiling, CS the floor (kept out of the MAUVE rows so that they are not ranked as methods)
+        add(name, f_eval, r, ranked=False)
+        examples[name] = r["example"]
+        return {"method": name, "samples": r["mauve_guard"]["samples"], "seeds": r["seeds"], "mauve": r["mauve"],
+                "mauve_mean": float(np.mean(r["mauve"])), "mauve_std": float(np.std(r["mauve"])),
+                "buckets": r["mauve_guard"]["buckets"], "meaningful": r["mauve_guard"]["meaningful"]}
+
+    reference, floor = held_out(HELD_OUT, held), held_out(HELD_OUT_SOURCE, held_src)
 
     timing: dict[str, dict[str, float]] = {}
     for s, _ in evaluated:
@@ -932,13 +926,21 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> dic
     def mean_mauve(r):
         return float(np.mean(r["mauve"]))
 
+    def truncation(method: str, candidates: int | None) -> dict[str, Any]:
+        return ev.method_truncation(method, cfg.sampling.top_k, candidates, data.vocab.size)
+
     ablations = {
         "fraction": cfg.sampling.ablation_fraction,
-        "gamma": [{"gamma": float(x), "p_source": r.get("classifier", {}).get("p_source"), "mauve": mean_mauve(r)}
-                  for x, _, r in abl_rows["gamma"]],
-        "candidates": [{"n": int(x), "p_source": r.get("classifier", {}).get("p_source"), "mauve": mean_mauve(r)}
-                       for x, _, r in abl_rows["candidates"]],
+        "gamma": [{"gamma": float(x), "p_source": r.get("classifier", {}).get("p_source"), "mauve": mean_mauve(r),
+                   "buckets": r["mauve_guard"]["buckets"], "meaningful": r["mauve_guard"]["meaningful"],
+                   "truncation": truncation("gtl", cfg.sampling.candidates)["text"]} for x, _, r in abl_rows["gamma"]],
+        "candidates": [{"n": int(x), "p_source": r.get("classifier", {}).get("p_source"), "mauve": mean_mauve(r),
+                        "buckets": r["mauve_guard"]["buckets"], "meaningful": r["mauve_guard"]["meaningful"],
+                        "truncation": truncation("gtl", int(x))["text"]} for x, _, r in abl_rows["candidates"]],
     }
+    guards = [(f"{s.method} {s.fraction:g} [{s.tag}]", r) for s, r in evaluated]
+    guards += [(f"ablation {s.tag}", r) for rows in abl_rows.values() for _, s, r in rows]
+    guards += [(HELD_OUT, held), (HELD_OUT_SOURCE, held_src)]
     den = run.components.get("source denoiser", {}).get("parameters")
     ratio_name = ratio_network_name(run, f_eval)
     rat = run.components.get(ratio_name, {}).get("parameters")
@@ -954,6 +956,9 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> dic
         "classifier_evaluator": f"clean classifier trained here on CS vs {f_eval * 100:g} % of the physics segments "
                                 "(balanced batches); P(source) < 1/2 counts as target",
         "reference_mauve": reference,
+        "floor_mauve": floor,
+        "mauve_guard": ev.guard_report([(name, r["mauve_guard"]) for name, r in guards]),
+        "truncation": [truncation(m, cfg.sampling.candidates if m in GUIDED_METHODS else None) for m in cfg.sampling.methods],
         "mauve": mauve, "classifier": classifier, "distinct": distinct, "perplexity": perplexity,
         "ablations": ablations, "timing": timing_rows,
         "components": run.components,
@@ -981,20 +986,23 @@ def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple
 
 
 def mauve_table(results: dict[str, Any]) -> str:
-    """Plain-text MAUVE table (mean ± std over seeds) of a results dict, methods x target share."""
+    """Plain-text MAUVE table (mean ± std over seeds, k-means buckets k) of a results dict, methods x target share."""
     from collections import defaultdict
 
-    vals: dict[tuple[str, float], list[float]] = defaultdict(list)
+    vals: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     for r in results["mauve"]:
-        vals[(r["method"], r["fraction"])].append(r["mauve"])
+        vals[(r["method"], r["fraction"])].append(r)
     methods = list(dict.fromkeys(r["method"] for r in results["mauve"]))
     fractions = sorted({r["fraction"] for r in results["mauve"]}, reverse=True)
-    lines = [f"{'target data':>12s}" + "".join(f"{m:>20s}" for m in methods)]
+    width = 40 if not results["mauve_guard"]["all_meaningful"] else 24
+    lines = [f"{'target data':>12s}" + "".join(f"{m:>{width}s}" for m in methods)]
     for f in fractions:
         cells = []
         for m in methods:
-            v = vals.get((m, f))
-            cells.append(f"{np.mean(v):.3f} ± {np.std(v):.3f}".rjust(20) if v else f"{'-':>20s}")
+            rows = vals.get((m, f))
+            v = [r["mauve"] for r in rows or []]
+            cells.append(ev.mauve_text(np.mean(v), np.std(v), rows[0]["buckets"], rows[0]["meaningful"]).rjust(width)
+                         if rows else f"{'-':>{width}s}")
         lines.append(f"{f * 100:>10g} %" + "".join(cells))
     return "\n".join(lines)
 

@@ -49,7 +49,7 @@ from .components import (
 from .config import METHODS, MarkovConfig, load_config
 from .data import make_data
 from .oracle import PairOracle
-from .presets import PRESETS, make_pair
+from .presets import PRESETS, pair_identity, resolve_pair
 
 EXACT_TV_MAX_STATES = 20_000
 
@@ -59,7 +59,7 @@ class Cell:
 
     def __init__(self, config: MarkovConfig, preset: str, seed: int, n_target: int, store: ComponentStore, cache: dict, overlap: float = 0.0):
         self.config, self.preset, self.seed, self.n_target = config, preset, seed, n_target
-        self.pair = make_pair(preset, seed=seed, overlap=overlap) if overlap else make_pair(preset, seed=seed)
+        self.pair = resolve_pair(preset, seed=seed, overlap=overlap)
         self.k = self.pair.source.vocab_size
         self.oracle = PairOracle(self.pair)
         key = (preset, seed, overlap)
@@ -69,7 +69,7 @@ class Cell:
         self.shared, self.store = cache[key], store
         self.data = self.shared["data"]
         self.target = self.data.target_train[:n_target]
-        self.key = {"preset": preset, "seed": seed, "overlap": overlap, "vocab_size": self.k, "length": config.length, "n_source": config.n_source}
+        self.key = {"preset": pair_identity(preset), "seed": seed, "overlap": overlap, "vocab_size": self.k, "length": config.length, "n_source": config.n_source}
         self._memo: dict[str, Any] = {}
 
     def _once(self, name, fn):
@@ -243,7 +243,7 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
         return fn() if run_dir is None else _cached(path, fn)
 
     for p in config.presets:
-        pair = make_pair(p, seed=config.seeds[0])
+        pair = resolve_pair(p, seed=config.seeds[0])
         results["presets"][p] = {"vocab_size": pair.source.vocab_size, "source_transition": pair.source.transition.tolist(),
                                  "target_transition": pair.target.transition.tolist()}
     bar = tqdm(jobs, desc="markov grid", disable=not progress)
@@ -285,6 +285,8 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML file with MarkovConfig keys ([models], [training] tables)")
     parser.add_argument("--preset", nargs="+", choices=PRESETS, help="presets to run (default: paper)")
+    parser.add_argument("--chains", nargs="+", metavar="FILE",
+                        help="your own source/target chain pairs from .toml or .npz files (markov/chain_file.py), run as presets")
     parser.add_argument("--n-target", nargs="+", type=int, help="numbers of target samples (default 1000 100 20)")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="methods (default: all)")
@@ -296,7 +298,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     from reports.builder import build_report
 
-    config = load_config(args.config, presets=args.preset, n_targets=args.n_target, seeds=args.seeds,
+    presets = (args.preset or []) + (args.chains or []) or None  # chain files run as presets
+    config = load_config(args.config, presets=presets, n_targets=args.n_target, seeds=args.seeds,
                          methods=args.methods, samples=args.samples)
     run_dir = Path(args.out or Path("runs") / f"markov-{config.hash()}")
     start = time.perf_counter()

@@ -4,6 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from gtl_verify.validation import check_int_range
+
+
+def run_benchmark_from_args(args: argparse.Namespace) -> int:
+    """``gtl markov``: the command-line values checked under their option names, then the benchmark."""
+    from . import benchmark
+
+    for n in args.n_target or ():
+        check_int_range("--n-target", n, 1)
+    for seed in args.seeds or ():
+        check_int_range("--seeds", seed, 0)
+    if args.samples is not None:
+        check_int_range("--samples", args.samples, 2)
+    return benchmark.run_from_args(args)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from . import benchmark, validator
@@ -11,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("markov", help="Markov-chain transfer benchmark and guidance validator",
                             description=benchmark.__doc__.split("\n\n")[0])
     benchmark.add_arguments(parser)
-    parser.set_defaults(func=benchmark.run_from_args)
+    parser.set_defaults(func=run_benchmark_from_args)
     inner = parser.add_subparsers(dest="markov_command", metavar="SUBCOMMAND")
     val = inner.add_parser("validate", help="check a guidance rule against exact ground truth",
                            description=validator.__doc__.split("\n\n")[0])

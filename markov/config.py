@@ -10,7 +10,7 @@ from typing import Any
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
-from .presets import PRESETS
+from .presets import PRESETS, is_chain_file, pair_identity, resolve_pair
 
 METHODS = ("source-only", "target-only", "fine-tuned", "gtl", "gtl-oracle-ratio", "gtl-oracle-denoiser", "gtl-planner",
            "tcsm", "ar2diff")
@@ -75,8 +75,10 @@ class MarkovConfig:
 
     def __post_init__(self) -> None:
         for p in self.presets:
-            if p not in PRESETS:
-                raise ValueError(f"presets must be chosen from {list(PRESETS)}, got {p!r}")
+            if is_chain_file(p):
+                resolve_pair(p)  # read and checked before any work
+            elif p not in PRESETS:
+                raise ValueError(f"presets must be chosen from {list(PRESETS)} or be .toml/.npz chain files, got {p!r}")
         for m in self.methods:
             if m not in METHODS:
                 raise ValueError(f"methods must be chosen from {list(METHODS)}, got {m!r}")
@@ -110,7 +112,11 @@ class MarkovConfig:
         """Hash of the settings that determine a cell's value (not the extent of the grid), so a run
         folder can be extended with more seeds or methods but never mixes incompatible cells."""
         grid = {"presets", "n_targets", "seeds", "methods", "gamma_sweep", "overlap_sweep"}
-        return config_hash({k: v for k, v in self.to_dict().items() if k not in grid})[:12]
+        cells = {k: v for k, v in self.to_dict().items() if k not in grid}
+        files = [pair_identity(p) for p in self.presets if is_chain_file(p)]
+        if files:  # a chain file's cells depend on its content, not only on its path
+            cells["chain files"] = files
+        return config_hash(cells)[:12]
 
 
 def _coerce(cls, data: dict[str, Any], where: str):

@@ -6,7 +6,9 @@ Check them against ground truth with
     gtl markov validate markov.examples:ContextFreeRatio
 
 A rule is any callable taking a :class:`gtl_verify.rules.StepInput` and returning log-weights
-[M, K + 1] (tokens, then "stay masked") for the masked positions ``step.positions``.
+[M, K + 1] (tokens, then "stay masked") for the masked positions ``step.positions``: floating point,
+each entry finite or -inf (forbidden), never NaN or +inf, and never -inf in a whole row. The
+validator checks this contract on every output (markov.rule_contract) and names the first fault.
 """
 
 from __future__ import annotations

@@ -7,10 +7,16 @@ For a chain (pi, S) and a partly masked z [B, L] (mask id m), with e_i(v) = 1 if
     b_L(u) = 1,                     b_i(u) = sum_v S(u, v) e_{i+1}(v) b_{i+1}(v),
     P_obs(z) = sum_v a_L(v),        p(x^i = v | z) = a_i(v) b_i(v) / P_obs(z).
 
-Both recursions are run with per-step scaling (each a_i, b_i divided by its sum, the forward
-sums c_i kept so that log P_obs = sum_i log c_i), which is exact up to round-off and never
-underflows for L in the thousands. Each step is one [B, K] x [K, K] product: the work is
-O(B L K^2), vectorised over the batch with a loop over positions only, on any device.
+Marginals, log P_obs and ratios come from the same recursions read off precomputed transition
+powers (:mod:`markov.gaps`): observed positions make the messages one-hot, so a_i and b_i at a
+masked i are rows of S^d anchored at the nearest observed tokens, and each call is a few row
+gathers, O(B L K), with no loop over positions. The powers are computed once per chain and
+device by float64 matmuls, or in log space where a probability is small enough to underflow
+(``log_space``: None = automatic, True / False = forced).
+
+:meth:`ChainOracle.forward_backward` keeps the explicit scaled recursion (each a_i, b_i divided
+by its sum, the forward sums c_i kept so that log P_obs = sum_i log c_i; one [B, K] x [K, K]
+product per step) for the pairwise posteriors of :meth:`PairOracle.expected_log_clean_ratio`.
 
 The masked process makes everything independent of the time t (R1, R3), so ``t`` is accepted
 and ignored. Pair quantities (source p, target q):
@@ -35,6 +41,8 @@ import torch
 from gtl_verify.validation import check_mask_id, check_tokens
 
 from .chain import DTYPE, MarkovChain
+from .gaps import TransitionPowers, gap_chunks, gather_combine
+from .gaps import log_obs as gaps_log_obs
 from .presets import ChainPair
 
 
@@ -77,16 +85,23 @@ class ChainOracle:
 
     ``oracle(z)`` gives log p(x^i = v | z) [B, L, K] (0 / -inf one-hot rows at unmasked
     positions; NaN rows if P_obs(z) = 0); ``oracle.log_obs(z)`` gives log P_obs(z) [B].
-    ``mask_id`` defaults to K.
+    ``mask_id`` defaults to K. ``log_space`` picks how the transition powers are computed
+    (None: matmuls unless an entry could underflow, then logsumexp; True / False: forced).
+    Raises ValueError for a chain that is not a MarkovChain or a bad mask_id / log_space.
     """
 
-    def __init__(self, chain: MarkovChain, mask_id: int | None = None) -> None:
+    def __init__(self, chain: MarkovChain, mask_id: int | None = None, *, log_space: bool | None = None) -> None:
         if not isinstance(chain, MarkovChain):
             raise ValueError(f"chain must be a MarkovChain, got {type(chain).__name__}")
         self.chain = chain
         self.vocab_size = chain.vocab_size
         self.mask_id = check_mask_id(self.vocab_size if mask_id is None else mask_id, self.vocab_size)
+        if log_space not in (None, True, False):
+            raise ValueError(f"log_space must be None, True or False, got {log_space!r}")
+        self._log_space = log_space
         self._params: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+        self._tables: dict[torch.device, TransitionPowers] = {}
+        self._positive = bool((chain.initial > 0).all() and (chain.transition > 0).all())
 
     def __repr__(self) -> str:
         return f"ChainOracle(vocab_size={self.vocab_size}, mask_id={self.mask_id})"
@@ -178,35 +193,74 @@ class ChainOracle:
         log_scales = self._forward(rows, pi, s, table, store=fwd)
         return ForwardBackward(table[rows.T], fwd, self._backward(rows, s_t, table), log_scales, masked)
 
-    def _fused(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(x^i = v | z) [B, L, K] and log P_obs(z) [B]: backward pass, then a forward pass that
-        turns the backward buffer into the marginals in place (one [B, L, K] buffer in all)."""
+    def _powers(self, device: torch.device) -> TransitionPowers:
+        """The chain's transition-power tables on ``device`` (cached; grown on demand)."""
+        device = torch.device(device)
+        if device not in self._tables:
+            pi, s = self.parameters_on(device)[:2]
+            self._tables[device] = TransitionPowers(pi, s, self._log_space)
+        return self._tables[device]
+
+    @property
+    def positive(self) -> bool:
+        """Whether every entry of pi and S is > 0 (then every power is, and no log table entry is -inf beyond d = 0)."""
+        return self._positive
+
+    @property
+    def log_space(self) -> bool:
+        """Whether the power tables on the CPU are computed in log space (see :mod:`markov.gaps`)."""
+        return self._powers(torch.device("cpu")).log_space
+
+    def _assemble(self, z: torch.Tensor, probabilities: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gap formula over batch chunks: log marginals (or marginals) [B, L, K] and log P_obs [B].
+
+        Probabilities are products of the linear tables on the matmul path and exp of the log form
+        on the log-space path (where the factors may underflow while their ratio does not); a
+        chunk that grows the tables past an underflow switches to the log-space form. NaN rows
+        where P_obs(z) = 0.
+        """
         self.check(z)
-        pi, s, s_t, table = self.parameters_on(z.device)
-        rows, _ = self._states(z)
-        out = self._backward(rows, s_t, table)
-        log_obs = self._forward(rows, pi, s, table, marginals_into=out).sum(-1)
+        k = self.vocab_size
+        powers = self._powers(z.device)
+        out = torch.empty(*z.shape, k, dtype=DTYPE, device=z.device)
+        log_obs = torch.empty(z.shape[0], dtype=DTYPE, device=z.device)
+        for rows, index in gap_chunks(z, self.mask_id, k):
+            left, right = powers.tables(index.max_distance)
+            log_obs[rows] = gaps_log_obs(index, left)
+            product = probabilities and not powers.log_space
+            if product:
+                left, right = powers.linear_tables(index.max_distance)
+            norm = left.view(-1)[index.norm]
+            chunk = out[rows].view(-1, k)
+            gather_combine(chunk, left, index.left, right, index.right,
+                           norm.reciprocal_() if product else norm.neg_(), product)
+            if probabilities and not product:
+                chunk.exp_()
+        impossible = torch.isneginf(log_obs)
+        if impossible.any():
+            out[impossible] = torch.nan
         return out, log_obs
 
     def posterior(self, z: torch.Tensor) -> ChainPosterior:
-        """log p(x^i = v | z) [B, L, K] and log P_obs(z) [B] in one pass."""
-        probs, log_obs = self._fused(z)
-        return ChainPosterior(probs.log_(), log_obs)
+        """log p(x^i = v | z) [B, L, K] and log P_obs(z) [B] by the gap formula (NaN rows where P_obs(z) = 0)."""
+        return ChainPosterior(*self._assemble(z, probabilities=False))
 
     def marginals(self, z: torch.Tensor) -> torch.Tensor:
         """p(x^i = v | z), [B, L, K] float64 (NaN rows where P_obs(z) = 0)."""
-        return self._fused(z)[0]
+        return self._assemble(z, probabilities=True)[0]
 
     def __call__(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x^i = v | z), [B, L, K] float64 (``t`` is ignored: R3)."""
         return self.posterior(z).log_marginals
 
     def log_obs(self, z: torch.Tensor) -> torch.Tensor:
-        """log P_obs(z) = log sum_{x agreeing with z where unmasked} p(x), [B] (forward pass only)."""
+        """log P_obs(z) = log sum_{x agreeing with z where unmasked} p(x), [B]."""
         self.check(z)
-        pi, s, _, table = self.parameters_on(z.device)
-        rows, _ = self._states(z)
-        return self._forward(rows, pi, s, table).sum(-1)
+        powers = self._powers(z.device)
+        out = torch.empty(z.shape[0], dtype=DTYPE, device=z.device)
+        for rows, index in gap_chunks(z, self.mask_id, self.vocab_size):
+            out[rows] = gaps_log_obs(index, powers.tables(index.max_distance)[0])
+        return out
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) of clean sequences x [B, L] (the chain's exact likelihood)."""
@@ -227,7 +281,7 @@ class PairOracle:
     """
 
     def __init__(self, pair_or_source: ChainPair | MarkovChain, target: MarkovChain | None = None,
-                 mask_id: int | None = None) -> None:
+                 mask_id: int | None = None, *, log_space: bool | None = None) -> None:
         if isinstance(pair_or_source, ChainPair):
             if target is not None:
                 raise ValueError("target must be None when a ChainPair is given")
@@ -240,9 +294,10 @@ class PairOracle:
             raise ValueError(f"pair_or_source must be a ChainPair or a MarkovChain, got {type(pair_or_source).__name__}")
         if source.vocab_size != target.vocab_size:
             raise ValueError(f"target must have the source's vocab_size {source.vocab_size}, got {target.vocab_size}")
-        self.source = ChainOracle(source, mask_id)
-        self.target = ChainOracle(target, self.source.mask_id)
+        self.source = ChainOracle(source, mask_id, log_space=log_space)
+        self.target = ChainOracle(target, self.source.mask_id, log_space=log_space)
         self.vocab_size, self.mask_id = self.source.vocab_size, self.source.mask_id
+        self._ratio_cache: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 
     def __repr__(self) -> str:
         return f"PairOracle(vocab_size={self.vocab_size}, mask_id={self.mask_id})"
@@ -262,7 +317,46 @@ class PairOracle:
 
         At unmasked positions every entry is log r(z) (exact for v = z^i; the protocol leaves the
         other entries unspecified). Where q(x^i = v | z) = 0 the entry is -inf (0/0 read as 0).
+        For strictly positive chains the gap formula's factors are divided table by table
+        (one gather pass); otherwise both posteriors are formed and combined.
         """
+        if not (self.source.positive and self.target.positive):
+            return self._single_site_general(z)
+        self.source.check(z)
+        k = self.vocab_size
+        site = torch.empty(*z.shape, k, dtype=DTYPE, device=z.device)
+        for rows, index in gap_chunks(z, self.mask_id, k):
+            (left_p, _), (left_q, _) = self._tables(z.device, index.max_distance)
+            left, right = self._ratio_tables(z.device, index.max_distance)
+            log_r = gaps_log_obs(index, left_q) - gaps_log_obs(index, left_p)
+            # observed positions: zero rows and a zero norm (G_0(u, u) = 1), so the entry is log r
+            per_row = left_p.view(-1)[index.norm] - left_q.view(-1)[index.norm]
+            per_row.view(index.observed.shape).add_(log_r[:, None])
+            observed = index.observed.reshape(-1)
+            left_rows = index.left.masked_fill(observed, 0)
+            right_rows = index.right.masked_fill(observed, 0)
+            gather_combine(site[rows].view(-1, k), left, left_rows, right, right_rows, per_row, False)
+        return site
+
+    def _tables(self, device: torch.device, max_distance: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        """Both chains' (left, right) log tables covering max_distance."""
+        return (self.source._powers(device).tables(max_distance), self.target._powers(device).tables(max_distance))
+
+    def _ratio_tables(self, device: torch.device, max_distance: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """log G^q - log G^p for the left and right tables (strictly positive chains; cached per device)."""
+        (left_p, right_p), (left_q, right_q) = self._tables(device, max_distance)
+        cached = self._ratio_cache.get(torch.device(device))
+        if cached is None or cached[0] is not left_p or cached[1] is not left_q:
+            rows = min(left_p.shape[0], left_q.shape[0])
+            left, right = left_q[:rows] - left_p[:rows], right_q[:rows] - right_p[:rows]
+            # rows of distance 0 (observed positions never use them here) hold -inf - -inf
+            left.masked_fill_(left.isnan(), 0.0), right.masked_fill_(right.isnan(), 0.0)
+            cached = (left_p, left_q, left, right)
+            self._ratio_cache[torch.device(device)] = cached
+        return cached[2], cached[3]
+
+    def _single_site_general(self, z: torch.Tensor) -> torch.Tensor:
+        """single_site for chains with exact zeros: both posteriors, infinities sorted out entry by entry."""
         post_p, post_q = self.source.posterior(z), self.target.posterior(z)
         log_r = _log_ratio(post_q.log_obs, post_p.log_obs)
         site = post_q.log_marginals  # reused in place as the output buffer

@@ -146,3 +146,43 @@ def make_pair(
     src_pi = (1.0 - overlap) * src_pi + overlap * tgt_pi
     src_s = (1.0 - overlap) * src_s + overlap * tgt_s
     return ChainPair(MarkovChain(src_pi, src_s), MarkovChain(tgt_pi, tgt_s), name)
+
+
+CHAIN_FILE_SUFFIXES = (".toml", ".npz")
+
+
+def is_chain_file(name: str) -> bool:
+    """True when ``name`` is a path to a chain file (.toml or .npz) rather than a preset name."""
+    return str(name).endswith(CHAIN_FILE_SUFFIXES)
+
+
+def resolve_pair(name: str, *, seed: int = 0, overlap: float = 0.0) -> ChainPair:
+    """A preset by name (:func:`make_pair` with ``seed`` and ``overlap``) or a first-order chain pair read
+    from a chain file (:func:`markov.chain_file.load_chain_pair`; ``seed`` does not apply, ``overlap``
+    mixes the source towards the target as for the presets). Raises ValueError naming the file when it
+    holds hidden Markov models (the benchmark's metrics need first-order chains)."""
+    if not is_chain_file(name):
+        return make_pair(name, seed=seed, overlap=overlap) if overlap else make_pair(name, seed=seed)
+    from .chain_file import load_chain_pair
+
+    pair = load_chain_pair(name)
+    if not isinstance(pair, ChainPair):
+        raise ValueError(f"{name}: holds hidden Markov models (emission matrices); gtl markov needs first-order "
+                         "chains; use the file with gtl_verify.testing instead")
+    overlap = check_real_range("overlap", overlap, 0.0, 1.0)
+    if overlap == 0:
+        return pair
+    mix = lambda a, b: (1.0 - overlap) * a + overlap * b  # noqa: E731
+    source = MarkovChain(mix(pair.source.initial, pair.target.initial), mix(pair.source.transition, pair.target.transition))
+    return ChainPair(source, pair.target, pair.name)
+
+
+def pair_identity(name: str) -> str:
+    """What determines the pair called ``name``: the preset name, or for a chain file its path and the
+    SHA-256 of its content (so caches keyed by it never mix two versions of one file)."""
+    if not is_chain_file(name):
+        return name
+    import hashlib
+    from pathlib import Path
+
+    return f"{name} (sha256 {hashlib.sha256(Path(name).read_bytes()).hexdigest()[:16]})"

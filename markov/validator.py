@@ -1,6 +1,6 @@
 """Validate a guidance rule against exact ground truth on Markov chains.
 
-    gtl markov validate my_module:MyRule [--preset paper] [--ratio-drift D] [--learned N] [--out DIR]
+    gtl markov validate my_module:MyRule [--preset paper | --chains FILE] [--ratio-drift D] [--learned N] [--out DIR] [--device D]
 
 The rule (a class, instantiated without arguments, or a function of a
 :class:`gtl_verify.rules.StepInput`) is run with the exact source denoiser and the exact ratio
@@ -19,6 +19,14 @@ candidates), full guidance (all K) and the unguided sampler, and measured:
   exact (it is computed from the same learned networks), so the Monte-Carlo KL to q measures the
   rule together with the learned components' errors.
 
+Every output of every rule is checked against the rule contract (markov.rule_contract: shape
+[M, K+1], floating dtype, no NaN or +inf, no row of only -inf, no weight on tokens the source
+forbids before the last step) and every exact law must sum to 1 before its TV and KL are reported;
+a fault ends the run with one line naming the rule, the setting and the step. Each figure comes with
+a verdict: exact (exact laws: TV within float64 round-off; Monte-Carlo KL: within 3 standard errors
+of 0, the standard error from the sample count) or not exact, with the figure it was judged on.
+When ties between equally likely tokens decided a top-n candidate set, the row's notes say so.
+
 Results go to DIR/results.json and a Markdown report with a figure (DIR/results.md).
 """
 
@@ -31,6 +39,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -42,12 +51,13 @@ from gtl_verify.provenance import provenance, write_results
 from gtl_verify.rules import GTL, Unguided, rule_name
 from gtl_verify.samplers import SamplerConfig, planner_sample
 from gtl_verify.schedules import LogLinearSchedule
-from gtl_verify.validation import check_int_range
+from gtl_verify.validation import check_device, check_int_range, check_real_range
 
 from . import metrics
 from .config import MarkovConfig
 from .oracle import PairOracle
-from .presets import PRESETS, make_pair
+from .presets import PRESETS, is_chain_file, resolve_pair
+from .rule_contract import CheckedRule, RuleError, check_law_sums_to_one, exact_verdict, mc_verdict
 
 
 def load_rule(spec: str):
@@ -65,7 +75,15 @@ def load_rule(spec: str):
         obj = getattr(module, attr)
     except AttributeError:
         raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
-    rule = obj() if isinstance(obj, type) else obj
+    if isinstance(obj, type):
+        try:
+            rule = obj()
+        except Exception as exc:  # user code: any constructor failure is one line
+            raise ValueError(f"rule class {spec!r} cannot be built without arguments ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}); give it defaults for every constructor argument, "
+                             f"or pass a module-level instance or function") from exc
+    else:
+        rule = obj
     if not callable(rule):
         raise ValueError(f"rule {spec!r} is not callable")
     return rule
@@ -100,53 +118,127 @@ def learned_components(preset: str, seed: int, n_target: int, length: int, model
 
 
 def _long_rows(rules: dict, denoiser, ratio, pair, schedule, length: int, samples: int, seed: int, label: str,
-               progress: bool) -> list[dict]:
-    """Left-to-right samples of every rule and their Monte-Carlo KL to q from the exact sampler density."""
+               progress: bool, device: torch.device) -> list[dict]:
+    """Left-to-right samples of every rule (drawn on ``device``) and their Monte-Carlo KL to q from
+    the exact sampler density."""
     rows = []
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    setting = f"{label}: left-to-right L={length}"
     for name, r in tqdm(list(rules.items()), desc=f"{label} (L={length})", disable=not progress):
-        cfg = SamplerConfig(samples, length, rule=r, temperature=0.0)
+        checked = CheckedRule(r, name, setting, reveal_only=True)
+        cfg = SamplerConfig(samples, length, rule=checked, temperature=0.0)
         x = planner_sample(denoiser, ratio, LeftToRightPlanner(), schedule, cfg, gen).tokens
-        log_s = fixed_order_log_density(denoiser, ratio, r, schedule, x)
-        kl, se = metrics.mc_kl(log_s, pair.target.log_prob(x))
-        rows.append({"rule": name, "setting": f"{label}: left-to-right L={length}", "exact_tv": None, "exact_kl": None,
-                     "mc_kl": kl, "cross_entropy_gap": metrics.cross_entropy_gap(pair.target, x),
-                     "notes": f"MC standard error {se:.2g}; transition KL {metrics.transition_kl(pair.target, x):.3g}"})
+        density_rule = CheckedRule(r, name, f"{setting}, sampler density", reveal_only=True)
+        log_s = fixed_order_log_density(denoiser, ratio, density_rule, schedule, x).cpu()
+        x = x.cpu()
+        log_q = pair.target.log_prob(x)
+        _check_log_density(log_s, checked.where())
+        impossible = int(torch.isneginf(log_q).sum())
+        kl, se = metrics.mc_kl(log_s, log_q)
+        if impossible:
+            verdict = f"not exact (q gives probability 0 to {impossible} of {samples} samples: KL = inf)"
+        else:
+            verdict = mc_verdict(kl, se, samples)
+        notes = [verdict, f"MC standard error {se:.2g}", f"transition KL {metrics.transition_kl(pair.target, x):.3g}",
+                 checked.ties_note()]
+        rows.append({"rule": name, "setting": setting, "exact_tv": None, "exact_kl": None, "mc_kl": kl,
+                     "cross_entropy_gap": metrics.cross_entropy_gap(pair.target, x), "verdict": verdict,
+                     "notes": "; ".join(n for n in notes if n)})
+    return rows
+
+
+def _check_log_density(log_s: torch.Tensor, where: str) -> None:
+    """Raise RuleError unless the sampler's log-density [N] of its own samples is finite."""
+    bad = torch.isnan(log_s) | torch.isposinf(log_s)
+    if bad.any():
+        raise RuleError(f"{where}: the sampler's log-density is NaN or +inf at {int(bad.sum())} of {len(log_s)} "
+                        f"samples; the Monte-Carlo KL is undefined")
+    if torch.isneginf(log_s).any():
+        raise RuleError(f"{where}: the sampler drew {int(torch.isneginf(log_s).sum())} sequence(s) to which its own "
+                        f"log-density gives probability 0; the Monte-Carlo KL is undefined")
+
+
+MAX_EXACT_STATES = 50_000
+
+
+def check_options(preset: str, *, exact_length: int, length: int, samples: int, ratio_drift: float, seed: int,
+                  learned_n_target: int | None, cli: bool = False) -> None:
+    """Raise ValueError naming the option (``--exact-length`` with ``cli``, else ``exact_length``)
+    unless every option is in range; called before any work."""
+    name = (lambda n: "--" + n.replace("_", "-")) if cli else (lambda n: n)  # noqa: E731
+    check_int_range(name("seed"), seed, 0)
+    if preset not in PRESETS and not is_chain_file(preset):
+        raise ValueError(f"{name('preset')} must be one of {', '.join(PRESETS)} or a .toml/.npz chain file, got {preset!r}")
+    vocab_size = resolve_pair(preset, seed=seed).vocab_size  # a chain file is read and checked here
+    check_int_range(name("exact_length"), exact_length, 1)
+    states = (vocab_size + 1) ** exact_length
+    if states > MAX_EXACT_STATES:
+        raise ValueError(f"{name('exact_length')} = {exact_length} gives (K+1)**L = {states} states with K = "
+                         f"{vocab_size} (at most {MAX_EXACT_STATES}); choose a smaller one")
+    check_int_range(name("length"), length, 1)
+    check_int_range(name("samples"), samples, 2)  # the Monte-Carlo standard error needs two samples
+    check_real_range(name("ratio_drift"), ratio_drift)
+    if learned_n_target is not None:
+        check_int_range("--learned" if cli else "learned_n_target", learned_n_target, 1)
+
+
+def _exact_settings(denoiser, ratio, schedule, length: int) -> list[tuple[str, bool, Callable]]:
+    """(setting, reveal_only, rule -> ExactLaw) for the enumerable setting of length ``length``."""
+    def planner(p, temperature):
+        return lambda r: planner_law(denoiser, ratio, p, schedule, SamplerConfig(1, length, rule=r, temperature=temperature))
+
+    def ancestral(steps):
+        return lambda r: ancestral_law(denoiser, ratio, schedule, SamplerConfig(1, length, steps=steps, rule=r))
+
+    return [("exact: left-to-right", True, planner(LeftToRightPlanner(), 0.0)),
+            ("exact: confidence planner", True, planner(ConfidencePlanner(), 0.5)),
+            (f"exact: ancestral T={length}", False, ancestral(length)),
+            (f"exact: ancestral T={4 * length}", False, ancestral(4 * length))]
+
+
+def _exact_rows(rules: dict, denoiser, ratio, schedule, length: int, q_table: torch.Tensor, progress: bool) -> list[dict]:
+    """Exact TV and KL to q of every rule in every enumerable setting (each law checked to be a distribution)."""
+    rows = []
+    jobs = [(name, r, s) for name, r in rules.items() for s in _exact_settings(denoiser, ratio, schedule, length)]
+    for name, r, (setting, reveal_only, run) in tqdm(jobs, desc="exact laws", disable=not progress):
+        checked = CheckedRule(r, name, setting, reveal_only)
+        law = run(checked)
+        check_law_sums_to_one(law.clean, checked.where())
+        tv = law.tv(q_table)
+        verdict = exact_verdict(tv)
+        notes = [verdict, f"leftover mask mass {law.leftover_mass:.3g}", checked.ties_note()]
+        rows.append({"rule": name, "setting": setting, "exact_tv": tv, "exact_kl": law.kl(q_table), "mc_kl": None,
+                     "cross_entropy_gap": None, "verdict": verdict, "notes": "; ".join(n for n in notes if n)})
     return rows
 
 
 def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int = 64, samples: int = 2000,
              ratio_drift: float = 0.0, seed: int = 0, learned_n_target: int | None = None,
-             models_dir: Path | None = None, learned_config: MarkovConfig | None = None, progress: bool = True) -> dict:
-    """Measure ``rule`` and the built-in rules against ground truth; returns the results dict."""
-    pair = make_pair(preset, seed=seed)
+             models_dir: Path | None = None, learned_config: MarkovConfig | None = None, progress: bool = True,
+             device: torch.device = torch.device("cpu")) -> dict:
+    """Measure ``rule`` and the built-in rules against ground truth; returns the results dict.
+
+    ``device`` is where the long setting with the exact oracles samples; the enumerable setting and
+    the learned components (trained as in the benchmark) run on the CPU.
+
+    Raises ValueError for an option out of range and RuleError (a ValueError, one line) when a
+    rule's output breaks the contract of :mod:`markov.rule_contract` or a law is not a distribution."""
+    check_options(preset, exact_length=exact_length, length=length, samples=samples, ratio_drift=ratio_drift, seed=seed,
+                  learned_n_target=learned_n_target)
+    pair = resolve_pair(preset, seed=seed)
+    k = pair.source.vocab_size
     oracle = PairOracle(pair)
     ratio = oracle if ratio_drift == 0 else DriftedRatio(oracle, ratio_drift)
     denoiser = oracle.source_denoiser()
     schedule = LogLinearSchedule()
-    k = pair.source.vocab_size
-    if (k + 1) ** exact_length > 50_000:
-        raise ValueError(f"exact_length={exact_length} gives (K+1)**L = {(k + 1) ** exact_length} states; choose a smaller one")
     rules = {rule_name(rule): rule, "gtl (top-2)": GTL(candidates=min(2, k)), "full guidance": GTL(), "unguided": Unguided()}
-    q_table = pair.target.table(exact_length)
-    rows = []
-    settings = [
-        ("exact: left-to-right", lambda r: planner_law(denoiser, ratio, LeftToRightPlanner(), schedule, SamplerConfig(1, exact_length, rule=r, temperature=0.0))),
-        ("exact: confidence planner", lambda r: planner_law(denoiser, ratio, ConfidencePlanner(), schedule, SamplerConfig(1, exact_length, rule=r, temperature=0.5))),
-        (f"exact: ancestral T={exact_length}", lambda r: ancestral_law(denoiser, ratio, schedule, SamplerConfig(1, exact_length, steps=exact_length, rule=r))),
-        (f"exact: ancestral T={4 * exact_length}", lambda r: ancestral_law(denoiser, ratio, schedule, SamplerConfig(1, exact_length, steps=4 * exact_length, rule=r))),
-    ]
-    jobs = [(name, r, s) for name, r in rules.items() for s in settings]
-    for name, r, (setting, run) in tqdm(jobs, desc="exact laws", disable=not progress):
-        law = run(r)
-        rows.append({"rule": name, "setting": setting, "exact_tv": law.tv(q_table), "exact_kl": law.kl(q_table),
-                     "mc_kl": None, "cross_entropy_gap": None, "notes": f"leftover mask mass {law.leftover_mass:.3g}"})
-    rows += _long_rows(rules, denoiser, ratio, pair, schedule, length, samples, seed, "long", progress)
+    rows = _exact_rows(rules, denoiser, ratio, schedule, exact_length, pair.target.table(exact_length), progress)
+    rows += _long_rows(rules, denoiser, ratio, pair, schedule, length, samples, seed, "long", progress, device)
     if learned_n_target is not None:
         learned_denoiser, learned_ratio = learned_components(preset, seed, learned_n_target, length, models_dir,
-                                                                 progress, learned_config)
+                                                             progress, learned_config)
         rows += _long_rows(rules, learned_denoiser, learned_ratio, pair, schedule, length, samples, seed,
-                           f"long, learned (n target {learned_n_target})", progress)
+                           f"long, learned (n target {learned_n_target})", progress, torch.device("cpu"))
     return {"preset": preset, "rule": rule_name(rule), "ratio_drift": ratio_drift, "exact_length": exact_length,
             "length": length, "samples": samples, "learned_n_target": learned_n_target, "rules": rows}
 
@@ -154,6 +246,8 @@ def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("rule", help="the rule to check, as module:Name (a class or a function of StepInput)")
     parser.add_argument("--preset", default="paper", choices=PRESETS, help="source/target chain pair (default paper)")
+    parser.add_argument("--chains", metavar="FILE", default=None,
+                        help="your own source/target chains from a .toml or .npz file (markov/chain_file.py); replaces --preset")
     parser.add_argument("--exact-length", type=int, default=4, help="length of the enumerable setting (default 4)")
     parser.add_argument("--length", type=int, default=64, help="length of the long-chain setting (default 64)")
     parser.add_argument("--samples", type=int, default=2000, help="samples for the long-chain setting (default 2000)")
@@ -163,6 +257,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also run the long setting with the benchmark's learned source denoiser and ratio network "
                              "trained on N_TARGET target sequences (cached in OUT/models)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N: where the long setting with the exact oracles samples (default cpu)")
     parser.add_argument("--out", default=None, help="output folder (default runs/validate/<rule>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -170,18 +266,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     from reports.builder import build_report
 
+    preset = args.chains or args.preset
+    check_options(preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
+                  ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned, cli=True)
+    device = check_device("--device", args.device)
     rule = load_rule(args.rule)
     start = time.perf_counter()
     out = Path(args.out or Path("runs") / "validate" / re.sub(r"[^A-Za-z0-9_.-]+", "-", rule_name(rule)))
-    results = validate(rule, args.preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
+    results = validate(rule, preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
                        ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned,
-                       models_dir=out / "models", progress=not args.quiet)
+                       models_dir=out / "models", progress=not args.quiet, device=device)
     config = {k: v for k, v in vars(args).items() if k not in {"func", "traceback", "quiet"}}
     path = write_results(out / "results.json", "validation", results, provenance(config, [args.seed], time.perf_counter() - start))
-    print(f"{'rule':22s} {'setting':34s} {'exact TV':>10s} {'exact KL':>10s} {'MC KL':>10s}")
-    fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
-    for row in results["rules"]:
-        print(f"{row['rule']:22s} {row['setting']:34s} {fmt(row['exact_tv']):>10s} {fmt(row['exact_kl']):>10s} {fmt(row['mc_kl']):>10s}")
+    print(format_table(results["rules"]))
     report = build_report(path, out)
     print(f"results: {path}\nreport: {report}")
     return 0
+
+
+def format_table(rows: list[dict]) -> str:
+    """The printed table: figures and the verdict beside them, then a line on ties when they mattered."""
+    fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    lines = [f"{'rule':22s} {'setting':34s} {'exact TV':>10s} {'exact KL':>10s} {'MC KL':>10s}  verdict"]
+    for row in rows:
+        lines.append(f"{row['rule']:22s} {row['setting']:34s} {fmt(row['exact_tv']):>10s} {fmt(row['exact_kl']):>10s} "
+                     f"{fmt(row['mc_kl']):>10s}  {row['verdict']}")
+    tied = [f"{r['rule']} / {r['setting']}" for r in rows if "ties decided" in r["notes"]]
+    if tied:
+        lines.append(f"note: ties between equally likely tokens decided the top-n candidate set in {len(tied)} "
+                     f"row(s) ({'; '.join(tied[:3])}{'; ...' if len(tied) > 3 else ''}); see the notes in the report")
+    return "\n".join(lines)

@@ -1,8 +1,13 @@
-"""``gtl report``: Markdown reports with PNG figures and tables from results JSON files."""
+"""``gtl report``: Markdown reports with PNG figures and tables from results JSON files.
+
+A run folder holds internal JSON files (cell caches, model metadata) next to its results files;
+they are skipped with one summary line on stderr, not one line each.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 DEFAULT_OUT = "reports"
 
@@ -15,9 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from .builder import build_reports
+    from .builder import build_reports, find_results
 
-    for path in build_reports(args.results, args.out):
+    skipped: list[str] = []
+    files = find_results(args.results, log=skipped.append)
+    if skipped:
+        print(f"skipped {len(skipped)} internal JSON file(s) (not results files: no 'kind')", file=sys.stderr)
+    for path in build_reports(files, args.out):
         print(path)
     return 0
 

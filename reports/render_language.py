@@ -13,9 +13,15 @@ from .markdown import figure_markdown, fmt, markdown_table
 from .stats import INTERVAL_HEADER, INTERVAL_NAME, Summary, summarize
 
 
+def _ablation_extra(r: dict[str, Any], w: str) -> dict[str, Any]:
+    return {"buckets": S.field(r, "buckets", w, required=False), "meaningful": S.field(r, "meaningful", w, required=False, default=True),
+            "truncation": S.field(r, "truncation", w, required=False, default="-")}
+
+
 def _parse(results: dict[str, Any]) -> dict[str, Any]:
     mauve = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
-              "seed": S.integer(r, "seed", w), "value": S.number(r, "mauve", w, nullable=True)}
+              "seed": S.integer(r, "seed", w), "value": S.number(r, "mauve", w, nullable=True),
+              "buckets": S.field(r, "buckets", w, required=False), "meaningful": S.field(r, "meaningful", w, required=False, default=True)}
              for w, r in S.records(results, "mauve", "results")]
     classifier = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
                    "p_source": S.number(r, "p_source", w, nullable=True), "pct_target": S.number(r, "pct_target", w, nullable=True)}
@@ -29,10 +35,10 @@ def _parse(results: dict[str, Any]) -> dict[str, Any]:
                   for w, r in S.records(results, "perplexity", "results")]
     ablations = S.mapping(results, "ablations", "results")
     gamma = [{"x": S.number(r, "gamma", w), "p_source": S.number(r, "p_source", w, nullable=True),
-              "mauve": S.number(r, "mauve", w, nullable=True)}
+              "mauve": S.number(r, "mauve", w, nullable=True), **_ablation_extra(r, w)}
              for w, r in S.records(ablations, "gamma", "results.ablations")]
     candidates = [{"x": S.integer(r, "n", w), "p_source": S.number(r, "p_source", w, nullable=True),
-                   "mauve": S.number(r, "mauve", w, nullable=True)}
+                   "mauve": S.number(r, "mauve", w, nullable=True), **_ablation_extra(r, w)}
                   for w, r in S.records(ablations, "candidates", "results.ablations")]
     timing = [{"method": S.text(r, "method", w), "seconds": S.number(r, "seconds_per_sequence", w),
                "passes": S.number(r, "ratio_passes_per_sequence", w, nullable=True),
@@ -43,8 +49,45 @@ def _parse(results: dict[str, Any]) -> dict[str, Any]:
         if f < 0 or f > 100:
             raise S.ResultsError(f"results: target fraction {f!r} must lie in [0, 1] (share) or [0, 100] (percent)")
     as_fraction = all(f <= 1.0 for f in fractions)
+    held_out = [S.mapping(results, key, "results") for key in ("reference_mauve", "floor_mauve")]
     return {"mauve": mauve, "classifier": classifier, "distinct": distinct, "perplexity": perplexity,
-            "gamma": gamma, "candidates": candidates, "timing": timing, "as_fraction": as_fraction}
+            "gamma": gamma, "candidates": candidates, "timing": timing, "as_fraction": as_fraction,
+            "guard": S.mapping(results, "mauve_guard", "results"), "held_out": [h for h in held_out if h],
+            "truncation": [r for _, r in S.records(results, "truncation", "results")]}
+
+
+def _buckets(rows: list[dict[str, Any]]) -> str:
+    """`` (k=6)`` for MAUVE rows of one cell, `` (k=2, NOT MEANINGFUL)`` below the size guard."""
+    ks = sorted({r["buckets"] for r in rows if r["buckets"] is not None})
+    flag = "" if all(r["meaningful"] for r in rows) else ", NOT MEANINGFUL"
+    return f" (k={'/'.join(str(k) for k in ks)}{flag})" if ks else ""
+
+
+def _guard_warning(guard: dict[str, Any]) -> str:
+    """A loud block naming the MAUVE sample sets below the size guard, grouped by their counts ("" when none)."""
+    flagged = guard.get("flagged") or []
+    if not flagged:
+        return ""
+    head = (f"> **WARNING: MAUVE NOT MEANINGFUL for {len(flagged)} sample set(s).** MAUVE needs at least "
+            f"{guard.get('min_buckets')} k-means buckets and {guard.get('samples_per_bucket')} samples per bucket in both "
+            f"sets ({guard.get('min_samples')} samples); the values marked NOT MEANINGFUL below must not be used to "
+            "order methods.")
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for r in guard.get("flagged_sets") or []:
+        groups[(r.get("samples"), r.get("references"), r.get("buckets"))].append(str(r.get("name")))
+    lines = ([f"> - {n} samples against {q} references, {k} buckets: {', '.join(names)}" for (n, q, k), names in groups.items()]
+             or [f"> - {line}" for line in flagged])
+    return "\n".join([head, ">"] + lines)
+
+
+def _truncation(d: dict[str, Any]) -> str:
+    """Which top-k truncation each compared method (and each candidates ablation point) sampled under."""
+    rows = [[r.get("method", "-"), r.get("text", "-"), r.get("tokens_per_reveal", "-")] for r in d["truncation"]]
+    equal = len({(r.get("top_k"), r.get("tokens_per_reveal")) for r in d["truncation"]}) == 1
+    lead = ("Every compared method draws each revealed token from the same top-k of its own token law (GTL: of its "
+            "guided law over the denoiser's top-n candidates)." if equal else
+            "**WARNING: the compared methods sampled under different truncations**; their scores are not comparable.")
+    return lead + "\n\n" + markdown_table(["method", "truncation", "tokens per reveal (at most)"], rows)
 
 
 def _pct(f: float, as_fraction: bool) -> float:
@@ -60,9 +103,13 @@ def _ablation(rows: list[dict[str, Any]], name: str, xlabel: str, ctx: Context, 
     for r in rows:
         vals[r["x"]]["p_source"].append(r["p_source"])
         vals[r["x"]]["mauve"].append(r["mauve"])
-    sums = {x: {k: summarize(v) for k, v in d.items()} for x, d in sorted(vals.items())}
-    table = markdown_table([xlabel.split(" (")[0], "runs", f"classifier P(source): {INTERVAL_HEADER}", f"MAUVE: {INTERVAL_HEADER}"],
-                           [[x, max(d["p_source"].n, d["mauve"].n), d["p_source"].interval_text(), d["mauve"].interval_text()]
+        vals[r["x"]]["rows"].append(r)
+    sums = {x: {k: summarize(v) for k, v in d.items() if k != "rows"} for x, d in sorted(vals.items())}
+    table = markdown_table([xlabel.split(" (")[0], "runs", f"classifier P(source): {INTERVAL_HEADER}", f"MAUVE: {INTERVAL_HEADER}",
+                            "truncation"],
+                           [[x, max(d["p_source"].n, d["mauve"].n), d["p_source"].interval_text(),
+                             d["mauve"].interval_text() + _buckets(vals[x]["rows"]),
+                             "; ".join(dict.fromkeys(r["truncation"] for r in vals[x]["rows"]))]
                             for x, d in sums.items()])
     series = {label: [(x, d[key]) for x, d in sums.items() if d[key].n]
               for key, label in (("p_source", "classifier P(source) (lower = more target-like)"), ("mauve", "MAUVE (MiniLM features)"))}
@@ -90,11 +137,25 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
     msums: dict[tuple[str, float], Summary] = {k: summarize(v) for k, v in mvals.items()}
     methods = list(dict.fromkeys(r["method"] for r in d["mauve"]))
     pcts = sorted({p for _, p in msums}, reverse=True)
+    mrows: dict[tuple[str, float], list] = defaultdict(list)
+    for r in d["mauve"]:
+        mrows[(r["method"], _pct(r["fraction"], af))].append(r)
+    warning = _guard_warning(d["guard"])
+    if warning:
+        summary_parts.append(f"WARNING: {len(d['guard']['flagged'])} MAUVE sample set(s) are below the size guard; "
+                             "their MAUVE values are NOT MEANINGFUL.")
     if msums:
-        rows = [[_pct_text(p)] + [msums[(m, p)].interval_text() if (m, p) in msums else "-" for m in methods] for p in pcts]
+        rows = [[_pct_text(p)] + [msums[(m, p)].interval_text() + _buckets(mrows[(m, p)]) if (m, p) in msums else "-"
+                                  for m in methods] for p in pcts]
         seeds = sorted({r["seed"] for r in d["mauve"]})
-        body = (f"MAUVE against held-out physics abstracts (higher is better): mean and {INTERVAL_NAME} ({len(seeds)} seed(s)).\n\n"
+        body = ((warning + "\n\n" if warning else "")
+                + f"MAUVE against held-out physics abstracts (higher is better): mean and {INTERVAL_NAME} ({len(seeds)} seed(s)); "
+                "k: k-means buckets of MAUVE's quantisation.\n\n"
                 + markdown_table(["target data"] + methods, rows))
+        for h in d["held_out"]:
+            flag = "" if h.get("meaningful", True) else ", NOT MEANINGFUL"
+            body += (f"\n\n{h.get('method')} ({h.get('samples')} segments, {'ceiling' if 'physics' in str(h.get('method')) else 'floor'}): "
+                     f"{summarize(h.get('mauve') or []).interval_text()} (k={h.get('buckets', '-')}{flag})")
         series = {m: [(p, msums[(m, p)]) for p in pcts if (m, p) in msums] for m in methods}
         path, rel = ctx.figure_path("mauve-vs-fraction")
         line_plot(path, "MAUVE vs kept target data (ours, MiniLM features)", "target data kept (%, log scale)",
@@ -130,7 +191,9 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
                      ours_s[(c.method, c.key)].interval_text() if (c.method, c.key) in ours_s else "-", ranks_ours.get((c.method, c.key), "-"), fmt(c.paper, 3), ranks_paper[(c.method, c.key)]]
                     for c in comparisons]
             sentences = paper.ordering_sentences(comparisons, lower_is_better=False)
-            body = ("**Only the orderings are comparable.** " + paper.LANGUAGE_FEATURES_NOTE + "\n\n"
+            body = (("> **WARNING: some MAUVE sample sets are below the size guard (see MAUVE); ranks built on values "
+                     "marked NOT MEANINGFUL there are not meaningful either.**\n\n" if warning else "")
+                    + "**Only the orderings are comparable.** " + paper.LANGUAGE_FEATURES_NOTE + "\n\n"
                     + markdown_table(["target data", "method", f"ours (MiniLM): {INTERVAL_HEADER}", "our rank",
                                       "paper (GPT-2-large, 5 seeds)", "paper rank"], rows))
             if sentences:
@@ -192,6 +255,9 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
                          + f"\n\nPaper: P(source) about {lo[0]}-{lo[1]} at n = 8 and {hi[0]}-{hi[1]} at n = 1024.")
     if abl_parts:
         sections.append(("Ablations", "\n\n".join(abl_parts)))
+
+    if d["truncation"]:
+        sections.append(("Sampling truncation", _truncation(d)))
 
     if d["timing"]:
         fastest = min((r["seconds"] for r in d["timing"] if r["seconds"] > 0), default=None)

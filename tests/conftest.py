@@ -11,6 +11,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 torch.set_default_dtype(torch.float32)
 
 
+def pytest_configure(config):
+    # the pytest11 entry point registers the toolkit's fixtures once the package is installed;
+    # a checkout whose installed metadata predates it registers them here
+    if not config.pluginmanager.hasplugin("gtl_verify"):
+        config.pluginmanager.import_plugin("gtl_verify.testing.plugin")
+
+
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
 

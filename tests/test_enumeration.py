@@ -8,7 +8,7 @@ from gtl_verify.enumeration import EnumerationOracle, LawPair, kl_divergence, to
 from gtl_verify.forward import MaskedProcess
 from gtl_verify.schedules import make_schedule
 
-from strategies import oracles, times
+from gtl_verify.testing import oracles, times
 
 
 @given(oracles("masked"), times())

@@ -6,7 +6,7 @@ from scipy.linalg import expm
 from gtl_verify.forward import MaskedProcess, UniformProcess, enumerate_sequences, make_process, sequence_index
 from gtl_verify.schedules import make_schedule
 
-from strategies import schedule_names, times
+from gtl_verify.testing import schedule_names, times
 
 processes = st.sampled_from(["masked", "uniform"])
 

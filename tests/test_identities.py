@@ -13,7 +13,7 @@ from gtl_verify.enumeration import EnumerationOracle, LawPair
 from gtl_verify.forward import MaskedProcess, UniformProcess
 from gtl_verify.schedules import make_schedule
 
-from strategies import oracles, times
+from gtl_verify.testing import oracles, times
 
 TOL = 1e-10
 

@@ -114,6 +114,60 @@ def test_cpu_tiny_end_to_end_results_and_report(tiny_run):
     assert len(list((out / "models").glob("*.pt"))) == len(res["components"])
 
 
+def test_cpu_tiny_flags_its_mauve_and_records_truncation(tiny_run):
+    """cpu-tiny is a smoke test: 16 samples give 2 k-means buckets, below the MAUVE size guard, and
+    every MAUVE value it writes (table, ceiling, floor, ablations, report) says so."""
+    config, out, results_path, report = tiny_run
+    res = read_results(results_path)["results"]
+    assert all(r["buckets"] == 2 and r["meaningful"] is False for r in res["mauve"])
+    for key, method in (("reference_mauve", pipeline.HELD_OUT), ("floor_mauve", pipeline.HELD_OUT_SOURCE)):
+        assert res[key]["method"] == method and res[key]["samples"] == config.sampling.samples
+        assert res[key]["buckets"] == 2 and not res[key]["meaningful"]
+    guard = res["mauve_guard"]
+    assert not guard["all_meaningful"] and guard["min_samples"] == 50
+    assert any(line.startswith("MAUVE of gtl 0.05 [main] is not meaningful: 16 samples against 64 references")
+               for line in guard["flagged"])
+    assert all(not r["meaningful"] for kind in ("gamma", "candidates") for r in res["ablations"][kind])
+    # one truncation for every compared method, recorded
+    trunc = {t["method"]: t for t in res["truncation"]}
+    assert set(trunc) == set(config.sampling.methods)
+    assert {t["top_k"] for t in trunc.values()} == {config.sampling.top_k}
+    assert {t["tokens_per_reveal"] for t in trunc.values()} == {config.sampling.top_k}
+    assert trunc["gtl"]["candidates"] == config.sampling.candidates and trunc["target-only"]["candidates"] is None
+    assert [r["truncation"] for r in res["ablations"]["candidates"]] == [
+        ev.method_truncation("gtl", config.sampling.top_k, n, res["vocabulary"]["size"])["text"]
+        for n in config.sampling.candidates_sweep]
+    text = report.read_text()
+    assert "WARNING: MAUVE NOT MEANINGFUL" in text and "(k=2, NOT MEANINGFUL)" in text
+    assert "ranks built on values marked NOT MEANINGFUL" in text  # the comparison with the paper says so too
+    assert "Sampling truncation" in text and "top-4 of the guided law over the denoiser's top-4 candidates" in text
+    table = pipeline.mauve_table(res)
+    assert "(k=2, NOT MEANINGFUL)" in table
+
+
+def test_every_method_samples_with_the_same_top_k(tiny_run, monkeypatch):
+    config, out, _, _ = tiny_run
+    seen: dict[str, int | None] = {}
+
+    def record(method):
+        def sampler(*args, **kwargs):
+            sc = next(a for a in args if isinstance(a, pipeline.SamplerConfig))
+            seen[method] = sc.top_k
+            raise KeyboardInterrupt
+
+        return sampler
+
+    run = pipeline.Run(config, out, progress=False)
+    pipeline.prepare_data(run)
+    pipeline.train_components(run)
+    for method in config.sampling.methods:
+        monkeypatch.setattr(pipeline, "ancestral_sample", record(method))
+        monkeypatch.setattr(pipeline, "planner_sample", record(method))
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.draw_samples(run, method, config.data.fractions[0], tag="top-k-check")
+    assert seen == {m: config.sampling.top_k for m in config.sampling.methods}
+
+
 def test_resume_reuses_every_model_and_sample(tiny_run, monkeypatch):
     config, out, results_path, _ = tiny_run
     before = read_results(results_path)["results"]

@@ -14,7 +14,7 @@ from gtl_verify.rules import GTL, Unguided
 from gtl_verify.samplers import SamplerConfig, ancestral_sample, planner_sample
 from gtl_verify.schedules import LogLinearSchedule, make_schedule
 
-from strategies import law_pairs, schedule_names, shapes
+from gtl_verify.testing import law_pairs, schedule_names, shapes
 
 SCHED = LogLinearSchedule()
 

@@ -4,11 +4,13 @@ import argparse
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 from gtl_verify.density import fixed_order_log_density
 from gtl_verify.planners import LeftToRightPlanner
-from gtl_verify.rules import GTL, Unguided
+from gtl_verify.rules import GTL, StepInput, Unguided
 from gtl_verify.samplers import SamplerConfig, planner_sample
 from gtl_verify.schedules import LogLinearSchedule
 from markov import metrics
@@ -101,3 +103,261 @@ def test_learned_components_add_a_long_setting(tmp_path):
     learned = [r for r in res["rules"] if r["setting"].startswith("long, learned (n target 10)")]
     assert len(learned) == 4 and all(r["mc_kl"] is not None and r["cross_entropy_gap"] is not None for r in learned)
     assert res["learned_n_target"] == 10 and any((tmp_path / "models").glob("*.pt"))
+
+
+# --- the rule contract: every malformed output is one line naming the rule, setting and step ----------
+
+BAD_RULES = '''
+import torch
+from gtl_verify.rules import GTL
+
+def _shape(step):
+    return step.positions.shape[0], step.vocab_size
+
+def all_pos_inf(step):
+    return torch.full((_shape(step)[0], _shape(step)[1] + 1), torch.inf, dtype=torch.float64)
+
+def all_neg_inf(step):
+    return torch.full((_shape(step)[0], _shape(step)[1] + 1), -torch.inf, dtype=torch.float64)
+
+def tokens_neg_inf(step):
+    w = GTL()(step).clone()
+    w[:, :-1] = -torch.inf
+    return w
+
+def no_stay_slot(step):
+    return GTL()(step)[:, :-1]
+
+def extra_row(step):
+    w = GTL()(step)
+    return torch.cat([w, w[:1]])
+
+def nothing(step):
+    return None
+
+def one_nan(step):
+    w = GTL()(step).clone()
+    w[-1, 1] = float("nan")
+    return w
+
+def integer(step):
+    return torch.zeros(_shape(step)[0], _shape(step)[1] + 1, dtype=torch.long)
+
+def raises(step):
+    raise RuntimeError("half-written rule\\nsecond line")
+
+def uniform(step):
+    return torch.zeros(_shape(step)[0], _shape(step)[1] + 1, dtype=torch.float64)
+
+class NeedsArgs:
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, step):
+        return GTL()(step)
+'''
+
+EXPECTED_FAULTS = [
+    ("all_pos_inf", "diagonal", "returned +inf at sequence 0, position 0, token 0 (log-weights must be finite or -inf)"),
+    ("all_neg_inf", "diagonal", "all token weights are -inf at sequence 0, position 0: the step law is undefined (0/0)"),
+    ("tokens_neg_inf", "diagonal", "all token weights are -inf at sequence 0, position 0"),
+    ("no_stay_slot", "diagonal", "returned shape [2, 5], expected [M, K+1] = [2, 6]"),
+    ("extra_row", "diagonal", "returned shape [3, 6], expected [M, K+1] = [2, 6]"),
+    ("nothing", "diagonal", "returned NoneType, expected a floating-point tensor of log-weights [M, K+1] = [2, 6]"),
+    ("one_nan", "diagonal", "returned NaN at sequence 0, position 1, token 1"),
+    ("integer", "diagonal", "returned dtype torch.int64, expected a floating-point dtype"),
+    ("raises", "diagonal", "raised RuntimeError: half-written rule second line"),
+    # the no-overlap source never emits token 5 (K' = K + 1 = 6): the states reached are outside its support
+    ("uniform", "no-overlap", "puts weight on token 5 at sequence 0, position 0, which the source denoiser forbids"),
+]
+
+
+@pytest.fixture
+def bad_rules(tmp_path, monkeypatch):
+    (tmp_path / "bad_rules.py").write_text(BAD_RULES)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("rule, preset, fault", EXPECTED_FAULTS)
+def test_malformed_rule_output_is_one_line_with_exit_2(bad_rules, capsys, rule, preset, fault):
+    from gtl_verify.cli import main
+
+    argv = ["markov", "validate", f"bad_rules:{rule}", "--preset", preset, "--exact-length", "2", "--length", "4",
+            "--samples", "4", "--quiet", "--out", str(bad_rules / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"gtl markov: error: rule '{rule}', setting 'exact: left-to-right', step 1 (t=1 -> s=0.5): ")
+    assert fault in err
+    assert not (bad_rules / "out" / "results.json").exists()
+
+
+def test_rule_class_needing_arguments_is_one_line(bad_rules, capsys):
+    from gtl_verify.cli import main
+
+    assert main(["markov", "validate", "bad_rules:NeedsArgs", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gtl markov: error: rule class 'bad_rules:NeedsArgs' cannot be built without arguments "
+                          "(TypeError: ")
+    assert len(err.splitlines()) == 1
+
+
+def test_output_fault_is_none_for_the_built_in_rules_and_locates_a_corrupted_entry():
+    from markov.rule_contract import output_fault
+
+    pair = make_pair("dirichlet", vocab_size=4, seed=3)
+    oracle = PairOracle(pair)
+    seen = []
+
+    def spy(step):
+        out = GTL(candidates=2)(step)
+        assert output_fault(out, step, reveal_only=True) is None
+        assert output_fault(Unguided()(step), step, reveal_only=False) is None
+        for row in range(out.shape[0]):
+            for slot, value in ((0, float("nan")), (out.shape[1] - 1, float("inf"))):
+                bad = out.clone()
+                bad[row, slot] = value
+                b, i = step.positions[row].tolist()
+                assert f"sequence {b}, position {i}" in output_fault(bad, step, reveal_only=True)
+        seen.append(step.positions.shape[0])
+        return out
+
+    planner_sample(oracle.source_denoiser(), oracle, LeftToRightPlanner(), LogLinearSchedule(),
+                   SamplerConfig(3, 5, rule=spy, temperature=0.0), torch.Generator().manual_seed(0))
+    assert seen == [3] * 5  # one masked position per sequence per left-to-right step
+
+
+def test_ties_in_the_top_n_candidate_set_are_counted_exactly():
+    from markov.rule_contract import tied_candidates
+
+    lp = torch.log(torch.tensor([[0.4, 0.2, 0.2, 0.2],    # ranks 2 and 3 tie: decided by ties at n = 2 and 3
+                                 [0.4, 0.3, 0.2, 0.1],    # no tie
+                                 [0.25, 0.25, 0.25, 0.25]], dtype=torch.float64))
+    step = StepInput(z=torch.full((3, 1), 4), t=1.0, s=0.0, alpha_t=0.0, alpha_s=1.0, log_probs=lp[:, None, :],
+                     positions=torch.tensor([[0, 0], [1, 0], [2, 0]]), gamma=1.0, mask_id=4, score=None,
+                     sequence_log_ratio=None)
+    assert [tied_candidates(step, n) for n in (1, 2, 3, 4)] == [1, 2, 2, 0]
+
+
+def test_validator_reports_verdicts_and_ties_on_the_paper_preset():
+    res = validate(GTL(name="mine"), "paper", exact_length=2, length=8, samples=50, progress=False)
+    rows = {(r["rule"], r["setting"]): r for r in res["rules"]}
+    exact = rows[("mine", "exact: left-to-right")]
+    assert exact["verdict"].startswith("exact (TV") and exact["exact_tv"] < 1e-12
+    assert rows[("unguided", "exact: left-to-right")]["verdict"].startswith("not exact (TV 0.")
+    assert rows[("mine", "long: left-to-right L=8")]["verdict"].startswith("exact within sampling noise (MC KL")
+    assert "from 50 samples" in rows[("unguided", "long: left-to-right L=8")]["verdict"]
+    # paper preset, K = 5, L = 2: at the first step both masked positions have the uniform marginal
+    # (2 ties); the top-2 rule reveals position 0 with 2 tokens, and at the second step each of those
+    # 2 states has p(x^1 | x^0 = u) = 0.1 at u and 0.225 elsewhere (2 more ties): 4 of 4
+    assert "ties decided the top-2 candidate set at 4 of 4 guided positions" in rows[("gtl (top-2)", "exact: left-to-right")]["notes"]
+    assert "ties decided" not in exact["notes"]
+
+
+def test_verdicts_use_the_sampling_noise_of_the_sample_count():
+    from markov.rule_contract import exact_verdict, mc_verdict
+
+    assert exact_verdict(3e-16).startswith("exact (TV 3e-16 <= 1e-09")
+    assert exact_verdict(0.02) == "not exact (TV 0.02 > 1e-09)"
+    assert mc_verdict(0.01, 0.004, 100).startswith("exact within sampling noise (MC KL 0.01, |KL| <= 3 SE = 0.012 from 100 samples")
+    assert mc_verdict(0.02, 0.004, 100).startswith("not exact (MC KL 0.02, beyond 3 SE = 0.012 from 100 samples")
+    assert mc_verdict(float("inf"), float("nan"), 10).startswith("not exact")
+
+
+def test_a_law_that_does_not_sum_to_one_is_never_reported():
+    from markov.rule_contract import RuleError, check_law_sums_to_one
+
+    check_law_sums_to_one(torch.tensor([0.25, 0.75], dtype=torch.float64), "w")
+    with pytest.raises(RuleError, match=r"^w: the sampler's exact law is not a distribution \(a total of 0.5\); TV and KL are not reported$"):
+        check_law_sums_to_one(torch.tensor([0.25, 0.25], dtype=torch.float64), "w")
+    with pytest.raises(RuleError, match=r"\(2 NaN entries\)"):
+        check_law_sums_to_one(torch.tensor([float("nan")] * 2, dtype=torch.float64), "w")
+
+
+# --- properties of the contract over random steps -------------------------------------------------------
+
+def _random_step(seed: int, m: int, k: int, zero_frac: float, s: float) -> tuple[StepInput, torch.Tensor]:
+    """A step with M = m masked positions (one per sequence) whose denoiser forbids about ``zero_frac``
+    of the tokens (never all), and GTL-like log-weights that respect the contract."""
+    gen = torch.Generator().manual_seed(seed)
+    lp = torch.log_softmax(torch.randn(m, k, generator=gen, dtype=torch.float64), -1)
+    forbid = torch.rand(m, k, generator=gen) < zero_frac
+    forbid[torch.arange(m), torch.randint(0, k, (m,), generator=gen)] = False
+    lp = torch.log_softmax(lp.masked_fill(forbid, -torch.inf), -1)
+    weights = torch.cat([lp + torch.randn(m, k, generator=gen, dtype=torch.float64),
+                         torch.randn(m, 1, generator=gen, dtype=torch.float64)], -1)
+    step = StepInput(z=torch.full((m, 1), k), t=1.0, s=s, alpha_t=0.0, alpha_s=1.0 - s, log_probs=lp[:, None, :],
+                     positions=torch.stack([torch.arange(m), torch.zeros(m, dtype=torch.long)], -1), gamma=1.0,
+                     mask_id=k, score=None, sequence_log_ratio=None)
+    return step, weights
+
+
+@settings(deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), m=st.integers(1, 6), k=st.integers(2, 7), zero_frac=st.floats(0.0, 0.9),
+       s=st.sampled_from([0.0, 0.3]), row=st.integers(0, 5), slot=st.integers(0, 7),
+       bad=st.sampled_from(["nan", "+inf", "row -inf", "forbidden"]), reveal_only=st.booleans())
+def test_contract_accepts_valid_outputs_and_locates_every_fault(seed, m, k, zero_frac, s, row, slot, bad, reveal_only):
+    from markov.rule_contract import output_fault
+
+    step, weights = _random_step(seed, m, k, zero_frac, s)
+    assert output_fault(weights, step, reveal_only) is None
+    row, slot = row % m, slot % (k + 1)
+    broken = weights.clone()
+    where = f"sequence {row}, position 0"
+    if bad == "nan":
+        broken[row, slot] = float("nan")
+        expected = f"returned NaN at {where}"
+    elif bad == "+inf":
+        broken[row, slot] = float("inf")
+        expected = f"returned +inf at {where}"
+    elif bad == "row -inf":
+        broken[row, : k if reveal_only else k + 1] = -torch.inf
+        expected = f"-inf at {where}: the step law is undefined"
+    else:
+        forbidden = torch.isneginf(step.position_log_probs[row]).nonzero().flatten()
+        if len(forbidden) == 0:
+            return
+        v = int(forbidden[slot % len(forbidden)])
+        broken[row, v] = 0.0
+        expected = None if s == 0 else f"puts weight on token {v} at {where}, which the source denoiser forbids"
+    fault = output_fault(broken, step, reveal_only)
+    if expected is None:  # weight on a forbidden token at the last step leads to no further denoiser call
+        assert fault is None
+    else:
+        assert fault is not None and expected in fault
+
+
+@settings(deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), m=st.integers(1, 6), k=st.integers(2, 6), n=st.integers(1, 6),
+       levels=st.integers(1, 4))
+def test_tie_count_matches_a_brute_force_count(seed, m, k, n, levels):
+    from markov.rule_contract import tied_candidates
+
+    gen = torch.Generator().manual_seed(seed)
+    # few distinct values so that ties are common
+    lp = torch.randint(0, levels, (m, k), generator=gen).to(torch.float64).log_softmax(-1)
+    step = StepInput(z=torch.full((m, 1), k), t=1.0, s=0.5, alpha_t=0.0, alpha_s=0.5, log_probs=lp[:, None, :],
+                     positions=torch.stack([torch.arange(m), torch.zeros(m, dtype=torch.long)], -1), gamma=1.0,
+                     mask_id=k, score=None, sequence_log_ratio=None)
+    expected = 0
+    if n < k:
+        for values in lp.tolist():
+            ranked = sorted(values, reverse=True)
+            expected += ranked[n - 1] == ranked[n]
+    assert tied_candidates(step, n) == expected
+
+
+def test_validate_refuses_to_report_a_law_that_is_not_a_distribution(monkeypatch):
+    import markov.validator as validator
+    from gtl_verify.exact_law import ExactLaw
+    from markov.rule_contract import RuleError
+
+    def half_law(*args, **kwargs):
+        return ExactLaw(torch.full((5 ** 2,), 0.5 / 25, dtype=torch.float64), 0.0)
+
+    monkeypatch.setattr(validator, "planner_law", half_law)
+    with pytest.raises(RuleError, match=r"^rule 'mine', setting 'exact: left-to-right': the sampler's exact law is not "
+                                        r"a distribution \(a total of 0.5\); TV and KL are not reported$"):
+        validate(GTL(name="mine"), "paper", exact_length=2, length=4, samples=4, progress=False)

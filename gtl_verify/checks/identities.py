@@ -140,14 +140,17 @@ def stabiliser_residual(oracle: EnumerationOracle, s: float, t: float) -> float:
 def stabilised_step(
     oracle: EnumerationOracle, s: float, t: float, gamma: float = 1.0, log_ratio: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """The stabilised single-site guided step at every state and position, probabilities [S^L, L, K+1]
-    (slot K = stay masked), built from the exact source denoiser and a ratio table over states
-    (default: the exact log r_t) with the functions of :mod:`gtl_verify.guidance`."""
+    """The stabilised single-site guided step, probabilities [S^L, L, K+1] (slot K = stay masked),
+    built from the exact source denoiser and a ratio table over states (default: the exact log r_t)
+    with the functions of :mod:`gtl_verify.guidance`; computed at the masked positions of states
+    with q_t > 0 (where the target step is defined), NaN elsewhere."""
     a_s, a_t = float(oracle.process.schedule.alpha(s)), float(oracle.process.schedule.alpha(t))
-    log_p = torch.log(oracle.denoiser_marginals(t, "p"))
-    log_r = single_site_ratios(oracle, t, log_ratio)
-    log_r = torch.where(log_p > -torch.inf, torch.nan_to_num(log_r, nan=0.0), torch.zeros((), dtype=DTYPE))
-    return torch.exp(guidance.stabilise(guidance.combine(log_p, log_r, gamma), a_s, a_t))
+    rows = (oracle.noisy_marginal(t, "q") > 0)[:, None] & masked_positions(oracle)
+    log_p = torch.log(oracle.denoiser_marginals(t, "p"))[rows]
+    log_r = single_site_ratios(oracle, t, log_ratio)[rows]
+    out = torch.full((*rows.shape, oracle.vocab_size + 1), torch.nan, dtype=DTYPE)
+    out[rows] = torch.exp(guidance.stabilise(guidance.combine(log_p, log_r, gamma), a_s, a_t))
+    return out
 
 
 def stabilised_guidance_residual(
@@ -168,35 +171,36 @@ def unstabilised_stay_mass(oracle: EnumerationOracle, s: float, t: float, log_ra
     ``log_ratio_offset`` on the revealed tokens (the mask slot keeps log r(z_t)), over masked
     positions of states with q_t > 0. The exact value is (1-a_s)/(1-a_t)."""
     a_s, a_t = float(oracle.process.schedule.alpha(s)), float(oracle.process.schedule.alpha(t))
-    log_p = torch.log(oracle.denoiser_marginals(t, "p"))
-    log_r_table = torch.log(oracle.ratio(t))
-    log_r = torch.nan_to_num(single_site_ratios(oracle, t), nan=0.0) + log_ratio_offset
-    stay_r = torch.nan_to_num(log_r_table, nan=0.0)[:, None].expand(log_p.shape[:2])
-    step = torch.exp(guidance.unstabilised(log_p, log_r, stay_r, gamma, a_s, a_t))
     rows = (oracle.noisy_marginal(t, "q") > 0)[:, None] & masked_positions(oracle)
-    return float(step[..., -1][rows].mean())
+    log_p = torch.log(oracle.denoiser_marginals(t, "p"))[rows]
+    log_r = single_site_ratios(oracle, t)[rows] + log_ratio_offset
+    stay_r = torch.log(oracle.ratio(t))[:, None].expand(rows.shape)[rows]
+    step = torch.exp(guidance.unstabilised(log_p, log_r, stay_r, gamma, a_s, a_t))
+    return float(step[..., -1].mean())
 
 
 def top_n_tv_residuals(oracle: EnumerationOracle, t: float, n: int, gamma: float = 1.0) -> tuple[float, float]:
     """(max |TV(top-n guided, full guided) - full guided mass outside the top-n set|, max TV at n = K)
-    over masked positions; the token distributions use the exact denoiser and single-site ratio."""
+    over masked positions of states with q_t > 0 whose top-n set has guided mass (elsewhere the
+    top-n law is undefined and a sampler raises); exact denoiser and single-site ratio."""
     log_p = torch.log(oracle.denoiser_marginals(t, "p"))
-    log_r = torch.nan_to_num(single_site_ratios(oracle, t), nan=0.0)
-    rows = (oracle.noisy_marginal(t, "p") > 0)[:, None] & masked_positions(oracle)
+    log_r = single_site_ratios(oracle, t)
+    rows = (oracle.noisy_marginal(t, "q") > 0)[:, None] & masked_positions(oracle)
     log_p, log_r = log_p[rows], log_r[rows]
     k = oracle.vocab_size
     full = torch.exp(guidance.combine(log_p, log_r, gamma))
+    defined = full.gather(-1, guidance.top_n(log_p, n)[1]).sum(-1) > 0
 
     def restricted(m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        values, ids = guidance.top_n(log_p, m)
-        cand = guidance.combine(values, log_r.gather(-1, ids), gamma)
+        values, ids = guidance.top_n(log_p[defined], m)
+        cand = guidance.combine(values, log_r[defined].gather(-1, ids), gamma)
         return torch.exp(guidance.scatter_tokens(cand, ids, k)), ids
 
     top, ids = restricted(n)
-    tv = 0.5 * (top - full).abs().sum(-1)
-    outside = full.sum(-1) - full.gather(-1, ids).sum(-1)
+    tv = 0.5 * (top - full[defined]).abs().sum(-1)
+    outside = full[defined].sum(-1) - full[defined].gather(-1, ids).sum(-1)
     all_k, _ = restricted(k)
-    return _max((tv - outside).abs()), _max(0.5 * (all_k - full).abs().sum(-1))
+    return _max((tv - outside).abs()), _max(0.5 * (all_k - full[defined]).abs().sum(-1))
 
 
 def jensen_gap(oracle: EnumerationOracle, t: float) -> tuple[float, float, float]:

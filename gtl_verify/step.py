@@ -1,0 +1,138 @@
+"""One reverse step t -> s of the masked process: the single place where a rule's output becomes a
+step law, shared by the samplers, the exact-law propagation and the fixed-order density.
+
+:class:`StepContext` holds the step's fixed inputs (counted denoiser, ratio and planner, schedule,
+rule, gamma schedule, top-k) and the denoiser cache; :func:`reverse_step` returns the normalised
+step law of the listed masked positions:
+
+    P(z_s^i = o | z_t)  for o in {0..K-1, stay},   [M, K + 1]  (THEORY sections 3-4)
+
+or, with ``reveal_only=True``, the token law conditioned on a reveal (the planner's and the fixed
+order's step, stay slot 0). Impossible states and non-finite values follow the convention of
+:mod:`gtl_verify.guidance` (docs/conventions.md): a masked position whose denoiser row is NaN or
+all -inf (the state has probability 0 under the source) and a rule law with no allowed outcome
+raise :class:`~gtl_verify.guidance.ImpossibleStepError` naming the cause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from . import guidance
+from .counting import CountingDenoiser, CountingPlanner, CountingRatio
+from .protocols import Denoiser, Planner, SequenceRatio
+from .rules import GuidanceRule, StepInput, rule_name, rule_uses_ratio
+from .schedules import Schedule
+
+
+@dataclass
+class StepContext:
+    """Fixed inputs of the reverse steps of one sampler run (build with :meth:`build`).
+
+    ``gamma``: a gamma schedule t -> gamma(t) (see :func:`gtl_verify.guidance.make_gamma`).
+    ``top_k``: truncate every step's token law to its k most likely tokens (None: no truncation).
+    The denoiser output is cached while the sequences are unchanged (and the denoiser ignores t)."""
+
+    denoiser: CountingDenoiser
+    ratio: CountingRatio | None
+    schedule: Schedule
+    rule: GuidanceRule
+    gamma: guidance.GammaSchedule
+    top_k: int | None = None
+    planner: CountingPlanner | None = None
+    _cache: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        denoiser: Denoiser,
+        ratio: SequenceRatio | None,
+        schedule: Schedule,
+        rule: GuidanceRule,
+        gamma: float | Sequence[Sequence[float]] | guidance.GammaSchedule = 1.0,
+        top_k: int | None = None,
+        planner: Planner | None = None,
+    ) -> "StepContext":
+        """Wrap the components in counting wrappers (kept if already counted)."""
+        return cls(
+            denoiser=denoiser if isinstance(denoiser, CountingDenoiser) else CountingDenoiser(denoiser),
+            ratio=None if ratio is None else (ratio if isinstance(ratio, CountingRatio) else CountingRatio(ratio)),
+            schedule=schedule, rule=rule, gamma=guidance.make_gamma(gamma), top_k=top_k,
+            planner=None if planner is None else (planner if isinstance(planner, CountingPlanner) else CountingPlanner(planner)),
+        )
+
+    @property
+    def mask_id(self) -> int:
+        return self.denoiser.mask_id
+
+    @property
+    def vocab_size(self) -> int:
+        return self.denoiser.vocab_size
+
+    def gamma_at(self, t: float) -> float:
+        """gamma(t), checked finite and >= 0."""
+        return guidance.check_gamma(self.gamma(t))
+
+    def log_probs(self, z: torch.Tensor, t: float) -> torch.Tensor:
+        """Denoiser log p(x^i = v | z_t) [B, L, K], cast to float64 before any guidance."""
+        if self._cache is not None and not self.denoiser.uses_time and torch.equal(self._cache[0], z):
+            return self._cache[1]
+        tt = torch.full((z.shape[0],), t, dtype=torch.float32, device=z.device)
+        out = self.denoiser(z, tt).to(torch.float64)
+        self._cache = (z.clone(), out)
+        return out
+
+    def step_input(self, z: torch.Tensor, t: float, s: float, log_probs: torch.Tensor, positions: torch.Tensor) -> StepInput:
+        """The rule's input at step t -> s for the masked ``positions`` [M, 2]."""
+        tt = torch.full((z.shape[0],), t, dtype=torch.float32, device=z.device)
+        ratio = self.ratio
+        return StepInput(
+            z=z, t=t, s=s, alpha_t=float(self.schedule.alpha(t)), alpha_s=float(self.schedule.alpha(s)),
+            log_probs=log_probs, positions=positions, gamma=self.gamma_at(t), mask_id=self.mask_id,
+            score=None if ratio is None else (lambda tokens: guidance.score_candidates(ratio, z, positions, tokens, tt)),
+            sequence_log_ratio=None if ratio is None else (lambda: ratio(z, tt).to(torch.float64)),
+            sequence_ratio=ratio,
+        )
+
+
+def check_possible(log_probs: torch.Tensor, positions: torch.Tensor) -> None:
+    """Raise :class:`~gtl_verify.guidance.ImpossibleStepError` if the denoiser row [K] of a masked
+    position (b, i) in ``positions`` [M, 2] is NaN or all -inf: the sequence has probability 0
+    under the denoiser's law, so no reverse step from it is defined."""
+    rows = log_probs[positions[:, 0], positions[:, 1]]
+    bad = torch.isnan(rows).any(-1) | torch.isneginf(rows).all(-1)
+    if bad.any():
+        b, i = positions[bad.nonzero()[0, 0]].tolist()
+        raise guidance.ImpossibleStepError(
+            f"denoiser log-probs are NaN or all -inf at {int(bad.sum())} masked position(s), first row {b} position {i}: "
+            "the state has probability 0 under the source (independent reveals reach such states on chains with exact zeros)"
+        )
+
+
+def reverse_step(ctx: StepContext, z: torch.Tensor, t: float, s: float, positions: torch.Tensor, *, reveal_only: bool = False) -> torch.Tensor:
+    """Normalised float64 step law [M, K + 1] (last slot: stay masked) of the masked ``positions``
+    [M, 2] of ``z`` [B, L] for the step t -> s (0 <= s < t <= 1): the rule's output, the stay slot
+    set to 0 when ``reveal_only`` (the token law conditioned on a reveal), then top-k truncation of
+    the token law (stay mass unchanged).
+
+    Raises ValueError when the rule needs a ratio that is missing (gamma(t) > 0) or returns a
+    wrong shape; :class:`~gtl_verify.guidance.ImpossibleStepError` for an impossible state or a
+    step law with no allowed outcome (see :func:`gtl_verify.guidance.normalise`)."""
+    gamma = ctx.gamma_at(t)
+    if ctx.ratio is None and gamma > 0 and rule_uses_ratio(ctx.rule):
+        raise ValueError(f"ratio is None but rule {rule_name(ctx.rule)!r} needs one at gamma={gamma}; pass a ratio or gamma=0")
+    log_probs = ctx.log_probs(z, t)
+    check_possible(log_probs, positions)
+    weights = ctx.rule(ctx.step_input(z, t, s, log_probs, positions))
+    expected = (positions.shape[0], ctx.vocab_size + 1)
+    if not torch.is_tensor(weights) or tuple(weights.shape) != expected:
+        got = tuple(weights.shape) if torch.is_tensor(weights) else type(weights).__name__
+        raise ValueError(f"rule {rule_name(ctx.rule)!r} must return log-weights of shape {expected} at t={t:g}, got {got}")
+    weights = weights.to(torch.float64)
+    if reveal_only:
+        weights = torch.cat([weights[:, :-1], torch.full_like(weights[:, -1:], guidance.NEG_INF)], dim=-1)
+    what = f"step law of rule {rule_name(ctx.rule)!r} at t={t:g}"
+    return guidance.normalise(weights, what) if ctx.top_k is None else guidance.top_k_truncate(weights, ctx.top_k, what)
