@@ -20,10 +20,24 @@ amortised head (ancestral and planner). For each run it
 - measures wall time per sequence (median over --repeats) and the guided/unguided wall-time ratio
   against the unguided run of the same sampler, timed in the same loop.
 
-Runs whose ratio work (passes x L tokens, from the expected-value formula: the ancestral sampler
-with the log-linear schedule has L (T+1)/2 masked position-steps per sequence in expectation)
-exceeds --max-token-passes are not run; their pass count comes from the formula and their time
-reads "not run (N passes)".
+Runs whose ratio work (passes x L tokens x batch, from the expected-value formula: the ancestral
+sampler with the log-linear schedule has L (T+1)/2 masked position-steps per sequence in
+expectation) exceeds --max-token-passes, and every run of a cell whose denoiser work K L^2 exceeds
+--max-denoiser-work, are not run; their pass count comes from the formula and their time reads
+"not run (reason)".
+
+A config section measures the same methods at the ACTUAL network sizes and sampler settings of the
+benchmark configs, read through their loaders (markov.config.load_config: the defaults and
+markov/paper_grid.toml; language.config.load_config: cpu and gpu): vocabulary K (Markov: the
+preset's chain; language: the tokenizer's under ``full``, the committed run's observed vocabulary
+under ``observed``, whose size depends on the data), length, denoiser/ratio/planner backbones,
+steps, candidates, top_k, gamma and planner temperature. Markov samples with the planner sampler
+in left-to-right order (gtl) and with a PositionNet planner (gtl-planner); language with the
+ancestral sampler (gtl) and the PositionNet planner (gtl-planner). Configs with equal settings are
+measured once. --markov-batch / --language-batch cap the sequences per call (the table gives both).
+The GPU goals (planner GTL at n = 32 within 1.5x of unguided, the amortised head within 1.1x, at the
+language gpu config) are listed as open. The load averages before and after go into the results:
+on a shared machine only the guided/unguided ratios, measured in the same loop, are meaningful.
 
 A second section (skip with --skip-validation) trains the amortised head on the exact PairOracle of
 a Markov chain pair (preset ``diagonal``: K = 5, source d = 0.1, target d = 0.8) and measures it
@@ -36,7 +50,7 @@ Outputs (folder --out, default runs/perf): sampler_cost.json (a "benchmark" resu
 with ``gtl report runs/perf/sampler_cost.json``) and the figures sampler_cost_passes.png and
 sampler_cost_time.png.
 
-    python benchmarks/sampler_cost.py --quick                  # K in {5,64,1024,30522}, L in {16,64,256}
+    python benchmarks/sampler_cost.py --quick                  # K in {5,64,1024,30522}, L in {16,64,256}, configs
     python benchmarks/sampler_cost.py --K 5 64 --L 16 32 --n 1 4 --repeats 3 --skip-validation
     python benchmarks/sampler_cost.py --device cuda --max-token-passes 1e9
 """
