@@ -576,8 +576,9 @@ def goal_rows(config: list[dict]) -> list[dict[str, Any]]:
     length = rows[0]["L"] if rows else None
 
     def cpu(method: str) -> Any:
-        row = next((r for r in rows if r["method"] == method), None)
-        return None if row is None else (row["guided_over_unguided"] or row["wall_s_per_seq"])
+        """The CPU ratio of the row, its not-run reason, or the unguided row's when this run has no such row."""
+        row = next((r for r in rows if r["method"] == method), None) or next((r for r in rows if r["n"] is None), None)
+        return None if row is None else (row["guided_over_unguided"] if row["method"] == method else None) or row["wall_s_per_seq"]
 
     return [{"goal": f"planner GTL at n = {GOAL_N} / unguided wall time, language gpu config", "bar": 1.5,
              "status": "open: needs a GPU", "ratio_passes_per_seq": None if length is None else GOAL_N * length,
@@ -837,6 +838,7 @@ def main(argv: list[str] | None = None) -> int:
         config, config_params = config_rows(args, device)
         tables[CONFIG_TABLE], columns[CONFIG_TABLE] = config, CONFIG_COLUMNS
         tables[GOALS_TABLE] = goal_rows(config)
+        columns[GOALS_TABLE] = ["goal", "bar", "status", "ratio_passes_per_seq", "single_site_passes_per_seq", "cpu_this_run"]
         params.update(config_params)
     if not args.skip_validation:
         acc, val = validation(args)
@@ -847,6 +849,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "transition_kl"]
     load_after = os.getloadavg()
     tables[LOAD_TABLE] = [machine_row(load_before, load_after, device)]
+    columns[LOAD_TABLE] = ["device", "cpu_cores", "torch_threads", "load_before_1_5_15", "load_after_1_5_15", "note"]
     results = {"title": "Sampler cost: full guidance, top-n, planner schedule and the amortised single-site head",
                "tables": tables, "figures": figures, "columns": columns,
                "load_average": {"before": list(load_before), "after": list(load_after)}, "parameters": params}
