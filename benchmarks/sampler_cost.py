@@ -20,10 +20,24 @@ amortised head (ancestral and planner). For each run it
 - measures wall time per sequence (median over --repeats) and the guided/unguided wall-time ratio
   against the unguided run of the same sampler, timed in the same loop.
 
-Runs whose ratio work (passes x L tokens, from the expected-value formula: the ancestral sampler
-with the log-linear schedule has L (T+1)/2 masked position-steps per sequence in expectation)
-exceeds --max-token-passes are not run; their pass count comes from the formula and their time
-reads "not run (N passes)".
+Runs whose ratio work (passes x L tokens x batch, from the expected-value formula: the ancestral
+sampler with the log-linear schedule has L (T+1)/2 masked position-steps per sequence in
+expectation) exceeds --max-token-passes, and every run of a cell whose denoiser work K L^2 exceeds
+--max-denoiser-work, are not run; their pass count comes from the formula and their time reads
+"not run (reason)".
+
+A config section measures the same methods at the ACTUAL network sizes and sampler settings of the
+benchmark configs, read through their loaders (markov.config.load_config: the defaults and
+markov/paper_grid.toml; language.config.load_config: cpu and gpu): vocabulary K (Markov: the
+preset's chain; language: the tokenizer's under ``full``, the committed run's observed vocabulary
+under ``observed``, whose size depends on the data), length, denoiser/ratio/planner backbones,
+steps, candidates, top_k, gamma and planner temperature. Markov samples with the planner sampler
+in left-to-right order (gtl) and with a PositionNet planner (gtl-planner); language with the
+ancestral sampler (gtl) and the PositionNet planner (gtl-planner). Configs with equal settings are
+measured once. --markov-batch / --language-batch cap the sequences per call (the table gives both).
+The GPU goals (planner GTL at n = 32 within 1.5x of unguided, the amortised head within 1.1x, at the
+language gpu config) are listed as open. The load averages before and after go into the results:
+on a shared machine only the guided/unguided ratios, measured in the same loop, are meaningful.
 
 A second section (skip with --skip-validation) trains the amortised head on the exact PairOracle of
 a Markov chain pair (preset ``diagonal``: K = 5, source d = 0.1, target d = 0.8) and measures it
@@ -36,7 +50,7 @@ Outputs (folder --out, default runs/perf): sampler_cost.json (a "benchmark" resu
 with ``gtl report runs/perf/sampler_cost.json``) and the figures sampler_cost_passes.png and
 sampler_cost_time.png.
 
-    python benchmarks/sampler_cost.py --quick                  # K in {5,64,1024,30522}, L in {16,64,256}
+    python benchmarks/sampler_cost.py --quick                  # K in {5,64,1024,30522}, L in {16,64,256}, configs
     python benchmarks/sampler_cost.py --K 5 64 --L 16 32 --n 1 4 --repeats 3 --skip-validation
     python benchmarks/sampler_cost.py --device cuda --max-token-passes 1e9
 """
@@ -44,6 +58,7 @@ sampler_cost_time.png.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
@@ -55,15 +70,17 @@ from typing import Any, Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from gtl_verify.amortised import AmortisedRatio, SingleSiteRatioNet, amortised_accuracy, train_amortised  # noqa: E402
 from gtl_verify.density import fixed_order_log_density  # noqa: E402
 from gtl_verify.exact_law import ancestral_law, planner_law  # noqa: E402
-from gtl_verify.learned import NetworkDenoiser, NetworkRatio  # noqa: E402
-from gtl_verify.networks import BackboneConfig, DenoiserNet, SequenceNet, count_parameters  # noqa: E402
+from gtl_verify.learned import NetworkDenoiser, NetworkPlanner, NetworkRatio  # noqa: E402
+from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet, count_parameters  # noqa: E402
 from gtl_verify.objectives import mask_tokens, sample_times  # noqa: E402
 from gtl_verify.planners import ConfidencePlanner, LeftToRightPlanner, make_planner  # noqa: E402
+from gtl_verify.protocols import Planner  # noqa: E402
 from gtl_verify.provenance import provenance, write_results  # noqa: E402
 from gtl_verify.rules import GTL, Unguided  # noqa: E402
 from gtl_verify.samplers import SamplerConfig, SampleResult, ancestral_sample, planner_sample  # noqa: E402
@@ -96,7 +113,7 @@ def expected_masked_position_steps(schedule: Schedule, length: int, steps: int) 
 class Method:
     """One sampler configuration of the grid."""
 
-    sampler: str  # "ancestral" | "planner"
+    sampler: str  # "ancestral", or the planner sampler's label ("planner", "left-to-right")
     name: str
     rule: Callable | None
     n: int | None  # candidates per position (K for full guidance), None when unguided
@@ -106,13 +123,18 @@ class Method:
     def guided(self) -> bool:
         return self.n is not None
 
+    @property
+    def planned(self) -> bool:
+        """True for the planner sampler (one position per step), False for the ancestral sampler."""
+        return self.sampler != "ancestral"
+
     def formula(self) -> str:
         if not self.guided:
             return "0"
         if self.amortised:
             return "0 (one single-site pass per row and step)"
         top = self.name.startswith("top")
-        if self.sampler == "planner":
+        if self.planned:
             return "L n" if top else "L K"
         return "sum over steps of n x masked positions" if top else "sum over steps of K x masked positions"
 
@@ -120,21 +142,28 @@ class Method:
         """Expected ratio-network (sequence) passes per sequence."""
         if not self.guided or self.amortised:
             return 0.0
-        if self.sampler == "planner":
+        if self.planned:
             return float(length * self.n)
         return self.n * expected_masked_position_steps(schedule, length, steps)
 
 
-def methods_for(k: int, ns: tuple[int, ...]) -> list[Method]:
-    ns = tuple(n for n in ns if n < k)
-    out = [Method("ancestral", "unguided", Unguided(), None), Method("ancestral", "full", GTL(), k)]
-    out += [Method("ancestral", f"top-{n}", GTL(candidates=n), n) for n in ns]
-    out.append(Method("ancestral", "amortised full", GTL(), k, amortised=True))
-    out.append(Method("planner", "unguided", Unguided(), None))
-    out += [Method("planner", f"top-{n}", GTL(candidates=n), n) for n in ns]
-    out.append(Method("planner", "full", GTL(candidates=k), k))
-    out += [Method("planner", f"amortised top-{n}", GTL(candidates=n), n, amortised=True) for n in ns]
-    out.append(Method("planner", "amortised full", GTL(), k, amortised=True))
+def methods_for(k: int, ns: tuple[int, ...], samplers: tuple[str, ...] = ("ancestral", "planner"),
+                amortised_top_n: bool = True) -> list[Method]:
+    """Unguided, full guidance, top-n (n < K) and the amortised head for each sampler label
+    ("ancestral", or a planner-sampler label); ``amortised_top_n=False`` keeps only the amortised
+    head's full guidance (its cost does not depend on n)."""
+    ns = tuple(sorted({n for n in ns if n < k}))
+    out: list[Method] = []
+    for sampler in samplers:
+        out.append(Method(sampler, "unguided", Unguided(), None))
+        if sampler == "ancestral":
+            out.append(Method(sampler, "full", GTL(), k))
+        out += [Method(sampler, f"top-{n}", GTL(candidates=n), n) for n in ns]
+        if sampler != "ancestral":
+            out.append(Method(sampler, "full", GTL(candidates=k), k))
+            if amortised_top_n:
+                out += [Method(sampler, f"amortised top-{n}", GTL(candidates=n), n, amortised=True) for n in ns]
+        out.append(Method(sampler, "amortised full", GTL(), k, amortised=True))
     return out
 
 
@@ -155,7 +184,7 @@ class MaskRecorder:
         return self.rule(step)
 
 
-# ------------------------------------------------------------------ networks
+# ------------------------------------------------------------------ networks and run settings
 @dataclass
 class Nets:
     denoiser: NetworkDenoiser
@@ -164,22 +193,50 @@ class Nets:
     parameters: dict[str, int]
 
 
-def build_nets(k: int, length: int, args: argparse.Namespace, device: torch.device) -> Nets:
-    """Random-weight networks of the configured sizes (mask id K), in eval mode on ``device``."""
-    torch.manual_seed(args.seed)
+def make_nets(denoiser: BackboneConfig, ratio: BackboneConfig, mask_id: int, max_batch: int, seed: int,
+              device: torch.device) -> Nets:
+    """Random-weight DenoiserNet, SequenceNet ratio and SingleSiteRatioNet (the ratio's size) in
+    eval mode on ``device``; the amortised head's increments are random (0 when trained from scratch)."""
+    torch.manual_seed(seed)
+    den = DenoiserNet(denoiser).to(device).eval()
+    seq = SequenceNet(ratio).to(device).eval()
+    amo = SingleSiteRatioNet(ratio, mask_id=mask_id).to(device).eval()
+    for p in amo.site.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    params = {"denoiser": count_parameters(den), "ratio": count_parameters(seq), "amortised": count_parameters(amo)}
+    return Nets(NetworkDenoiser(den, mask_id, max_batch=max_batch), NetworkRatio(seq, max_batch=max_batch),
+                AmortisedRatio(amo, max_batch=max_batch), params)
 
+
+def build_nets(k: int, length: int, args: argparse.Namespace, device: torch.device) -> Nets:
+    """The grid's networks of the --denoiser-*/--ratio-* sizes for vocabulary K (mask id K)."""
     def cfg(hidden: int, blocks: int) -> BackboneConfig:
         return BackboneConfig(vocab_size=k, num_embeddings=k + 1, max_length=length, hidden=hidden, blocks=blocks,
                               heads=args.heads, cond=max(hidden // 2, 2))
 
-    den = DenoiserNet(cfg(args.denoiser_hidden, args.denoiser_blocks)).to(device).eval()
-    seq = SequenceNet(cfg(args.ratio_hidden, args.ratio_blocks)).to(device).eval()
-    amo = SingleSiteRatioNet(cfg(args.ratio_hidden, args.ratio_blocks)).to(device).eval()
-    for p in amo.site.parameters():  # random increments (the head starts at 0 when trained)
-        torch.nn.init.normal_(p, std=0.1)
-    params = {"denoiser": count_parameters(den), "ratio": count_parameters(seq), "amortised": count_parameters(amo)}
-    return Nets(NetworkDenoiser(den, k, max_batch=args.max_batch), NetworkRatio(seq, max_batch=args.max_batch),
-                AmortisedRatio(amo, max_batch=args.max_batch), params)
+    return make_nets(cfg(args.denoiser_hidden, args.denoiser_blocks), cfg(args.ratio_hidden, args.ratio_blocks), k,
+                     args.max_batch, args.seed, device)
+
+
+@dataclass(frozen=True, eq=False)
+class RunSetting:
+    """Sampler settings shared by the methods of one measured cell.
+
+    ``steps``: ancestral steps T (the planner sampler takes L). ``planners``: planner-sampler label
+    -> (planner, temperature)."""
+
+    k: int
+    mask_id: int
+    batch: int
+    length: int
+    steps: int
+    planners: dict[str, tuple[Planner, float]]
+    top_k: int | None = None
+    gamma: float = 1.0
+
+    def expected_work(self, method: Method) -> float:
+        """Expected ratio work per run: passes per sequence x L tokens x batch."""
+        return method.expected_passes(self.k, self.length, self.steps, SCHEDULE) * self.length * self.batch
 
 
 def _sync(device: torch.device) -> None:
@@ -187,18 +244,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_once(method: Method, nets: Nets, k: int, length: int, steps: int, args, device, seed: int) -> tuple[SampleResult, MaskRecorder, float]:
-    recorder = MaskRecorder(method.rule, k)
+def run_once(method: Method, nets: Nets, setting: RunSetting, device: torch.device, seed: int) -> tuple[SampleResult, MaskRecorder, float]:
+    recorder = MaskRecorder(method.rule, setting.mask_id)
     ratio = None if not method.guided else (nets.amortised if method.amortised else nets.ratio)
     gen = torch.Generator(device=device).manual_seed(seed)
     _sync(device)
     start = time.perf_counter()
-    if method.sampler == "ancestral":
-        cfg = SamplerConfig(args.batch, length, steps=steps, rule=recorder)
+    if not method.planned:
+        cfg = SamplerConfig(setting.batch, setting.length, steps=setting.steps, rule=recorder, gamma=setting.gamma,
+                            top_k=setting.top_k)
         res = ancestral_sample(nets.denoiser, ratio, SCHEDULE, cfg, gen)
     else:
-        cfg = SamplerConfig(args.batch, length, rule=recorder, temperature=args.planner_temperature)
-        res = planner_sample(nets.denoiser, ratio, make_planner(args.planner), SCHEDULE, cfg, gen)
+        planner, temperature = setting.planners[method.sampler]
+        cfg = SamplerConfig(setting.batch, setting.length, rule=recorder, gamma=setting.gamma, top_k=setting.top_k,
+                            temperature=temperature)
+        res = planner_sample(nets.denoiser, ratio, planner, SCHEDULE, cfg, gen)
     _sync(device)
     return res, recorder, time.perf_counter() - start
 
@@ -209,7 +269,7 @@ def check_counts(method: Method, res: SampleResult, rec: MaskRecorder, k: int, l
         expected, single = 0, 0
     elif method.amortised:
         expected, single = 0, sum(rec.rows)
-    elif method.sampler == "planner":
+    elif method.planned:
         expected, single = batch * length * method.n, 0
     else:
         expected, single = method.n * sum(rec.masked), 0
@@ -217,7 +277,7 @@ def check_counts(method: Method, res: SampleResult, rec: MaskRecorder, k: int, l
         raise AssertionError(
             f"{method.sampler} {method.name} at K={k}, L={length}: counted {res.ratio_passes} ratio passes and "
             f"{res.single_site_passes} single-site passes, the formula {method.formula()} gives {expected} and {single}")
-    if method.sampler == "planner" and method.guided and sum(rec.masked) != batch * length * (length + 1) // 2:
+    if method.planned and method.guided and sum(rec.masked) != batch * length * (length + 1) // 2:
         raise AssertionError(f"planner at K={k}, L={length}: masked positions {sum(rec.masked)} != B L (L+1)/2")
     return expected, "ok"
 
@@ -225,68 +285,307 @@ def check_counts(method: Method, res: SampleResult, rec: MaskRecorder, k: int, l
 SCHEDULE: Schedule = LogLinearSchedule()
 
 
+# ------------------------------------------------------------------ measuring one cell
+@dataclass
+class Measurement:
+    """Per-sequence wall times (one per timed round) and the last run of each measured method."""
+
+    times: dict[Method, list[float]]
+    last: dict[Method, tuple[SampleResult, MaskRecorder, int, str]]
+    rounds: int
+
+    def median(self, method: Method) -> float | None:
+        return statistics.median(self.times[method]) if self.times.get(method) else None
+
+    def baseline(self, method: Method) -> float | None:
+        """Median wall time per sequence of the unguided run of the same sampler."""
+        return next((self.median(m) for m in self.times if m.sampler == method.sampler and not m.guided), None)
+
+
+def measure(methods: list[Method], nets: Nets, setting: RunSetting, device: torch.device, *, repeats: int, warmup: int,
+            seed: int, budget_s: float = math.inf) -> Measurement:
+    """Run every method ``warmup + repeats`` times, interleaved (guided and unguided runs share the
+    machine state), checking the counted passes of every run; stops after the first timed round
+    whose end leaves less than one round's time of ``budget_s``."""
+    meas = Measurement({m: [] for m in methods}, {}, 0)
+    start = time.perf_counter()
+    for r in range(warmup + repeats):
+        round_start = time.perf_counter()
+        for m in methods:
+            res, rec, wall = run_once(m, nets, setting, device, seed + r)
+            exact, status = check_counts(m, res, rec, setting.k, setting.length, setting.batch)
+            if r >= warmup:
+                meas.times[m].append(wall / setting.batch)
+            meas.last[m] = (res, rec, exact, status)
+        meas.rounds += r >= warmup
+        now = time.perf_counter()
+        if meas.rounds and now - start + (now - round_start) > budget_s:
+            break
+    return meas
+
+
+def cost_row(method: Method, meas: Measurement, setting: RunSetting, skipped: str | None) -> dict[str, Any]:
+    """One table row: counted and formula passes per sequence, median wall time per sequence and
+    its ratio to the unguided run of the same sampler (or the formula and ``skipped``)."""
+    b = setting.batch
+    expected = method.expected_passes(setting.k, setting.length, setting.steps, SCHEDULE)
+    row = {"K": setting.k, "L": setting.length, "sampler": method.sampler, "method": method.name, "n": method.n,
+           "steps": setting.length if method.planned else setting.steps, "formula": method.formula(), "batch": b,
+           "expected_passes_per_seq": expected}
+    wall = meas.median(method)
+    if skipped is None and wall is not None:
+        res, _, exact, status = meas.last[method]
+        base = meas.baseline(method)
+        row.update(ratio_passes_per_seq=res.ratio_passes / b, formula_passes_per_seq=exact / b, check=status,
+                   single_site_passes_per_seq=res.single_site_passes / b, wall_s_per_seq=wall,
+                   guided_over_unguided=wall / base if base else None, repeats=meas.rounds)
+    else:
+        row.update(ratio_passes_per_seq=None, formula_passes_per_seq=expected, check="formula only",
+                   single_site_passes_per_seq=None, wall_s_per_seq=f"not run ({skipped})", guided_over_unguided=None,
+                   repeats=0)
+    return row
+
+
+def print_row(prefix: str, row: dict[str, Any]) -> None:
+    passes = row["ratio_passes_per_seq"] if row["ratio_passes_per_seq"] is not None else row["formula_passes_per_seq"]
+    wall = row["wall_s_per_seq"]
+    timing = f"{wall:9.4f} s/seq  x{row['guided_over_unguided']:.2f}" if isinstance(wall, float) else wall
+    print(f"{prefix} {row['sampler']:13s} {row['method']:16s} passes/seq {passes:>12.4g}  {row['check']:12s} {timing}", flush=True)
+
+
+def split_feasible(methods: list[Method], setting: RunSetting, max_token_passes: float) -> dict[Method, str | None]:
+    """Method -> None (run it) or the reason it is not run (its expected ratio work over the limit)."""
+    out: dict[Method, str | None] = {}
+    for m in methods:
+        work = setting.expected_work(m)
+        out[m] = None if work <= max_token_passes else (
+            f"{m.expected_passes(setting.k, setting.length, setting.steps, SCHEDULE):.3g} passes/seq: "
+            f"{work:.3g} token-passes > --max-token-passes {max_token_passes:.3g}")
+    return out
+
+
+def skip_reasons(methods: list[Method], setting: RunSetting, args: argparse.Namespace) -> dict[Method, str | None]:
+    """:func:`split_feasible`, and every method of a cell whose denoiser work K L^2 exceeds --max-denoiser-work."""
+    work = setting.k * setting.length ** 2
+    if work > args.max_denoiser_work:
+        return {m: f"denoiser work K L^2 = {work:.3g} > --max-denoiser-work {args.max_denoiser_work:.3g}" for m in methods}
+    return split_feasible(methods, setting, args.max_token_passes)
+
+
+def speedups(methods: list[Method], meas: Measurement, setting: RunSetting) -> list[dict[str, Any]]:
+    """The amortised run with the same candidates where there is one (else amortised full guidance)
+    against candidate scoring, same sampler and same ratio-network size."""
+    by_name = {(m.sampler, m.name): m for m in methods}
+    out = []
+    for m in methods:
+        if not m.guided or m.amortised:
+            continue
+        amo = by_name.get((m.sampler, f"amortised {m.name}"), by_name[(m.sampler, "amortised full")])
+        cand, a = meas.median(m), meas.median(amo)
+        passes = meas.last[m][2] / setting.batch if m in meas.last else m.expected_passes(setting.k, setting.length, setting.steps, SCHEDULE)
+        out.append({"K": setting.k, "L": setting.length, "sampler": m.sampler, "candidate_method": m.name,
+                    "amortised_method": amo.name, "candidate_passes_per_seq": passes,
+                    "candidate_s_per_seq": cand if cand is not None else "not run", "amortised_s_per_seq": a,
+                    "speedup": (cand / a) if cand is not None and a else None})
+    return out
+
+
 def cost_grid(args: argparse.Namespace, device: torch.device) -> tuple[list[dict], list[dict], dict]:
+    """The (K, L) grid at the --denoiser-*/--ratio-* sizes; a cell whose denoiser work K L^2 exceeds
+    --max-denoiser-work is listed from the formulas only."""
     rows: list[dict[str, Any]] = []
     speed: list[dict[str, Any]] = []
     params: dict[str, Any] = {}
+    planners = {"planner": (make_planner(args.planner), args.planner_temperature)}
     for k in args.K:
         for length in args.L:
-            steps = args.steps or length
-            nets = build_nets(k, length, args, device)
-            params[f"K={k}"] = nets.parameters
+            setting = RunSetting(k, k, args.batch, length, args.steps or length, planners)
             methods = methods_for(k, tuple(args.n))
-            feasible, skipped = [], []
+            skipped = skip_reasons(methods, setting, args)
+            run = [m for m in methods if skipped[m] is None]
+            meas = Measurement({}, {}, 0)
+            if run:
+                nets = build_nets(k, length, args, device)
+                params[f"K={k}"] = nets.parameters
+                meas = measure(run, nets, setting, device, repeats=args.repeats, warmup=args.warmup, seed=args.seed)
             for m in methods:
-                work = m.expected_passes(k, length, steps, SCHEDULE) * args.batch * length
-                (feasible if work <= args.max_token_passes else skipped).append(m)
-            times: dict[Method, list[float]] = {m: [] for m in feasible}
-            last: dict[Method, tuple] = {}
-            for r in range(args.warmup + args.repeats):
-                for m in feasible:  # interleaved: guided and unguided runs share the machine state
-                    res, rec, wall = run_once(m, nets, k, length, steps, args, device, args.seed + r)
-                    exact, status = check_counts(m, res, rec, k, length, args.batch)
-                    if r >= args.warmup:
-                        times[m].append(wall / args.batch)
-                    last[m] = (res, rec, exact, status)
-            base = {s: statistics.median(times[m]) for m in feasible for s in [m.sampler] if not m.guided}
-            for m in methods:
-                row = {"K": k, "L": length, "sampler": m.sampler, "method": m.name, "n": m.n,
-                       "steps": steps if m.sampler == "ancestral" else length, "formula": m.formula(), "batch": args.batch}
-                expected = m.expected_passes(k, length, steps, SCHEDULE)
-                if m in times:
-                    res, rec, exact, status = last[m]
-                    wall = statistics.median(times[m])
-                    row.update(ratio_passes_per_seq=res.ratio_passes / args.batch, formula_passes_per_seq=exact / args.batch,
-                               expected_passes_per_seq=expected, check=status,
-                               single_site_passes_per_seq=res.single_site_passes / args.batch, wall_s_per_seq=wall,
-                               guided_over_unguided=(wall / base[m.sampler]) if m.sampler in base else None)
-                    print(f"K={k:>6} L={length:>4} {m.sampler:9s} {m.name:16s} passes/seq {res.ratio_passes / args.batch:>12.0f} "
-                          f"single-site/seq {res.single_site_passes / args.batch:>5.0f}  {status}  "
-                          f"{wall:9.4f} s/seq  x{row['guided_over_unguided']:.2f}", flush=True)
-                else:
-                    row.update(ratio_passes_per_seq=None, formula_passes_per_seq=expected, expected_passes_per_seq=expected,
-                               check="formula only", single_site_passes_per_seq=None,
-                               wall_s_per_seq=f"not run ({expected:.3g} passes)", guided_over_unguided=None)
-                    print(f"K={k:>6} L={length:>4} {m.sampler:9s} {m.name:16s} passes/seq {expected:>12.4g} (formula)   "
-                          f"not run ({expected:.3g} passes)", flush=True)
-                rows.append(row)
-            # amortised against candidate scoring, same sampler and same ratio-network size
-            # (the amortised run with the same candidates where there is one, else amortised full guidance)
-            by_name = {(m.sampler, m.name): m for m in methods}
-            for sampler in ("ancestral", "planner"):
-                for m in methods:
-                    if m.sampler != sampler or not m.guided or m.amortised:
-                        continue
-                    amo = by_name.get((sampler, f"amortised {m.name}"), by_name[(sampler, "amortised full")])
-                    cand = statistics.median(times[m]) if m in times else None
-                    a = statistics.median(times[amo]) if amo in times else None
-                    passes = last[m][2] / args.batch if m in last else m.expected_passes(k, length, steps, SCHEDULE)
-                    speed.append({"K": k, "L": length, "sampler": sampler, "candidate_method": m.name, "amortised_method": amo.name,
-                                  "candidate_passes_per_seq": passes,
-                                  "candidate_s_per_seq": cand if cand is not None else "not run",
-                                  "amortised_s_per_seq": a,
-                                  "speedup": (cand / a) if cand is not None and a else None})
+                rows.append(cost_row(m, meas, setting, skipped[m]))
+                print_row(f"K={k:>6} L={length:>4}", rows[-1])
+            speed += speedups(methods, meas, setting)
     return rows, speed, params
+
+
+# ------------------------------------------------------------------ the benchmark configs' own sizes
+GOAL_N = 32  # candidates of the GPU goal: planner GTL at n = 32 within 1.5x of unguided (language gpu config)
+CONFIG_TABLE = "Sampling cost at the benchmark configs' network sizes and sampler settings"
+CONFIG_COLUMNS = ["config", "K", "L", "batch", "config_batch", "steps", "top_k", "sampler", "method", "n",
+                  "ratio_passes_per_seq", "formula", "formula_passes_per_seq", "check", "single_site_passes_per_seq",
+                  "wall_s_per_seq", "guided_over_unguided", "repeats"]
+GOALS_TABLE = "GPU goals"
+
+
+@dataclass(frozen=True)
+class ConfigCase:
+    """Network sizes and sampler settings of one benchmark config, read through its loader.
+
+    ``samplers``: the sampler labels the config's methods use ("ancestral"; "left-to-right": the
+    planner sampler in fixed order, temperature 0; "planner": a PositionNet of ``planner``'s size at
+    ``planner_temperature``). ``candidates``: the config's top-n (empty: full guidance)."""
+
+    name: str
+    source: str
+    vocabulary: str
+    k: int
+    mask_id: int
+    length: int
+    batch: int
+    steps: int
+    samplers: tuple[str, ...]
+    candidates: tuple[int, ...]
+    top_k: int | None
+    gamma: float
+    planner_temperature: float
+    denoiser: BackboneConfig
+    ratio: BackboneConfig
+    planner: BackboneConfig
+    planner_log_prob_features: bool
+
+    def settings(self) -> tuple:
+        """Everything but the name and source (two configs with equal settings are measured once)."""
+        return tuple(v for k, v in vars(self).items() if k not in ("name", "source", "vocabulary"))
+
+
+def markov_case(path: str | Path | None = None) -> ConfigCase:
+    """The Markov benchmark's sizes (markov.config.load_config; None: the defaults): K of the first
+    preset's chain pair, L = ``length``, a batch of ``samples`` sequences, the planner sampler in
+    fixed left-to-right order (methods gtl, gtl-oracle-*) and with the learned planner (gtl-planner,
+    a PositionNet of the ratio network's size, as markov.components.train_planner builds it)."""
+    from markov.components import backbone
+    from markov.config import load_config
+    from markov.presets import make_pair
+
+    cfg = load_config(path)
+    preset, m, length = cfg.presets[0], cfg.models, cfg.length
+    k = make_pair(preset).source.vocab_size
+    ratio = backbone(k, length, m.ratio_hidden, m.ratio_blocks, m.heads)
+    return ConfigCase(
+        name=f"markov {'defaults' if path is None else Path(path).name}",
+        source="markov/config.py (defaults)" if path is None else str(path), vocabulary=f"preset {preset}", k=k,
+        mask_id=k, length=length, batch=cfg.samples, steps=length, samplers=("left-to-right", "planner"),
+        candidates=() if cfg.candidates is None else (cfg.candidates,), top_k=None, gamma=cfg.gamma,
+        planner_temperature=cfg.planner_temperature,
+        denoiser=backbone(k, length, m.denoiser_hidden, m.denoiser_blocks, m.heads), ratio=ratio, planner=ratio,
+        planner_log_prob_features=False)
+
+
+def language_vocabulary(cfg: Any, results: Path | None) -> tuple[Any, str]:
+    """The model vocabulary of a language config: the tokenizer's under ``full``; under ``observed``
+    its size depends on the data, so it is read from the committed run's results file
+    (reports/runs/language-<name>.json unless ``results`` is given). Raises FileNotFoundError
+    naming the file when it is missing."""
+    from language.pipeline import Vocabulary
+    from language.tokenizer import load_bert_tokenizer, tokenizer_info
+
+    data = cfg.data
+    if data.vocabulary == "full":
+        if data.tokenizer != "bert":
+            raise ValueError(f"config {cfg.name!r}: a full vocabulary of a trained BPE tokenizer depends on the data")
+        info = tokenizer_info(load_bert_tokenizer())
+        return Vocabulary("full", info.vocab_size, info.mask_id), f"full {info.name}"
+    path = results or ROOT / "reports" / "runs" / f"language-{cfg.name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"config {cfg.name!r} uses vocabulary = 'observed', whose size comes from a run; "
+                                f"results file not found: {path}")
+    v = json.loads(path.read_text())["results"]["vocabulary"]
+    vocab = Vocabulary("observed", v["tokenizer_size"], v["tokenizer_mask_id"], torch.arange(v["size"]))
+    return vocab, f"observed ({v['size']} ids, from {path.name})"
+
+
+def language_case(name_or_file: str | Path, vocab_results: Path | None = None) -> ConfigCase:
+    """The language pipeline's sizes (language.config.load_config): vocabulary, segment length,
+    denoiser/ratio/planner backbones as language.pipeline.backbone builds them, ``sampling``
+    batch, steps, candidates, top_k, gamma and planner temperature; gtl samples with the ancestral
+    sampler, gtl-planner with the PositionNet planner."""
+    from language.config import load_config, resolve_config_path
+    from language.pipeline import backbone
+
+    cfg = load_config(name_or_file)
+    vocab, note = language_vocabulary(cfg, vocab_results)
+    s, length = cfg.sampling, cfg.data.segment_length
+    timed = cfg.ratio.estimator == "noisy-classifier" and cfg.ratio.time_conditioned_classifier
+    return ConfigCase(
+        name=f"language {cfg.name}", source=str(resolve_config_path(name_or_file)), vocabulary=note, k=vocab.size,
+        mask_id=vocab.mask_id, length=length, batch=s.batch, steps=s.steps, samplers=("ancestral", "planner"),
+        candidates=(min(s.candidates, vocab.size),), top_k=s.top_k or None, gamma=s.gamma,
+        planner_temperature=s.planner_temperature, denoiser=backbone(cfg.models.denoiser, vocab, length),
+        ratio=backbone(cfg.models.ratio, vocab, length, timed), planner=backbone(cfg.models.planner, vocab, length),
+        planner_log_prob_features=s.planner_log_prob_features)
+
+
+def config_cases(args: argparse.Namespace) -> list[ConfigCase]:
+    return [markov_case(None if p == "defaults" else p) for p in args.markov_configs] + \
+        [language_case(c) for c in args.language_configs]
+
+
+def case_setting(case: ConfigCase, batch: int, device: torch.device, seed: int) -> RunSetting:
+    torch.manual_seed(seed)
+    planner = NetworkPlanner(PositionNet(case.planner, log_prob_features=case.planner_log_prob_features).to(device).eval())
+    planners = {"left-to-right": (LeftToRightPlanner(), 0.0), "planner": (planner, case.planner_temperature)}
+    return RunSetting(case.k, case.mask_id, batch, case.length, case.steps, planners, case.top_k, case.gamma)
+
+
+def case_methods(case: ConfigCase, ns: tuple[int, ...]) -> list[Method]:
+    """The config's top-n (the --n values below K when the config uses full guidance), full
+    guidance and the amortised head with full guidance (its cost does not depend on n)."""
+    return methods_for(case.k, case.candidates or ns, case.samplers, amortised_top_n=False)
+
+
+def config_rows(args: argparse.Namespace, device: torch.device) -> tuple[list[dict], dict]:
+    """Measure every config case (equal settings once) at its own sizes, at most --markov-batch /
+    --language-batch sequences per call when set; a case with nothing feasible is listed from the formulas."""
+    rows, params = [], {}
+    groups: dict[tuple, list[ConfigCase]] = {}
+    for case in config_cases(args):
+        groups.setdefault(case.settings(), []).append(case)
+    for cases in groups.values():
+        case, name = cases[0], " = ".join(c.name for c in cases)
+        cap = args.markov_batch if case.name.startswith("markov") else args.language_batch
+        batch = min(case.batch, cap or case.batch)
+        setting = case_setting(case, batch, device, args.seed)
+        methods = case_methods(case, tuple(args.n))
+        skipped = skip_reasons(methods, setting, args)
+        nets = make_nets(case.denoiser, case.ratio, case.mask_id, args.max_batch, args.seed, device)
+        params[name] = {**nets.parameters, "sources": [c.source for c in cases], "vocabulary": case.vocabulary}
+        print(f"\n{name}: K={case.k} L={case.length} batch {batch} (config {case.batch}) steps {case.steps} "
+              f"top_k {case.top_k} parameters {nets.parameters}", flush=True)
+        run = [m for m in methods if skipped[m] is None]
+        meas = measure(run, nets, setting, device, repeats=args.config_repeats, warmup=0, seed=args.seed,
+                       budget_s=args.config_budget_s) if run else Measurement({}, {}, 0)
+        for m in methods:
+            row = {"config": name, "config_batch": case.batch, "top_k": case.top_k, **cost_row(m, meas, setting, skipped[m])}
+            rows.append(row)
+            print_row(f"{name[:24]:24s}", row)
+    return rows, params
+
+
+def goal_rows(config: list[dict]) -> list[dict[str, Any]]:
+    """The GPU goals at the language gpu config, open until measured on a GPU, with their pass counts
+    from the formulas (planner top-n: L n ratio passes; amortised: L single-site passes) and the CPU
+    ratio of the same row when this run measured it."""
+    rows = [r for r in config if r["config"] == "language gpu" and r["sampler"] == "planner"]
+    length = rows[0]["L"] if rows else None
+
+    def cpu(method: str) -> Any:
+        """The CPU ratio of the row, its not-run reason, or the unguided row's when this run has no such row."""
+        row = next((r for r in rows if r["method"] == method), None) or next((r for r in rows if r["n"] is None), None)
+        return None if row is None else (row["guided_over_unguided"] if row["method"] == method else None) or row["wall_s_per_seq"]
+
+    return [{"goal": f"planner GTL at n = {GOAL_N} / unguided wall time, language gpu config", "bar": 1.5,
+             "status": "open: needs a GPU", "ratio_passes_per_seq": None if length is None else GOAL_N * length,
+             "single_site_passes_per_seq": 0, "cpu_this_run": cpu(f"top-{GOAL_N}")},
+            {"goal": "amortised head (planner, full guidance) / unguided wall time, language gpu config", "bar": 1.1,
+             "status": "open: needs a GPU", "ratio_passes_per_seq": 0, "single_site_passes_per_seq": length,
+             "cpu_this_run": cpu("amortised full")}]
 
 
 # ------------------------------------------------------------------ amortised head against ground truth
@@ -427,6 +726,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed repeats first (default 1; --quick 0)")
     p.add_argument("--max-token-passes", type=float, default=None,
                    help="skip runs with more expected ratio work (passes x L x batch) than this (default 2e7; --quick 3e6)")
+    p.add_argument("--max-denoiser-work", type=float, default=None,
+                   help="list grid cells with K L^2 above this from the formulas only (default no limit; --quick 3e8); also applies to the config rows")
+    p.add_argument("--skip-configs", action="store_true", help="skip the rows at the benchmark configs' own sizes")
+    p.add_argument("--markov-configs", nargs="*", default=["defaults", "markov/paper_grid.toml"],
+                   help="Markov configs measured at their sizes ('defaults' = markov/config.py; default: defaults and paper_grid)")
+    p.add_argument("--language-configs", nargs="*", default=["cpu", "gpu"],
+                   help="language configs (names or TOML files) measured at their sizes (default: cpu gpu)")
+    p.add_argument("--language-batch", type=int, default=None,
+                   help="sequences per sampler call for the language configs (default: the config's batch; --quick 1)")
+    p.add_argument("--markov-batch", type=int, default=None,
+                   help="sequences per sampler call for the Markov configs (default: the config's samples; --quick 100)")
+    p.add_argument("--config-repeats", type=int, default=3, help="timed interleaved repeats of the config rows (default 3)")
+    p.add_argument("--config-budget-s", type=float, default=None,
+                   help="stop a config's repeats after the round that leaves less than a round of this (default 600; --quick 200)")
     p.add_argument("--planner", default="confidence", help="rule-based planner of the planner sampler (default confidence)")
     p.add_argument("--planner-temperature", type=float, default=0.5)
     p.add_argument("--denoiser-hidden", type=int, default=32)
@@ -455,7 +768,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     args.max_token_passes = args.max_token_passes if args.max_token_passes is not None else (3e6 if args.quick else 2e7)
     args.val_steps = args.val_steps if args.val_steps is not None else (800 if args.quick else 2000)
-    for name in ("batch", "repeats", "denoiser_hidden", "ratio_hidden", "heads", "max_batch", "val_vocab",
+    args.max_denoiser_work = args.max_denoiser_work if args.max_denoiser_work is not None else (3e8 if args.quick else math.inf)
+    args.language_batch = args.language_batch if args.language_batch is not None else (1 if args.quick else None)
+    args.markov_batch = args.markov_batch if args.markov_batch is not None else (100 if args.quick else None)
+    args.config_budget_s = args.config_budget_s if args.config_budget_s is not None else (200.0 if args.quick else 600.0)
+    args.markov_configs = [p if p == "defaults" or Path(p).is_file() else str(ROOT / p) for p in args.markov_configs]
+    for name in ("language_batch", "markov_batch"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("batch", "repeats", "config_repeats", "denoiser_hidden", "ratio_hidden", "heads", "max_batch", "val_vocab",
                  "val_exact_length", "val_length", "val_steps", "val_samples"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -470,6 +791,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--device cuda requested but CUDA is not available")
     make_planner(args.planner)  # validates the name
     return args
+
+
+LOAD_TABLE = "Machine and load (ratios only: the machine is shared)"
+
+
+def machine_row(before: tuple[float, ...], after: tuple[float, ...], device: torch.device) -> dict[str, Any]:
+    """The load averages (1, 5, 15 min) before and after the run, next to the cores and threads."""
+    return {"device": str(device), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_before_1_5_15": " / ".join(f"{v:.2f}" for v in before),
+            "load_after_1_5_15": " / ".join(f"{v:.2f}" for v in after),
+            "note": "shared machine: absolute times are indicative only; compare the guided/unguided ratios, "
+                    "measured side by side (repeats interleaved, medians)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -501,6 +834,12 @@ def main(argv: list[str] | None = None) -> int:
             up_text = f"{up:.1f}x" if up else "-"
             print(f"{s['K']:>6} {s['L']:>4} {s['sampler']:9s} {s['candidate_method']:10s} {s['candidate_passes_per_seq']:>11.4g} "
                   f"{c_text:>11s} {s['amortised_method']:16s} {a_text:>8s} {up_text:>9s}")
+    if not args.skip_configs:
+        config, config_params = config_rows(args, device)
+        tables[CONFIG_TABLE], columns[CONFIG_TABLE] = config, CONFIG_COLUMNS
+        tables[GOALS_TABLE] = goal_rows(config)
+        columns[GOALS_TABLE] = ["goal", "bar", "status", "ratio_passes_per_seq", "single_site_passes_per_seq", "cpu_this_run"]
+        params.update(config_params)
     if not args.skip_validation:
         acc, val = validation(args)
         tables[ACCURACY_TABLE], tables[VALIDATION_TABLE] = acc, val
@@ -509,6 +848,8 @@ def main(argv: list[str] | None = None) -> int:
         columns[VALIDATION_TABLE] = ["ratio", "setting", "exact_tv", "exact_kl", "mc_kl", "mc_kl_se", "cross_entropy_gap",
                                      "transition_kl"]
     load_after = os.getloadavg()
+    tables[LOAD_TABLE] = [machine_row(load_before, load_after, device)]
+    columns[LOAD_TABLE] = ["device", "cpu_cores", "torch_threads", "load_before_1_5_15", "load_after_1_5_15", "note"]
     results = {"title": "Sampler cost: full guidance, top-n, planner schedule and the amortised single-site head",
                "tables": tables, "figures": figures, "columns": columns,
                "load_average": {"before": list(load_before), "after": list(load_after)}, "parameters": params}

@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -37,6 +37,9 @@ from tqdm.auto import tqdm
 
 from .storage import atomic_torch_save, load_torch_cache
 from .validation import check_int_range, check_real_range
+
+if TYPE_CHECKING:
+    from .distributed import DataParallel
 
 CHECKPOINT_FORMAT = 1
 # fields of TrainConfig that change the optimisation trajectory (steps, logging and checkpoint
@@ -197,6 +200,7 @@ def train(
     config_hash: str | None = None,
     stop_at: int | None = None,
     description: str = "train",
+    distributed: "DataParallel | None" = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``config.steps`` AdamW steps (see the module docstring).
 
@@ -205,7 +209,10 @@ def train(
     tuple/list/dict of tensors, moved to the model's device). ``config_hash``: hash of the outer
     configuration (model, data, objective) recorded in checkpoints; resuming from a checkpoint
     whose combined hash differs raises ValueError. ``stop_at``: stop after this step (writing a
-    checkpoint), as if interrupted; a later call resumes. Returns a :class:`TrainResult`.
+    checkpoint), as if interrupted; a later call resumes. ``distributed``: this rank of a
+    data-parallel run (:class:`gtl_verify.distributed.DataParallel`; see that module): each rank
+    trains on its share of the global batch, losses are averaged over the ranks and rank 0 alone
+    writes checkpoints and shows progress. Returns a :class:`TrainResult`.
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -226,8 +233,14 @@ def train(
     if not params:
         raise ValueError("model has no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    dp = distributed
+    if dp is not None:
+        dp.check_batch_size(config.batch_size)
+        progress = progress and dp.is_main
+    forward_model = dp.wrap(model) if dp is not None else model
+    rank_seed = dp.rank_seed if dp is not None else (lambda seed: seed)
     data_gen = torch.Generator().manual_seed(config.seed)
-    loss_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    loss_gen = torch.Generator(device=device).manual_seed(rank_seed(config.seed + 1))
     sampler = _RowSampler(int(data.shape[0]), data_gen) if torch.is_tensor(data) else None
     ema = [p.detach().clone() for p in params] if config.ema > 0 else None
     losses: list[float] = []
@@ -235,7 +248,7 @@ def train(
 
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(config.seed + 2)
+        torch.manual_seed(rank_seed(config.seed + 2))
         ckpt = None if path is None else load_torch_cache(path, load_checkpoint)
         if ckpt is not None:
             if ckpt.get("config_hash") != digest:
@@ -260,10 +273,15 @@ def train(
                     e.copy_(saved.to(e.device))
             losses = list(ckpt["losses"])
             step = int(ckpt["step"])
+            if dp is not None:
+                dp.restore_rng(ckpt.get("ranks"), loss_gen, config.seed + 3 + step)
         resumed_from = step
 
         def save() -> None:
             if path is None:
+                return
+            ranks = dp.gather_rng(loss_gen) if dp is not None else None
+            if dp is not None and not dp.is_main:
                 return
             atomic_torch_save(
                 {
@@ -280,6 +298,7 @@ def train(
                     "sampler": sampler.state() if sampler is not None else None,
                     "ema": [e.detach().cpu().clone() for e in ema] if ema is not None else None,
                     "losses": losses,
+                    "ranks": ranks,
                 },
                 path,
             )
@@ -292,14 +311,16 @@ def train(
                     batch = data[sampler.next(config.batch_size).to(data.device)].to(device)
                 else:
                     batch = _to_device(data(data_gen), device)
+                if dp is not None:
+                    batch = dp.shard(batch)
                 lr = config.lr * min(1.0, (step + 1) / config.warmup) if config.warmup else config.lr
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model, batch, loss_gen)
+                loss = loss_fn(forward_model, batch, loss_gen)
                 if not torch.is_tensor(loss) or loss.dim() != 0:
                     raise ValueError(f"loss_fn must return a scalar tensor, got {getattr(loss, 'shape', type(loss).__name__)}")
-                value = float(loss.detach())
+                value = float(loss.detach()) if dp is None else dp.mean(float(loss.detach()))
                 if not math.isfinite(value):
                     raise ValueError(f"loss became non-finite at step {step}: {value}")
                 loss.backward()
