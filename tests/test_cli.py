@@ -180,3 +180,13 @@ def test_option_values_are_not_taken_for_sub_commands(capsys):
         "unrecognised argument --exact-length")
     assert unknown_option(parser, ["markov", "validate", "m:R", "--out", "validate", "--exact-length", "2"]) is None
     assert unknown_option(parser, ["markov", "--preset", "paper", "diagonal", "--n-target", "5", "--quiet"]) is None
+
+
+def test_report_goes_beside_its_results_without_out(tmp_path):
+    from reports.cli import default_out
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text("{}")
+    assert default_out([str(run)]) == run
+    assert default_out([str(run / "results.json"), str(tmp_path / "other.json")]) == run
