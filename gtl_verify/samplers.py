@@ -64,7 +64,7 @@ class SamplerConfig:
         guidance.make_gamma(self.gamma)  # validates
 
     def gamma_at(self, t: float) -> float:
-        return guidance.check_gamma(guidance.make_gamma(self.gamma)(t))
+        return guidance.check_gamma(guidance.make_gamma(self.gamma)(t), f"gamma(t={t:g})")
 
     def context(
         self, denoiser: Denoiser, ratio: SequenceRatio | None, schedule: Schedule, planner: Planner | None = None

@@ -59,7 +59,7 @@ class StepContext:
         """Wrap the components in counting wrappers (kept if already counted)."""
         return cls(
             denoiser=denoiser if isinstance(denoiser, CountingDenoiser) else CountingDenoiser(denoiser),
-            ratio=None if ratio is None else (ratio if isinstance(ratio, CountingRatio) else CountingRatio(ratio)),
+            ratio=None if ratio is None else (ratio if isinstance(ratio, CountingRatio) else CountingRatio(ratio, denoiser.vocab_size)),
             schedule=schedule, rule=rule, gamma=guidance.make_gamma(gamma), top_k=top_k,
             planner=None if planner is None else (planner if isinstance(planner, CountingPlanner) else CountingPlanner(planner)),
         )
@@ -74,7 +74,7 @@ class StepContext:
 
     def gamma_at(self, t: float) -> float:
         """gamma(t), checked finite and >= 0."""
-        return guidance.check_gamma(self.gamma(t))
+        return guidance.check_gamma(self.gamma(t), f"gamma(t={t:g})")
 
     def log_probs(self, z: torch.Tensor, t: float) -> torch.Tensor:
         """Denoiser log p(x^i = v | z_t) [B, L, K], cast to float64 before any guidance."""

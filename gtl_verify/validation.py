@@ -80,8 +80,12 @@ def check_real_range(
     """Raise unless ``value`` is a finite real in ``[low, high]`` (``(low, high]`` if ``open_low``).
 
     NaN and +-inf are always rejected, also when a bound is infinite: every real parameter of the
-    suite (gamma, temperatures, drifts, rates) is finite.
+    suite (gamma, temperatures, drifts, rates) is finite. Strings ("1.0") and booleans are rejected
+    too (a number written as text or a flag is a caller's mistake, not a value); so are tensors of
+    more than one element. Command-line text is converted by the parser before it gets here.
     """
+    if isinstance(value, (bool, str, bytes)) or (torch.is_tensor(value) and value.numel() != 1):
+        raise ValueError(f"{name} must be a real number, got {_short(value)}")
     try:
         value = float(value)
     except (TypeError, ValueError):
