@@ -51,7 +51,7 @@ from gtl_verify.provenance import provenance, write_results
 from gtl_verify.rules import GTL, Unguided, rule_name
 from gtl_verify.samplers import SamplerConfig, planner_sample
 from gtl_verify.schedules import LogLinearSchedule
-from gtl_verify.validation import check_device, check_int_range, check_real_range
+from gtl_verify.validation import check_device, check_int_range, check_output_dir, check_real_range, check_sample_memory
 
 from . import metrics
 from .config import MarkovConfig
@@ -177,6 +177,7 @@ def check_options(preset: str, *, exact_length: int, length: int, samples: int, 
                          f"{vocab_size} (at most {MAX_EXACT_STATES}); choose a smaller one")
     check_int_range(name("length"), length, 1)
     check_int_range(name("samples"), samples, 2)  # the Monte-Carlo standard error needs two samples
+    check_sample_memory(name("samples"), samples, length, vocab_size)
     check_real_range(name("ratio_drift"), ratio_drift)
     if learned_n_target is not None:
         check_int_range("--learned" if cli else "learned_n_target", learned_n_target, 1)
@@ -272,7 +273,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     device = check_device("--device", args.device)
     rule = load_rule(args.rule)
     start = time.perf_counter()
-    out = Path(args.out or Path("runs") / "validate" / re.sub(r"[^A-Za-z0-9_.-]+", "-", rule_name(rule)))
+    out = check_output_dir("--out", args.out or Path("runs") / "validate" / re.sub(r"[^A-Za-z0-9_.-]+", "-", rule_name(rule)))
     results = validate(rule, preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
                        ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned,
                        models_dir=out / "models", progress=not args.quiet, device=device)
