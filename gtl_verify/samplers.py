@@ -96,7 +96,7 @@ def _finish(ctx: StepContext, z: torch.Tensor, steps: int, final_argmax: bool, s
     mask_id = ctx.mask_id
     leftover = int((z == mask_id).sum())
     if leftover and final_argmax:
-        check_possible(ctx.log_probs(z, 0.0), (z == mask_id).nonzero())
+        check_possible(ctx.log_probs(z, 0.0), (z == mask_id).nonzero(), final_fill=True)
         best = ctx.log_probs(z, 0.0).argmax(-1)
         z = torch.where(z == mask_id, best, z)
     ratio = ctx.ratio

@@ -288,6 +288,8 @@ def _random_step(seed: int, m: int, k: int, zero_frac: float, s: float) -> tuple
     lp = torch.log_softmax(lp.masked_fill(forbid, -torch.inf), -1)
     weights = torch.cat([lp + torch.randn(m, k, generator=gen, dtype=torch.float64),
                          torch.randn(m, 1, generator=gen, dtype=torch.float64)], -1)
+    if s == 0:  # the last step reveals every position: no weight on stay masked
+        weights[:, -1] = -torch.inf
     step = StepInput(z=torch.full((m, 1), k), t=1.0, s=s, alpha_t=0.0, alpha_s=1.0 - s, log_probs=lp[:, None, :],
                      positions=torch.stack([torch.arange(m), torch.zeros(m, dtype=torch.long)], -1), gamma=1.0,
                      mask_id=k, score=None, sequence_log_ratio=None)
@@ -297,7 +299,7 @@ def _random_step(seed: int, m: int, k: int, zero_frac: float, s: float) -> tuple
 @settings(deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), m=st.integers(1, 6), k=st.integers(2, 7), zero_frac=st.floats(0.0, 0.9),
        s=st.sampled_from([0.0, 0.3]), row=st.integers(0, 5), slot=st.integers(0, 7),
-       bad=st.sampled_from(["nan", "+inf", "row -inf", "forbidden"]), reveal_only=st.booleans())
+       bad=st.sampled_from(["nan", "+inf", "row -inf", "forbidden", "stay at end"]), reveal_only=st.booleans())
 def test_contract_accepts_valid_outputs_and_locates_every_fault(seed, m, k, zero_frac, s, row, slot, bad, reveal_only):
     from markov.rule_contract import output_fault
 
@@ -315,6 +317,9 @@ def test_contract_accepts_valid_outputs_and_locates_every_fault(seed, m, k, zero
     elif bad == "row -inf":
         broken[row, : k if reveal_only else k + 1] = -torch.inf
         expected = f"-inf at {where}: the step law is undefined"
+    elif bad == "stay at end":
+        broken[row, k] = -0.5
+        expected = None if s > 0 or reveal_only else f"keeps log-weight -0.5 on stay masked at {where} at the last step"
     else:
         forbidden = torch.isneginf(step.position_log_probs[row]).nonzero().flatten()
         if len(forbidden) == 0:
