@@ -32,6 +32,7 @@ Impossible states and non-finite values (docs/conventions.md), implemented here 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -134,8 +135,14 @@ def make_gamma(spec: float | Sequence[Sequence[float]] | GammaSchedule) -> Gamma
         return ConstantGamma(float(spec))
     if not isinstance(spec, (list, tuple)) or not all(isinstance(k, (list, tuple)) and len(k) == 2 for k in spec):
         raise ValueError(f"gamma must be {GAMMA_FORMS}, got {type(spec).__name__} {spec!r:.60}")
-    knots = tuple((check_real_range("gamma knot time", a), check_real_range("gamma knot value", b)) for a, b in spec)
-    return PiecewiseLinearGamma(knots)
+    if not all(_is_real(x) for knot in spec for x in knot):
+        raise ValueError(f"gamma knots must be (t, gamma) pairs of real numbers, got {spec!r:.60}")
+    return PiecewiseLinearGamma(tuple((float(a), float(b)) for a, b in spec))
+
+
+def _is_real(x: object) -> bool:
+    """A real number that is not a bool (a str, a tensor or None is not)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True)

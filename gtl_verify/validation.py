@@ -152,18 +152,26 @@ def check_device(name: str, value: str) -> torch.device:
 
 
 def check_output_dir(name: str, path: str | Path) -> Path:
-    """Create the folder ``path`` (and its parents) and write and delete a probe file in it; raise
-    ValueError naming the option ``name`` when that fails (an existing file, a read-only or virtual
-    file system), so that an output folder is known to be writable before any work."""
+    """Create the folder ``path`` (and its parents), write and delete a probe file in it, and remove
+    the folders it created (a later error leaves nothing behind); raise ValueError naming the option
+    ``name`` when that fails (an existing file, a read-only or virtual file system), so that an
+    output folder is known to be writable before any work."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name} {path} exists and is not a folder")
+    created = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
             pass
     except OSError as exc:
         raise ValueError(f"{name} {path} is not a writable folder ({exc.strerror or type(exc).__name__})") from None
+    finally:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
     return path
 
 

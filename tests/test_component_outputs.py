@@ -205,7 +205,8 @@ def test_times_reject_bools_and_strings(s, t):
 
 # ------------------------------------------------------------------ output paths and memory
 def test_output_dir_checks(tmp_path):
-    assert check_output_dir("--out", tmp_path / "a" / "b").is_dir()
+    assert check_output_dir("--out", tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()  # the probe leaves nothing behind
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match=r"^--out .*file exists and is not a folder"):
         check_output_dir("--out", tmp_path / "file")
@@ -215,7 +216,9 @@ def test_output_dir_checks(tmp_path):
         check_output_file("--json", "/proc/x.json")
     with pytest.raises(ValueError, match=r"^--json .* is a folder"):
         check_output_file("--json", tmp_path)
-    assert not list((tmp_path / "a" / "b").iterdir())  # the probe file is gone
+    (tmp_path / "kept").mkdir()
+    check_output_dir("--out", tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir() and not list((tmp_path / "kept").iterdir())
 
 
 @given(st.integers(10**12, 10**30))
