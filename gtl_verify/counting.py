@@ -64,10 +64,12 @@ def normalised_log_probs(out: torch.Tensor, vocab_size: int) -> torch.Tensor:
     off = defined & ~(lse.abs() <= tol)
     if off.any():
         b, i, _ = off.nonzero()[0].tolist()
-        hint = "probabilities" if bool((x[b, i] >= 0).all()) else "logits"
+        row = x[b, i]
+        probs = bool(((row >= 0) & (row <= 1)).all()) and abs(float(row.sum()) - 1) < 1e-3
         raise ComponentOutputError(
-            f"denoiser must return normalised log-probs (logsumexp 0 within {tol:.2g} for {out.dtype}); "
-            f"row {b} position {i} has logsumexp {lse[b, i, 0].item():.6g} at {int(off.sum())} row(s) (looks like {hint})"
+            f"denoiser must return normalised log-probs (logsumexp 0 within {tol:.2g} for {out.dtype}); {int(off.sum())} "
+            f"row(s) are not, first row {b} position {i} with logsumexp {lse[b, i, 0].item():.6g} "
+            f"(looks like {'probabilities' if probs else 'logits, log-probs plus a constant'})"
         )
     return torch.where(defined, x - torch.where(defined, lse, torch.zeros_like(lse)), x)
 

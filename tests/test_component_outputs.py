@@ -50,7 +50,7 @@ def test_denoiser_logits_are_rejected_naming_the_denoiser(shift, dtype):
         return
     den = Mapped(o.denoiser(), lambda x: (x + shift).to(dtype))
     for rule in (Unguided(), GTL()):
-        with pytest.raises(ComponentOutputError, match=r"^denoiser must return normalised log-probs.*looks like"):
+        with pytest.raises(ComponentOutputError, match=r"^denoiser must return normalised log-probs.*looks like logits"):
             ancestral_law(den, o.ratio_model(), SCHED, SamplerConfig(1, 2, steps=2, rule=rule))
 
 
