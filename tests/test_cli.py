@@ -73,7 +73,7 @@ def test_version_from_the_command_line():
 
 @pytest.mark.parametrize("args, message", [
     (["--exact-length", "0"], "--exact-length must be in [1, inf), got 0"),
-    (["--exact-length", "9"], "--exact-length = 9 gives (K+1)**L = 10077696 states"),
+    (["--exact-length", "9"], "--exact-length = 9: (K+1)^L = 6^9 states > the limit 50000"),
     (["--samples", "1"], "--samples must be in [2, inf), got 1"),
     (["--ratio-drift", "nan"], "--ratio-drift must be a finite real number, got nan"),
     (["--ratio-drift", "inf"], "--ratio-drift must be a finite real number, got inf"),
