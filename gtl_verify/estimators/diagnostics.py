@@ -86,21 +86,33 @@ class RatioDiagnostics:
         n = sum(g.positions for g in self.levels)
         return sum(g.single_site_tv * g.positions for g in self.levels if g.positions) / n if n else float("nan")
 
+    def domain_tv(self, domain: str) -> float:
+        """``single_site_tv`` over one domain's groups (weighted by masked positions)."""
+        return RatioDiagnostics([g for g in self.levels if g.domain == domain]).single_site_tv
+
     @property
     def log_ratio_rmse(self) -> float:
-        vals = [g.log_ratio_rmse for g in self.levels]
+        vals = [g.log_ratio_rmse for g in self.levels if g.rows]
         return sum(vals) / len(vals) if vals else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {"single_site_tv": self.single_site_tv, "log_ratio_rmse": self.log_ratio_rmse,
+                "single_site_tv_by_domain": {d: self.domain_tv(d) for d in dict.fromkeys(g.domain for g in self.levels)},
                 "levels": [asdict(g) for g in self.levels]}
 
 
 def level_diagnostics(model: Callable[..., torch.Tensor], oracle, z: torch.Tensor, domain: str, t: float) -> LevelDiagnostics:
-    """Both errors of ``model`` against ``oracle`` on the noisy sequences z [B, L] of one group."""
+    """Both errors of ``model`` against ``oracle`` on the noisy sequences z [B, L] of one group.
+
+    Rows impossible under either domain (exact log r(z) = -inf or +inf: q(x^i | z) or p(x^i | z)
+    undefined) are left out and counted in ``rows`` only if kept."""
     k, mask_id = oracle.vocab_size, oracle.mask_id
+    exact = torch.as_tensor(oracle(z)).to(torch.float64)
+    z, exact = z[torch.isfinite(exact)], exact[torch.isfinite(exact)]
     masked = z == mask_id
-    rmse = level_free_rmse(torch.as_tensor(model(z)), oracle(z))
+    if z.shape[0] == 0:
+        return LevelDiagnostics(domain, float(t), float("nan"), float("nan"), float("nan"), 0, 0)
+    rmse = level_free_rmse(torch.as_tensor(model(z)), exact)
     site = model_single_site(model, z, k, mask_id)
     tv = guided_site_tv(oracle.source(z), site, oracle.target(z), masked)
     return LevelDiagnostics(domain=domain, t=float(t), masked_fraction=float(masked.double().mean()), log_ratio_rmse=rmse,
