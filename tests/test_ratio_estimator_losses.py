@@ -12,7 +12,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gtl_verify.estimators.losses import (
@@ -73,6 +73,18 @@ def test_noisy_classifier_loss_is_minimal_at_the_exact_ratio(pair, length, alpha
     assert loss(log_r) <= loss(log_r + eps * perturbation(seed, log_r.shape)) + TOL
 
 
+def positive(pair) -> bool:
+    """Both chains strictly positive: every clean log-ratio log r_0(x) is finite."""
+    return all(bool((c.initial > 0).all() and (c.transition > 0).all()) for c in (pair.source, pair.target))
+
+
+def regression_cases(test):
+    """Hypothesis cases of the regressions: positive chain pairs (finite log r_0), K <= 3, L <= 3."""
+    return settings(max_examples=25, deadline=None)(given(
+        pair=chain_pairs(vocab=(2, 3), kinds=("random", "banded")).filter(positive), length=st.integers(1, 3),
+        alpha=st.floats(0.1, 0.9), seed=seeds, eps=perturbation_sizes)(test))
+
+
 def source_pairs(comp, length: int, alpha: float):
     """Rows (x, z) with weight p(x) k(z | x) for every clean x and every mask pattern."""
     x = clean_states(comp.vocab_size, length)
@@ -87,21 +99,13 @@ def source_pairs(comp, length: int, alpha: float):
     return xs, z, w, log_r0.repeat_interleave(len(masks))
 
 
-def positive(pair) -> bool:
-    """Both chains strictly positive: every clean log-ratio log r_0(x) is finite."""
-    return all(bool((c.initial > 0).all() and (c.transition > 0).all()) for c in (pair.source, pair.target))
-
-
 def state_index(z: torch.Tensor, k: int) -> torch.Tensor:
     """Row of z in :func:`noisy_states` (itertools.product order: first position most significant)."""
     return (z * (k + 1) ** torch.arange(z.shape[1] - 1, -1, -1)).sum(-1)
 
 
-@settings(max_examples=25, deadline=None)
-@given(pair=chain_pairs(vocab=(2, 3), kinds=("random", "banded")), length=st.integers(1, 3), alpha=st.floats(0.1, 0.9),
-       seed=seeds, eps=perturbation_sizes)
+@regression_cases
 def test_ratio_space_regression_is_minimal_at_the_exact_ratio(pair, length, alpha, seed, eps):
-    assume(positive(pair))
     comp = exact_components(pair)
     _, z, w, log_r0 = source_pairs(comp, length, alpha)
     keep = w > 0
@@ -126,11 +130,8 @@ def paper_minimiser(comp, z_all, length, alpha, cycle_weight):
     return (p_t * cond + cycle_weight * q_t * comp.ratio(z_all).double()) / (p_t + cycle_weight * q_t), (z, w, log_r0)
 
 
-@settings(max_examples=25, deadline=None)
-@given(pair=chain_pairs(vocab=(2, 3), kinds=("random", "banded")), length=st.integers(1, 3), alpha=st.floats(0.1, 0.9),
-       seed=seeds, eps=perturbation_sizes)
+@regression_cases
 def test_paper_loss_is_minimal_at_its_stated_minimiser_not_at_the_exact_ratio(pair, length, alpha, seed, eps):
-    assume(positive(pair))
     comp = exact_components(pair)
     z_all = noisy_states(comp.vocab_size, length)
     cw = 0.1
