@@ -15,7 +15,8 @@ with the benchmark's default budget). Each fitted model is measured
 
 An ``exact-ratio`` row (the PairOracle) is the reference. Each finished cell is written to
 ``--out/cells/`` at once, so a re-run resumes; results.json, ratio_estimators.md and two figures are
-rewritten after every cell.
+rewritten after every cell. results.json is {"experiment", "meta", "cells"} (not a ``gtl report``
+envelope: it has no "kind", so report folders skip it).
 
     OMP_NUM_THREADS=1 python benchmarks/ratio_estimators.py --out runs/ratio-estimators --steps 800
 """
@@ -85,7 +86,7 @@ def write_outputs(out: Path, cells: list[dict[str, Any]], args) -> None:
     meta = {"preset": "paper", "denoiser": args.denoiser, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             "seed": args.seed, "samples": args.samples, "heldout": args.heldout, "times": list(args.times),
             "n_targets": list(args.n_target), "length": args.length}
-    atomic_write_text(out / "results.json", json.dumps({"kind": "ratio-estimators", "meta": meta, "cells": cells}, indent=2) + "\n")
+    atomic_write_text(out / "results.json", json.dumps({"experiment": "ratio-estimators", "meta": meta, "cells": cells}, indent=2) + "\n")
     atomic_write_text(out / "ratio_estimators.md", markdown(cells, meta))
     figures(out, cells)
 
