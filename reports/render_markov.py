@@ -12,14 +12,14 @@ from . import paper
 from . import schema as S
 from .context import Context, Rendered
 from .figures import heatmaps, line_plot
-from .markdown import figure_markdown, fmt, markdown_table
+from .markdown import CROSS_ENTROPY_GAP_LABEL, MC_KL_LABEL, figure_markdown, fmt, markdown_table, metric_notes
 from .stats import INTERVAL_HEADER, INTERVAL_NAME, Summary, summarize
 
 #: Known metrics in display order with their labels; other numeric metrics follow, sorted.
 METRICS = {
     "transition_kl": "row-averaged KL",
-    "cross_entropy_gap": "cross-entropy gap (nats/token)",
-    "exact_kl": "exact KL (nats)",
+    "cross_entropy_gap": CROSS_ENTROPY_GAP_LABEL,
+    "exact_kl": MC_KL_LABEL,  # the benchmark's key: Monte-Carlo KL from the exact sampler density
     "exact_tv": "exact TV",
 }
 
@@ -288,4 +288,6 @@ def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
     summary += (" " + paper_summary) if paper_summary else ""
     if not sections:
         sections.append(("Results", "The results file holds no cells, sweeps or presets."))
+    elif cells:
+        sections.append(("Metric notes", metric_notes([MC_KL_LABEL, CROSS_ENTROPY_GAP_LABEL])))
     return Rendered("Markov-chain transfer benchmark", summary, sections)
