@@ -313,7 +313,7 @@ def _preset_tables(config: MarkovConfig) -> dict[str, Any]:
     out = {}
     for p in config.presets:
         pair = resolve_pair(p, seed=config.seeds[0])
-        out[p] = {"vocab_size": pair.source.vocab_size, "source_transition": pair.source.transition.tolist(),
+        out[p] = {"name": pair.name, "vocab_size": pair.source.vocab_size, "source_transition": pair.source.transition.tolist(),
                   "target_transition": pair.target.transition.tolist()}
     return out
 
@@ -383,7 +383,7 @@ def _print_summary(results: MarkovResults) -> None:
         table[(c["preset"], c["method"], c["n_target"])].append(c["metrics"]["transition_kl"])
     ns = sorted({c["n_target"] for c in results.cells}, reverse=True)
     for preset in results.presets:
-        print(f"\n{preset}: row-averaged transition KL (mean over seeds)")
+        print(f"\n{results.presets[preset].get('name', preset)}: row-averaged transition KL (mean over seeds)")
         print(f"{'method':22s}" + "".join(f"{'n=' + str(n):>10s}" for n in ns))
         for m in results.methods:
             vals = [table.get((preset, m, n)) for n in ns]
