@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +29,7 @@ from tqdm.auto import tqdm
 from gtl_verify.density import fixed_order_log_density
 from gtl_verify.exact_law import planner_law
 from gtl_verify.planners import LeftToRightPlanner
-from gtl_verify.provenance import provenance, write_results
+from gtl_verify.provenance import InvocationClock, provenance, write_results
 from gtl_verify.results import MarkovResults
 from gtl_verify.storage import RunLock, atomic_write_text, read_json_cache
 from gtl_verify.methods import MethodParts, method_parts
@@ -364,10 +363,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     config = load_config(args.config, presets=presets, n_targets=args.n_target, seeds=args.seeds,
                          methods=args.methods, samples=args.samples)
     run_dir = Path(args.out or Path("runs") / f"markov-{config.hash()}")
-    start = time.perf_counter()
-    with RunLock(run_dir):
+    with RunLock(run_dir), InvocationClock(run_dir) as clock:
         results = run_benchmark(config, run_dir, progress=not args.quiet)
-        meta = provenance(results.config, list(results.config["seeds"]), time.perf_counter() - start)
+        meta = provenance(results.config, list(results.config["seeds"]), clock.elapsed(), clock.parts())
         path = write_results(run_dir / "results.json", "markov-benchmark", results, meta)
     _print_summary(results)
     report = build_report(path, run_dir)

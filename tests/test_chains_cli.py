@@ -118,3 +118,16 @@ def test_benchmark_report_uses_the_chain_files_name(pair_file, tmp_path):
     assert "results-three-tokens-transitions.png" in figures and not any("pair.toml" in f for f in figures), figures
     report = (out / "results.md").read_text().split("## Provenance")[0]
     assert "Preset three tokens" in report and "pair.toml" not in report
+
+
+def test_resumed_benchmark_reports_every_invocations_wall_time(pair_file, tmp_path):
+    from gtl_verify.provenance import read_results
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    out = tmp_path / "bench"
+    argv = ["markov", "--config", str(config), "--chains", str(pair_file), "--quiet", "--out", str(out)]
+    assert main(argv) == 0 and main(argv) == 0  # the second invocation resumes the folder
+    parts = read_results(out / "results.json")["meta"]["wall_time_parts_s"]
+    assert len(parts) == 2 and json.loads((out / ".invocations.json").read_text())[0] == parts[0]
+    assert f"{sum(parts):.1f} s in total over 2 invocations" in (out / "results.md").read_text()
