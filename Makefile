@@ -13,7 +13,10 @@ run: install
 	$(PY) -m gtl_verify.cli theory
 	$(PY) -m gtl_verify.cli markov
 
+# hypothesis's `dev` profile (30 examples per property) unless HYPOTHESIS_PROFILE is set;
+# CI depth (200 examples): HYPOTHESIS_PROFILE=ci make test
 test: install
+	@echo "hypothesis profile: $${HYPOTHESIS_PROFILE:-dev} (CI depth: HYPOTHESIS_PROFILE=ci make test)"
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-all: install

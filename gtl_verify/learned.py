@@ -14,6 +14,7 @@ input ``z`` (samplers upcast to float64 where they do exact work).
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
@@ -75,6 +76,18 @@ class _Adapter:
         if not outs:
             raise ValueError("z must hold at least one sequence, got batch size 0")
         return torch.cat(outs, dim=0)
+
+
+def on_device(component, device: torch.device):
+    """``component`` with its network on ``device``: a copy of an adapter of this module whose network is
+    a moved copy (the original and its cached network stay where they are); anything else (an exact
+    oracle, which follows the device of its inputs, or None) is returned as it is. Outputs keep the
+    device of the input ``z``, so callers need not move their tensors."""
+    if not isinstance(component, _Adapter) or _device(component.net) == torch.device(device):
+        return component
+    moved = copy.copy(component)
+    moved.net = copy.deepcopy(component.net).to(device)
+    return moved
 
 
 class NetworkDenoiser(_Adapter):

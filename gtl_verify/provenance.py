@@ -4,7 +4,9 @@ Every results JSON of the suite is an envelope
 
     {"kind": str, "schema_version": int, "meta": {...provenance...}, "results": {...}}
 
-so that ``gtl report`` can render any of them and re-run the recorded command.
+so that ``gtl report`` can render any of them and re-run the recorded command. A run folder that is
+resumed over several invocations keeps each one's wall time (:class:`InvocationClock`), so its
+results state the whole run's time, not only the last part's.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 
 from .results import SCHEMA_VERSION, check_envelope, results_dict
-from .storage import atomic_write_text
+from .storage import atomic_write_text, read_json_cache
 
 PACKAGES = ("torch", "numpy", "scipy", "sympy", "matplotlib", "hypothesis", "tokenizers", "mauve-text")
 
@@ -56,9 +58,13 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def provenance(config: dict[str, Any] | None = None, seeds: list[int] | None = None, wall_time_s: float | None = None) -> dict[str, Any]:
-    """Metadata recorded with every result: command, commit, config, seeds, device, time, versions."""
-    return {
+def provenance(config: dict[str, Any] | None = None, seeds: list[int] | None = None, wall_time_s: float | None = None,
+               wall_time_parts_s: list[float] | None = None) -> dict[str, Any]:
+    """Metadata recorded with every result: command, commit, config, seeds, device, time, versions;
+    with ``wall_time_parts_s`` (seconds per invocation of a resumed run folder, oldest first, the
+    current one last) also that list (reports/markdown.py ``wall_time_item`` shows their total)."""
+    parts = {} if wall_time_parts_s is None else {"wall_time_parts_s": [float(p) for p in wall_time_parts_s]}
+    return {**parts,
         "command": " ".join(["gtl", *sys.argv[1:]]) if Path(sys.argv[0]).name == "gtl" else " ".join(sys.argv),
         "git_commit": git_commit(),
         "config": config or {},
@@ -68,6 +74,51 @@ def provenance(config: dict[str, Any] | None = None, seeds: list[int] | None = N
         "packages": package_versions(),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+INVOCATIONS_FILE = ".invocations.json"
+
+
+class InvocationClock:
+    """The wall time of each invocation that worked in a run folder, kept in ``<run>/.invocations.json``
+    (a JSON list of seconds, oldest first; hidden, so ``gtl report <run>`` does not list it).
+
+    ``with InvocationClock(run_dir) as clock:`` starts timing; :meth:`parts` is the earlier invocations'
+    seconds and this one's so far (for the results' provenance); leaving the block, normally or by an
+    exception or Ctrl-C, appends this invocation's seconds atomically, so an interrupted run that is
+    resumed later is counted too. Use it inside the run folder's lock. A damaged file is named in a
+    warning and restarted (the earlier parts are then unknown)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / INVOCATIONS_FILE
+        self.earlier: list[float] = []
+        self.start: float | None = None
+
+    def __enter__(self) -> "InvocationClock":
+        stored = read_json_cache(self.path)
+        valid = isinstance(stored, list) and all(isinstance(p, (int, float)) and not isinstance(p, bool) and p >= 0
+                                                 for p in stored)
+        if stored is not None and not valid:
+            import warnings
+
+            warnings.warn(f"{self.path} is not a list of seconds; the run's earlier wall times are unknown",
+                          stacklevel=2)
+        self.earlier = [float(p) for p in stored] if valid else []
+        self.start = time.perf_counter()
+        return self
+
+    def elapsed(self) -> float:
+        """Seconds since this invocation entered the block."""
+        if self.start is None:
+            raise RuntimeError("InvocationClock.elapsed() outside its with block")
+        return time.perf_counter() - self.start
+
+    def parts(self) -> list[float]:
+        """Seconds of every invocation in the folder, oldest first, this one's so far last."""
+        return [*self.earlier, self.elapsed()]
+
+    def __exit__(self, *exc: object) -> None:
+        atomic_write_text(self.path, json.dumps(self.parts()) + "\n")
 
 
 def write_results(path: str | Path, kind: str, results: Any, meta: dict[str, Any]) -> Path:

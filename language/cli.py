@@ -68,12 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     run = inner.add_parser("run", help="train every component, sample every method, evaluate, report")
     run.add_argument("--config", default=DEFAULT_CONFIG, metavar="NAME_OR_FILE",
                      help="named config (cpu-tiny, cpu, gpu, paper) or a TOML file (default: cpu)")
-    run.add_argument("--data", metavar="PATH", help="folder (or file) of arXiv JSON lines (default: ../shared/data/arxiv)")
+    run.add_argument("--data", metavar="PATH", help="folder (or file) of arXiv JSON lines (default: $GTL_ARXIV_DATA, else ../shared/data/arxiv)")
     run.add_argument("--out", metavar="DIR", help="run folder (default runs/language-<config name>); re-running resumes it")
     run.add_argument("--seed", type=int, metavar="N", help="seed of every split, network and sample (default: the config's seed)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
     run.set_defaults(func=_run)
 
     check = inner.add_parser("check-data", help="count the papers of each domain in the arXiv files")
-    check.add_argument("--data", metavar="PATH", help="folder (or file) of arXiv JSON lines (default: ../shared/data/arxiv)")
+    check.add_argument("--data", metavar="PATH", help="folder (or file) of arXiv JSON lines (default: $GTL_ARXIV_DATA, else ../shared/data/arxiv)")
     check.set_defaults(func=_check_data)

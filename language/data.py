@@ -24,9 +24,10 @@ import gzip
 import json
 import lzma
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -237,22 +238,32 @@ def default_data_dir() -> Path | None:
     return None
 
 
-def resolve_data_dir(path: str | Path | None) -> Path:
-    """``path`` when given (it must exist), else :func:`default_data_dir`; a clear error otherwise."""
+#: Environment variable naming the arXiv data folder (or file) when ``--data`` is not given.
+DATA_ENV = "GTL_ARXIV_DATA"
+
+
+def resolve_data_dir(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """``path`` when given (it must exist), else the folder named by ``$GTL_ARXIV_DATA`` in ``environ``
+    (default ``os.environ``), else :func:`default_data_dir`; FileNotFoundError (naming ``--data`` and
+    ``GTL_ARXIV_DATA``) when none is found, ValueError when the folder holds no data files."""
+    environ = os.environ if environ is None else environ
+    source = "data_dir"
+    if path is None and environ.get(DATA_ENV):
+        path, source = environ[DATA_ENV], DATA_ENV
     if path is None:
         found = default_data_dir()
         if found is None:
             looked = ", ".join(str(p) for p in data_dir_candidates())
             raise FileNotFoundError(
                 f"no arXiv data directory found (looked in {looked}); pass the directory holding "
-                "arxiv_cs.jsonl.xz and arxiv_physics.jsonl.xz explicitly"
+                f"arxiv_cs.jsonl.xz and arxiv_physics.jsonl.xz with --data PATH or set {DATA_ENV}=PATH"
             )
         return found
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"data_dir does not exist: {path}")
+        raise FileNotFoundError(f"{source} does not exist: {path}")
     if not data_files(path):
-        raise ValueError(f"data_dir holds no JSON-lines files ({', '.join(DATA_SUFFIXES)}): {path}")
+        raise ValueError(f"{source} holds no JSON-lines files ({', '.join(DATA_SUFFIXES)}): {path}")
     return path
 
 

@@ -32,14 +32,13 @@ nn.Module loop, so wrapping the networks for data parallelism stays possible.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from gtl_verify.provenance import provenance, write_results
+from gtl_verify.provenance import InvocationClock, provenance, write_results
 from gtl_verify.results import LanguageResults
 from gtl_verify.storage import RunLock
 
@@ -114,10 +113,9 @@ def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple
     path, report path)."""
     from reports.builder import build_report
 
-    start = time.perf_counter()
-    with RunLock(out):
+    with RunLock(out), InvocationClock(out) as clock:
         results = run_pipeline(config, out, progress)
-        meta = provenance(config.to_dict(), [config.seed], time.perf_counter() - start)
+        meta = provenance(config.to_dict(), [config.seed], clock.elapsed(), clock.parts())
         path = write_results(Path(out) / "results.json", "language", results, meta)
         report = build_report(path, out)
     return results, path, report

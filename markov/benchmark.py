@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -29,8 +28,9 @@ from tqdm.auto import tqdm
 
 from gtl_verify.density import fixed_order_log_density
 from gtl_verify.exact_law import planner_law
+from gtl_verify.learned import on_device
 from gtl_verify.planners import LeftToRightPlanner
-from gtl_verify.provenance import provenance, write_results
+from gtl_verify.provenance import InvocationClock, provenance, write_results
 from gtl_verify.results import MarkovResults
 from gtl_verify.storage import RunLock, atomic_write_text, read_json_cache
 from gtl_verify.methods import MethodParts, method_parts
@@ -60,8 +60,9 @@ EXACT_TV_MAX_STATES = 20_000
 class Cell:
     """The components of one (preset, seed, n_target), trained on demand."""
 
-    def __init__(self, config: MarkovConfig, preset: str, seed: int, n_target: int, store: ComponentStore, cache: dict, overlap: float = 0.0):
-        self.config, self.preset, self.seed, self.n_target = config, preset, seed, n_target
+    def __init__(self, config: MarkovConfig, preset: str, seed: int, n_target: int, store: ComponentStore, cache: dict, overlap: float = 0.0,
+                 device: torch.device = torch.device("cpu")):
+        self.config, self.preset, self.seed, self.n_target, self.device = config, preset, seed, n_target, device
         self.pair = resolve_pair(preset, seed=seed, overlap=overlap)
         self.k = self.pair.source.vocab_size
         self.oracle = PairOracle(self.pair)
@@ -147,8 +148,10 @@ def evaluate(cell: Cell, method: str, gamma: float, generator: torch.Generator) 
     fixed_order = planner is None
     sampler_cfg = SamplerConfig(cfg.samples, cfg.length, rule=rule, gamma=gamma,
                                 temperature=0.0 if fixed_order else cfg.planner_temperature)
+    denoiser, ratio, planner = (on_device(c, cell.device) for c in (denoiser, ratio, planner))  # trained on the CPU
+    generator = torch.Generator(cell.device).manual_seed(generator.initial_seed())  # the sampler draws on its device
     res = planner_sample(denoiser, ratio, planner or LeftToRightPlanner(), cell.schedule, sampler_cfg, generator)
-    x, target = res.tokens, cell.pair.target
+    x, target = res.tokens.cpu(), cell.pair.target
     out: dict[str, Any] = {
         "transition_kl": metrics.transition_kl(target, x),
         "cross_entropy_gap": metrics.cross_entropy_gap(target, x),
@@ -313,12 +316,13 @@ def _preset_tables(config: MarkovConfig) -> dict[str, Any]:
     out = {}
     for p in config.presets:
         pair = resolve_pair(p, seed=config.seeds[0])
-        out[p] = {"vocab_size": pair.source.vocab_size, "source_transition": pair.source.transition.tolist(),
+        out[p] = {"name": pair.name, "vocab_size": pair.source.vocab_size, "source_transition": pair.source.transition.tolist(),
                   "target_transition": pair.target.transition.tolist()}
     return out
 
 
-def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = True) -> MarkovResults:
+def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = True,
+                  device: torch.device = torch.device("cpu")) -> MarkovResults:
     """Run the whole grid; every finished cell is stored under ``run_dir`` and reused on re-runs.
     With a run folder, the results cover every finished cell of the folder (the union of the grids
     run into it), not only this call's grid."""
@@ -331,7 +335,7 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
     def cell_of(p, s, n, overlap=0.0):
         key = (p, s, n, overlap)
         if key not in cells:
-            cells[key] = Cell(config, p, s, n, store, cache, overlap)
+            cells[key] = Cell(config, p, s, n, store, cache, overlap, device)
         return cells[key]
 
     fetch = _compute_fetch(run_dir)
@@ -357,17 +361,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def run_from_args(args: argparse.Namespace, device: torch.device = torch.device("cpu")) -> int:
     from reports.builder import build_report
 
     presets = (args.preset or []) + (args.chains or []) or None  # chain files run as presets
     config = load_config(args.config, presets=presets, n_targets=args.n_target, seeds=args.seeds,
                          methods=args.methods, samples=args.samples)
     run_dir = Path(args.out or Path("runs") / f"markov-{config.hash()}")
-    start = time.perf_counter()
-    with RunLock(run_dir):
-        results = run_benchmark(config, run_dir, progress=not args.quiet)
-        meta = provenance(results.config, list(results.config["seeds"]), time.perf_counter() - start)
+    with RunLock(run_dir), InvocationClock(run_dir) as clock:
+        results = run_benchmark(config, run_dir, progress=not args.quiet, device=device)
+        meta = provenance(results.config, list(results.config["seeds"]), clock.elapsed(), clock.parts())
         path = write_results(run_dir / "results.json", "markov-benchmark", results, meta)
     _print_summary(results)
     report = build_report(path, run_dir)
@@ -383,7 +386,7 @@ def _print_summary(results: MarkovResults) -> None:
         table[(c["preset"], c["method"], c["n_target"])].append(c["metrics"]["transition_kl"])
     ns = sorted({c["n_target"] for c in results.cells}, reverse=True)
     for preset in results.presets:
-        print(f"\n{preset}: row-averaged transition KL (mean over seeds)")
+        print(f"\n{results.presets[preset].get('name', preset)}: row-averaged transition KL (mean over seeds)")
         print(f"{'method':22s}" + "".join(f"{'n=' + str(n):>10s}" for n in ns))
         for m in results.methods:
             vals = [table.get((preset, m, n)) for n in ns]

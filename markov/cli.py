@@ -6,7 +6,7 @@ import argparse
 
 from pathlib import Path
 
-from gtl_verify.validation import check_int_range, check_output_dir, check_sample_memory
+from gtl_verify.validation import check_device, check_int_range, check_output_dir, check_sample_memory
 
 
 def run_benchmark_from_args(args: argparse.Namespace) -> int:
@@ -20,8 +20,9 @@ def run_benchmark_from_args(args: argparse.Namespace) -> int:
     if args.samples is not None:
         check_int_range("--samples", args.samples, 2)
         _check_samples_memory(args)
+    device = check_device("--device", args.device)
     check_output_dir("--out", args.out or Path("runs"))
-    return benchmark.run_from_args(args)
+    return benchmark.run_from_args(args, device=device)
 
 
 def _check_samples_memory(args: argparse.Namespace) -> None:
@@ -42,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("markov", help="Markov-chain transfer benchmark and guidance validator",
                             description=benchmark.__doc__.split("\n\n")[0])
     benchmark.add_arguments(parser)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N: where the samplers run (every method's sampling and the density of "
+                             "its samples; the networks are trained on the CPU and copied there) (default cpu)")
     parser.set_defaults(func=run_benchmark_from_args)
     inner = parser.add_subparsers(dest="markov_command", metavar="SUBCOMMAND")
     val = inner.add_parser("validate", help="check a guidance rule against exact ground truth",

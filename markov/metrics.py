@@ -4,7 +4,9 @@
   from the samples' transitions (additive smoothing ``SMOOTHING`` per cell so that a missed
   transition gives a large but finite value).
 - cross_entropy_gap: E_samples[-log q(x)] / L minus the exact per-token entropy of q at length L,
-  H_L(q) / L = (H(pi) + sum_{i>=2} sum_u P_q(x^{i-1} = u) H(S_q(u, .))) / L.
+  H_L(q) / L = (H(pi) + sum_{i>=2} sum_u P_q(x^{i-1} = u) H(S_q(u, .))) / L. Sign: 0 in expectation
+  for exact samples; > 0 samples on sequences q finds unlikely; < 0 samples concentrated on sequences
+  more likely than typical under q (mode-seeking, low diversity) -- neither side is "better".
 - mc_kl: KL(sampler || q) = E[log s(x) - log q(x)] when the sampler's log-density is known
   (fixed reveal order), with its standard error.
 - exact_tv / exact_kl: from an exact law on enumerable spaces.

@@ -22,6 +22,7 @@ overlap = 1 makes the two chains identical.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,3 +187,19 @@ def pair_identity(name: str) -> str:
     from pathlib import Path
 
     return f"{name} (sha256 {hashlib.sha256(Path(name).read_bytes()).hexdigest()[:16]})"
+
+
+def pair_name(name: str) -> str:
+    """The name to show for the pair called ``name``: the preset name, or for a chain file the file's
+    ``name`` (default: its stem, see :mod:`markov.chain_file`). Raises ChainFileError for a bad file."""
+    if not is_chain_file(name):
+        return name
+    from .chain_file import load_chain_pair
+
+    return load_chain_pair(name).name
+
+
+def slugify(text: str) -> str:
+    """``text`` as a file or folder name: every run of characters other than letters, digits, ``.``,
+    ``_`` and ``-`` becomes ``-`` (``"my pair / v2"`` -> ``"my-pair-v2"``); ``"pair"`` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-.") or "pair"

@@ -27,7 +27,11 @@ a verdict: exact (exact laws: TV within float64 round-off; Monte-Carlo KL: withi
 of 0, the standard error from the sample count) or not exact, with the figure it was judged on.
 When ties between equally likely tokens decided a top-n candidate set, the row's notes say so.
 
-Results go to DIR/results.json and a Markdown report with a figure (DIR/results.md).
+Results go to DIR/results.json and a Markdown report with a figure (DIR/results.md); DIR defaults to
+runs/validate/<rule>/<pair> (the rule's name and the preset or the chain file's ``name``, slugified).
+A DIR already holding the results of a different setting (rule, pair or options other than the
+device) is refused with one line before any work, so no result is silently replaced; the same
+setting is re-run in place.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ import argparse
 import dataclasses
 import importlib
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -48,7 +51,7 @@ from tqdm.auto import tqdm
 from gtl_verify.density import fixed_order_log_density
 from gtl_verify.exact_law import ancestral_law, planner_law
 from gtl_verify.planners import ConfidencePlanner, LeftToRightPlanner
-from gtl_verify.provenance import provenance, write_results
+from gtl_verify.provenance import provenance, read_results, write_results
 from gtl_verify.rules import GTL, Unguided, rule_name
 from gtl_verify.samplers import SamplerConfig, planner_sample
 from gtl_verify.schedules import LogLinearSchedule
@@ -57,7 +60,7 @@ from gtl_verify.validation import check_device, check_int_range, check_output_di
 from . import metrics
 from .config import MarkovConfig
 from .oracle import PairOracle
-from .presets import PRESETS, is_chain_file, resolve_pair
+from .presets import PRESETS, is_chain_file, pair_identity, pair_name, resolve_pair, slugify
 from gtl_verify.enumeration import total_variation
 from gtl_verify.guidance import ImpossibleStepError
 
@@ -284,9 +287,42 @@ def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int 
                                                              progress, learned_config)
         rows += _long_rows(rules, learned_denoiser, learned_ratio, pair, schedule, length, samples, seed,
                            f"long, learned (n target {learned_n_target})", progress, torch.device("cpu"))
-    return {"preset": preset, "rule": rule_name(rule), "ratio_drift": ratio_drift, "exact_length": exact_length,
-            "length": length, "samples": samples, "learned_n_target": learned_n_target, "rules": rows,
-            "notes": [n for n in [discrimination_note(pair, exact_length)] if n]}
+    record = setting_record(rule, preset, exact_length=exact_length, length=length, samples=samples,
+                            ratio_drift=ratio_drift, seed=seed, learned_n_target=learned_n_target)
+    return {"preset": pair.name, **record, "rules": rows, "notes": [n for n in [discrimination_note(pair, exact_length)] if n]}
+
+
+def setting_record(rule, preset: str, *, exact_length: int, length: int, samples: int, ratio_drift: float, seed: int,
+                   learned_n_target: int | None) -> dict:
+    """What determines a validation's results (stored in them): the rule's name, the pair's identity
+    (a preset name, or a chain file's absolute path and content hash) and every option but the device."""
+    identity = pair_identity(str(Path(preset).resolve()) if is_chain_file(preset) else preset)
+    return {"rule": rule_name(rule), "pair": identity, "exact_length": exact_length, "length": length,
+            "samples": samples, "ratio_drift": ratio_drift, "seed": seed, "learned_n_target": learned_n_target}
+
+
+def default_out(rule, preset: str) -> Path:
+    """runs/validate/<rule>/<pair>: the rule's name and the pair's name (a preset, or a chain file's
+    ``name``), each slugified, so that validating one rule on two pairs keeps both results."""
+    return Path("runs") / "validate" / slugify(rule_name(rule)) / slugify(pair_name(preset))
+
+
+def check_out_setting(option: str, out: Path, record: dict) -> None:
+    """Raise ValueError (one line naming ``option`` and the folder) when ``out`` already holds the results
+    of a different setting (rule, pair or options differ from ``record``); the same setting is re-run
+    in place (its cached models reused). Nothing is written here."""
+    path = out / "results.json"
+    if not path.exists():
+        return
+    old = read_results(path)
+    if old["kind"] != "validation":
+        raise ValueError(f"{option} {out} holds results of kind {old['kind']!r}, not a validation; choose another folder")
+    stored = old["results"]
+    differ = [k for k in record if stored.get(k) != record[k]]
+    if differ:
+        what = ", ".join(f"{k} {stored.get(k)!r} (now {record[k]!r})" for k in differ)
+        raise ValueError(f"{option} {out} already holds the results of a different validation ({what}); "
+                         f"choose another {option} folder or remove that one")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -305,7 +341,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N: where the long setting with the exact oracles samples (default cpu)")
-    parser.add_argument("--out", default=None, help="output folder (default runs/validate/<rule>)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default runs/validate/<rule>/<pair>, the pair being the preset or the chain "
+                             "file's name); a folder holding the results of a different rule, pair or options is refused")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -318,7 +356,11 @@ def run_from_args(args: argparse.Namespace) -> int:
     device = check_device("--device", args.device)
     rule = load_rule(args.rule)
     start = time.perf_counter()
-    out = check_output_dir("--out", args.out or Path("runs") / "validate" / re.sub(r"[^A-Za-z0-9_.-]+", "-", rule_name(rule)))
+    record = setting_record(rule, preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
+                            ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned)
+    option = "--out" if args.out else "the default output folder"
+    out = check_output_dir(option, args.out or default_out(rule, preset))
+    check_out_setting(option, out, record)
     results = validate(rule, preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
                        ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned,
                        models_dir=out / "models", progress=not args.quiet, device=device)

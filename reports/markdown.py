@@ -14,6 +14,28 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from gtl_verify.provenance import atomic_write_text  # noqa: E402
 
+#: One label per sequence-level metric, shared by every report that shows it (the results key in brackets).
+MC_KL_LABEL = "MC KL (nats)"  # [exact_kl] in markov-benchmark cells, [mc_kl] in validation rows
+EXACT_KL_LABEL = "exact KL (nats)"  # [exact_kl] in validation rows: from an exact law, enumerable settings only
+CROSS_ENTROPY_GAP_LABEL = "cross-entropy gap (nats/token)"
+
+#: What each label measures, and its sign: the reports' metric notes.
+METRIC_NOTES = {
+    MC_KL_LABEL: f"**{MC_KL_LABEL}**: Monte-Carlo estimate of KL(sampler || q) = E_x~sampler[log s(x) - log q(x)] over the "
+    "drawn samples, with the sampler's exact log-density s(x) under its fixed left-to-right reveal order "
+    "(markov/metrics.py `mc_kl`); exact up to Monte-Carlo error, not an enumeration.",
+    EXACT_KL_LABEL: f"**{EXACT_KL_LABEL}**: KL(sampler law || q) from the sampler's exact output law (enumerable lengths only).",
+    CROSS_ENTROPY_GAP_LABEL: f"**{CROSS_ENTROPY_GAP_LABEL}**: mean -log q(x)/L over the samples minus the exact per-token entropy "
+    "H_L(q)/L of the target; 0 in expectation for exact samples. A negative gap means the samples sit on "
+    "sequences more likely under q than q's typical ones: mode-seeking, low diversity (it is not better than 0).",
+}
+
+
+def metric_notes(labels: Iterable[str]) -> str:
+    """The notes of the metrics ``labels`` (keys of :data:`METRIC_NOTES`; others skipped) as a Markdown list."""
+    return "\n".join(f"- {METRIC_NOTES[label]}" for label in labels if label in METRIC_NOTES)
+
+
 
 def fmt(value: Any, digits: int = 4) -> str:
     """Format a table cell: floats with ``digits`` significant digits, None as a dash."""

@@ -10,7 +10,8 @@ from typing import Any
 from . import schema as S
 from .context import Context, Rendered
 from .figures import grouped_bars, line_plot, residual_bars, residual_outcome
-from .markdown import figure_markdown, fmt, fmt_sci, markdown_table
+from .markdown import (CROSS_ENTROPY_GAP_LABEL, EXACT_KL_LABEL, MC_KL_LABEL, figure_markdown, fmt, fmt_sci, markdown_table,
+                       metric_notes)
 from .stats import INTERVAL_NAME, summarize
 
 
@@ -76,8 +77,8 @@ def render_theory(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
 
 # --- validation -------------------------------------------------------------------------------------
 
-VALIDATION_METRICS = (("exact_tv", "exact TV"), ("exact_kl", "exact KL"), ("mc_kl", "Monte Carlo KL"),
-                      ("cross_entropy_gap", "cross-entropy gap (nats)"))
+VALIDATION_METRICS = (("exact_tv", "exact TV"), ("exact_kl", EXACT_KL_LABEL), ("mc_kl", MC_KL_LABEL),
+                      ("cross_entropy_gap", CROSS_ENTROPY_GAP_LABEL))
 
 
 def render_validation(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
@@ -120,6 +121,7 @@ def render_validation(results: dict[str, Any], meta: dict[str, Any], ctx: Contex
                      xlabel="setting", ylabel="total variation (dimensionless)")
         sections.append(("Exact total variation per rule", figure_markdown(
             rel, "Exact total variation between the law sampled by each rule and the true target law; lower is better.")))
+    sections.append(("Metric notes", metric_notes(label for _, label in VALIDATION_METRICS)))
     return Rendered(f"Guidance-rule validation (preset {preset})", summary, sections)
 
 

@@ -7,19 +7,20 @@ from typing import Any
 
 from gtl_verify.methods import ablations
 from gtl_verify.results import MarkovResults
+from markov.presets import PRESETS
 
 from . import paper
 from . import schema as S
 from .context import Context, Rendered
 from .figures import heatmaps, line_plot
-from .markdown import figure_markdown, fmt, markdown_table
+from .markdown import CROSS_ENTROPY_GAP_LABEL, MC_KL_LABEL, figure_markdown, fmt, markdown_table, metric_notes
 from .stats import INTERVAL_HEADER, INTERVAL_NAME, Summary, summarize
 
 #: Known metrics in display order with their labels; other numeric metrics follow, sorted.
 METRICS = {
     "transition_kl": "row-averaged KL",
-    "cross_entropy_gap": "cross-entropy gap (nats/token)",
-    "exact_kl": "exact KL (nats)",
+    "cross_entropy_gap": CROSS_ENTROPY_GAP_LABEL,
+    "exact_kl": MC_KL_LABEL,  # the benchmark's key: Monte-Carlo KL from the exact sampler density
     "exact_tv": "exact TV",
 }
 
@@ -32,6 +33,7 @@ def _parse(results: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(spec, dict):
             raise S.ResultsError(f"{where} must be an object, got {spec!r}")
         presets[name] = {
+            "name": S.text(spec, "name", where, required=False, default=name),  # a chain file's name; absent before
             "vocab_size": S.integer(spec, "vocab_size", where),
             "source": S.matrix(spec, "source_transition", where),
             "target": S.matrix(spec, "target_transition", where),
@@ -61,7 +63,21 @@ def _parse(results: dict[str, Any]) -> dict[str, Any]:
                    "component": str(S.label(r, "component", w)), "metric": S.text(r, "metric", w),
                    "value": S.number(r, "value", w, nullable=True)}
                   for w, r in S.records(results, "components", "results")]
+    keys = list(dict.fromkeys([r["preset"] for r in cells + gamma + components] + list(presets)))
+    shown = display_names(keys, presets)
+    for row in cells + gamma + components:
+        row["preset"] = shown[row["preset"]]
+    presets = {shown[k]: v for k, v in presets.items()}
     return {"presets": presets, "cells": cells, "gamma": gamma, "overlap": overlap, "components": components}
+
+
+def display_names(keys: list[str], presets: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Preset key (a preset name or a chain file's path) -> the name to show: the pair's recorded name
+    (a chain file's ``name``); the key itself when none is recorded, when two pairs share a name or when
+    a chain file is named like a built-in preset (whose name stays the preset's)."""
+    names = {k: presets.get(k, {}).get("name", k) for k in keys}
+    shared = {n for n in names.values() if list(names.values()).count(n) > 1} | (set(names.values()) - set(keys)) & set(PRESETS)
+    return {k: (k if n in shared else n) for k, n in names.items()}
 
 
 def _grouped(cells: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Summary]]:
@@ -288,4 +304,6 @@ def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
     summary += (" " + paper_summary) if paper_summary else ""
     if not sections:
         sections.append(("Results", "The results file holds no cells, sweeps or presets."))
+    elif cells:
+        sections.append(("Metric notes", metric_notes([MC_KL_LABEL, CROSS_ENTROPY_GAP_LABEL])))
     return Rendered("Markov-chain transfer benchmark", summary, sections)

@@ -76,3 +76,58 @@ def test_a_changed_chain_file_changes_the_cell_hash(pair_file):
     pair_file.write_text(PAIR.replace("0.2, 0.3, 0.5", "0.3, 0.3, 0.4"))
     assert MarkovConfig(presets=(str(pair_file),)).cell_hash() != before
     assert MarkovConfig(presets=("paper",)).cell_hash() == MarkovConfig(presets=("diagonal",)).cell_hash()
+
+
+VALIDATE = ["markov", "validate", "markov.examples:Unstabilised", "--exact-length", "2", "--length", "8",
+            "--samples", "20", "--quiet"]
+
+
+def test_validate_default_folders_keep_each_pair_and_use_the_files_name(pair_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(VALIDATE + ["--preset", "diagonal"]) == 0
+    assert main(VALIDATE + ["--chains", str(pair_file)]) == 0
+    folders = sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.glob("runs/validate/*/*/results.json"))
+    rule = folders[0].split("/")[2]
+    assert folders == [f"runs/validate/{rule}/diagonal", f"runs/validate/{rule}/three-tokens"]
+    chains = tmp_path / f"runs/validate/{rule}/three-tokens"
+    results = json.loads((chains / "results.json").read_text())["results"]
+    assert results["preset"] == "three tokens" and "pair.toml" in results["pair"]
+    report = (chains / "results.md").read_text()
+    assert "# Guidance-rule validation (preset three tokens)" in report and "pair.toml" not in report.split("## Provenance")[0]
+
+
+def test_validate_refuses_a_folder_holding_another_setting(pair_file, tmp_path, capsys):
+    out = tmp_path / "v"
+    assert main(VALIDATE + ["--preset", "diagonal", "--out", str(out)]) == 0
+    before = (out / "results.json").read_text()
+    capsys.readouterr()
+    for other in (["--chains", str(pair_file)], ["--preset", "diagonal", "--seed", "1"], ["--preset", "paper"]):
+        assert main(VALIDATE + other + ["--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--out {out} already holds the results of a different validation" in err, err
+        assert (out / "results.json").read_text() == before  # nothing replaced
+    assert main(VALIDATE + ["--preset", "diagonal", "--out", str(out)]) == 0  # the same setting re-runs in place
+
+
+def test_benchmark_report_uses_the_chain_files_name(pair_file, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    out = tmp_path / "bench"
+    assert main(["markov", "--config", str(config), "--chains", str(pair_file), "--quiet", "--out", str(out)]) == 0
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "results-three-tokens-transitions.png" in figures and not any("pair.toml" in f for f in figures), figures
+    report = (out / "results.md").read_text().split("## Provenance")[0]
+    assert "Preset three tokens" in report and "pair.toml" not in report
+
+
+def test_resumed_benchmark_reports_every_invocations_wall_time(pair_file, tmp_path):
+    from gtl_verify.provenance import read_results
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    out = tmp_path / "bench"
+    argv = ["markov", "--config", str(config), "--chains", str(pair_file), "--quiet", "--out", str(out)]
+    assert main(argv) == 0 and main(argv) == 0  # the second invocation resumes the folder
+    parts = read_results(out / "results.json")["meta"]["wall_time_parts_s"]
+    assert len(parts) == 2 and json.loads((out / ".invocations.json").read_text())[0] == parts[0]
+    assert f"{sum(parts):.1f} s in total over 2 invocations" in (out / "results.md").read_text()

@@ -283,6 +283,7 @@ def test_data_dir_resolution(tmp_path, monkeypatch, records):
     work = tmp_path / "main"
     work.mkdir()
     monkeypatch.chdir(work)
+    monkeypatch.delenv("GTL_ARXIV_DATA", raising=False)
     assert D.default_data_dir() == shared.resolve()
     assert D.resolve_data_dir(None) == shared.resolve()
     assert D.resolve_data_dir(shared) == shared
@@ -297,8 +298,20 @@ def test_data_dir_resolution(tmp_path, monkeypatch, records):
 def test_resolve_data_dir_none_found(monkeypatch, tmp_path):
     monkeypatch.setattr(D, "data_dir_candidates", lambda: [tmp_path / "a", tmp_path / "b"])
     assert D.default_data_dir() is None
-    with pytest.raises(FileNotFoundError, match="no arXiv data directory found"):
-        D.resolve_data_dir(None)
+    with pytest.raises(FileNotFoundError, match="no arXiv data directory found") as err:
+        D.resolve_data_dir(None, environ={})
+    assert "--data" in str(err.value) and "GTL_ARXIV_DATA" in str(err.value)  # both ways to name the folder
+
+
+def test_resolve_data_dir_from_environment(monkeypatch, tmp_path, records):
+    monkeypatch.setattr(D, "data_dir_candidates", lambda: [tmp_path / "a"])
+    folder = tmp_path / "arxiv"
+    folder.mkdir()
+    write_jsonl(folder / "arxiv_cs.jsonl", records[:3])
+    assert D.resolve_data_dir(None, environ={"GTL_ARXIV_DATA": str(folder)}) == folder
+    assert D.resolve_data_dir(tmp_path / "arxiv", environ={"GTL_ARXIV_DATA": "/nowhere"}) == folder  # --data wins
+    with pytest.raises(FileNotFoundError, match="GTL_ARXIV_DATA does not exist: /nowhere"):
+        D.resolve_data_dir(None, environ={"GTL_ARXIV_DATA": "/nowhere"})
 
 
 # ---------------------------------------------------------------------------------------------

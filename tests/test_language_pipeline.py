@@ -185,6 +185,16 @@ def test_resume_reuses_every_model_and_sample(tiny_run, monkeypatch):
     assert after.classifier == before["classifier"]
 
 
+def test_resumed_run_reports_every_invocations_wall_time(tiny_run, monkeypatch):
+    config, out, results_path, _ = tiny_run
+    first = read_results(results_path)["meta"]["wall_time_parts_s"]
+    monkeypatch.setattr(run_folder, "train", lambda *a, **k: pytest.fail("a resumed run must not train again"))
+    _, path, report = pipeline.run(config, out, progress=False)
+    parts = read_results(path)["meta"]["wall_time_parts_s"]
+    assert len(first) == 1 and len(parts) == 2 and parts[0] >= first[0]  # the first part as recorded at its exit
+    assert f"{math.fsum(parts):.1f} s in total over 2 invocations" in report.read_text()
+
+
 def test_interrupted_training_resumes_from_its_checkpoint(synthetic_dir, tmp_path, monkeypatch):
     config = load_config("cpu-tiny", path=str(synthetic_dir))
     real_train = run_folder.train

@@ -38,7 +38,7 @@ def test_theory_command_writes_json_and_exit_status(tmp_path, capsys):
 def test_failing_check_gives_nonzero_exit(monkeypatch, capsys):
     from gtl_verify.checks import cli, suite
 
-    broken = Check("broken", "always 1", lambda gen: 1.0)
+    broken = Check("broken", "always 1", lambda gen, device: 1.0)
     monkeypatch.setattr(cli, "run_checks", lambda *a, **k: [run_check(broken, 2, 0)])
     args = _parser().parse_args(["theory", "--quiet"])
     assert args.func(args) == 1
@@ -46,10 +46,10 @@ def test_failing_check_gives_nonzero_exit(monkeypatch, capsys):
 
 
 def test_separation_check_semantics():
-    fails_ok = run_check(Check("sep", "", lambda gen: 0.5, 1e-6, "fails"), 3, 0)
+    fails_ok = run_check(Check("sep", "", lambda gen, device: 0.5, 1e-6, "fails"), 3, 0)
     assert fails_ok.passed
-    assert not run_check(Check("sep", "", lambda gen: 0.0, 1e-6, "fails"), 3, 0).passed
-    assert not run_check(Check("nan", "", lambda gen: float("nan")), 1, 0).passed
+    assert not run_check(Check("sep", "", lambda gen, device: 0.0, 1e-6, "fails"), 3, 0).passed
+    assert not run_check(Check("nan", "", lambda gen, device: float("nan")), 1, 0).passed
 
 
 def test_bad_arguments():

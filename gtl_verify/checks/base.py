@@ -11,7 +11,8 @@ import torch
 
 @dataclass(frozen=True)
 class Check:
-    """One identity: ``case(generator)`` draws a random problem and returns its residual.
+    """One identity: ``case(generator, device)`` draws a random problem from the CPU ``generator``,
+    computes on ``device`` and returns its residual (optionally with a dict of details).
 
     ``expect = "holds"``: passed when the worst residual is <= ``tolerance``.
     ``expect = "fails"``: a separation check (an identity that must NOT hold, e.g. R1 for the
@@ -20,10 +21,11 @@ class Check:
 
     name: str
     description: str
-    case: Callable[[torch.Generator], float]
+    case: Callable[[torch.Generator, torch.device], Any]
     tolerance: float = 1e-10
     expect: str = "holds"
     cases: int | None = None  # fixed number of cases (slow checks); None: the suite's default
+    torch_device: bool = True  # computes with torch on the requested device; False: CPU only (rationals, scipy)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from ..provenance import provenance, write_results
-from ..validation import check_int_range, check_output_file
+from ..validation import check_device, check_int_range, check_output_file
 from .suite import CHECKS, run_checks
 
 
@@ -17,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random problems (default 0)")
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=[c.name for c in CHECKS], help="run only these checks")
     parser.add_argument("--json", metavar="PATH", help="also write the table as a results JSON file")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N: where the torch checks compute (enumeration oracle, identities; "
+                             "the problems are drawn on the CPU, so a seed gives the same problems everywhere); the "
+                             "exact-rational and CTMC-ODE checks (sympy/fractions, scipy) always run on the CPU (default cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_from_args)
 
@@ -33,15 +37,16 @@ def format_table(results) -> str:
 def run_from_args(args: argparse.Namespace) -> int:
     check_int_range("--cases", args.cases, 1)
     check_int_range("--seed", args.seed, 0)
+    device = check_device("--device", args.device)
     if args.json:
         check_output_file("--json", args.json)
     start = time.perf_counter()
-    results = run_checks(args.cases, args.seed, args.only, progress=not args.quiet)
+    results = run_checks(args.cases, args.seed, args.only, progress=not args.quiet, device=device)
     print(format_table(results))
     failed = [r.name for r in results if not r.passed]
     print(f"\n{len(results) - len(failed)}/{len(results)} checks passed" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     if args.json:
-        meta = provenance({"cases": args.cases, "only": args.only}, [args.seed], time.perf_counter() - start)
+        meta = provenance({"cases": args.cases, "only": args.only, "device": str(device)}, [args.seed], time.perf_counter() - start)
         path = write_results(args.json, "theory", {"checks": [r.to_dict() for r in results]}, meta)
         print(f"results written to {path}")
     return 1 if failed else 0
