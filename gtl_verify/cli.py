@@ -144,6 +144,9 @@ def _is_allocation_failure(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .provenance import git_commit
+
+    git_commit()  # the commit of the code that runs, before a long run lets the checkout move on
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, OSError) as exc:

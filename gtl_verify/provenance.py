@@ -12,6 +12,7 @@ results state the whole run's time, not only the last part's.
 from __future__ import annotations
 
 import json
+import functools
 import os
 import platform
 import subprocess
@@ -29,8 +30,11 @@ from .storage import atomic_write_text, read_json_cache
 PACKAGES = ("torch", "numpy", "scipy", "sympy", "matplotlib", "hypothesis", "tokenizers", "mauve-text")
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit(cwd: str | Path | None = None) -> str:
-    """The current git commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    """The git commit of the code this process runs (with ``-dirty`` when the tree had changes), or
+    ``unknown``. Read once per process and kept: a long run records the commit it started from, even
+    if the checkout moves on while it runs (call it at start-up, as ``gtl`` does)."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()

@@ -36,3 +36,24 @@ def test_a_damaged_record_is_named_and_restarted(tmp_path, text):
     with pytest.warns((DamagedCacheWarning, UserWarning), match=INVOCATIONS_FILE), InvocationClock(tmp_path) as clock:
         assert len(clock.parts()) == 1
     assert len(json.loads((tmp_path / INVOCATIONS_FILE).read_text())) == 1
+
+
+def test_the_commit_recorded_is_the_one_the_run_started_from(monkeypatch, tmp_path):
+    """A long run records the commit read at start-up, even when the checkout moves on meanwhile."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from gtl_verify import provenance
+
+    heads = iter(["a" * 40, "b" * 40])
+
+    def fake_run(cmd, **kwargs):
+        return SimpleNamespace(stdout=next(heads) if "rev-parse" in cmd else "", returncode=0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    provenance.git_commit.cache_clear()
+    try:
+        first = provenance.git_commit(tmp_path)
+        assert provenance.git_commit(tmp_path) == first == "a" * 40
+    finally:
+        provenance.git_commit.cache_clear()
