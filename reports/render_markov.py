@@ -167,6 +167,139 @@ def bar_checks(grouped: dict[tuple[str, str, int], dict[str, Summary]]) -> tuple
     return table, list(dict.fromkeys(notes))
 
 
+def _paper_sections(cells: list[dict[str, Any]], grouped: dict) -> tuple[list[tuple[str, str]], str]:
+    """The comparison with the published figure and the bars (the headline sections), with a summary sentence."""
+    if not any(c["preset"] == paper.MARKOV_PRESET for c in cells):
+        return [], ""
+    sections: list[tuple[str, str]] = []
+    table, sentences, comparisons = paper_comparison(cells)
+    verdicts = [c.verdict for c in comparisons]
+    summary = ("Against the paper's figure (n target 1000/100/20): "
+               + ", ".join(f"{verdicts.count(v)} {v}" for v in ("close", "better", "worse", "missing") if v in verdicts)
+               + f" (close: within {100 * paper.RELATIVE_THRESHOLD:.0f} %).")
+    body = ("Mean row-averaged KL(true || estimated) of the transition matrix on preset `paper` "
+            "(K = 5, diagonal source d = 0.1, target d = 0.8) beside the values read off the paper's figure; "
+            "lower is better. A verdict is given when the two differ by more than "
+            f"{100 * paper.RELATIVE_THRESHOLD:.0f} %.\n\n" + table)
+    if sentences:
+        body += "\n\n" + "\n".join(f"- {s}" for s in sentences)
+    sections.append(("Comparison with the paper", body))
+    bars, notes = bar_checks(grouped)
+    if bars:
+        missed = sum("missed" in line for line in bars.splitlines())
+        body = ("The benchmark's bars on preset `paper` (row-averaged KL, mean over seeds; the target column is "
+                "the rival's mean or the fixed figure). " + (f"{missed} missed." if missed else "All met.")
+                + "\n\n" + bars)
+        if notes:
+            body += ("\n\nWhere a GTL bar is missed, the oracle ablations say which learned component is "
+                     "responsible (GTL with the exact ratio keeps the learned denoiser; GTL with the exact "
+                     "denoiser keeps the learned ratio):\n\n" + "\n".join(f"- {n}" for n in notes))
+        sections.append(("Bars", body))
+    return sections, summary
+
+
+def _preset_section(preset: str, data: dict[str, Any], grouped: dict, metric_keys: list[str], ctx: Context
+                    ) -> tuple[tuple[str, str] | None, str | None]:
+    """One preset's metric table, KL-vs-n figure and transition heatmaps, with its headline sentence."""
+    cells = data["cells"]
+    headline = None
+    pcells = [c for c in cells if c["preset"] == preset]
+    methods = list(dict.fromkeys(c["method"] for c in pcells))
+    ns = sorted({c["n_target"] for c in pcells}, reverse=True)
+    seeds = sorted({c["seed"] for c in pcells})
+    present = [k for k in metric_keys if any(c["metrics"].get(k) is not None for c in pcells)]
+    parts = []
+    if pcells:
+        rows = []
+        for m in methods:
+            for n in ns:
+                g = grouped.get((preset, m, n))
+                if g is None:
+                    continue
+                rows.append([m, n, g["transition_kl"].n] + [g[k].interval_text() if k in g else "-" for k in present])
+        parts.append(f"Mean and {INTERVAL_NAME} ({len(seeds)} seed(s): {', '.join(map(str, seeds))}).\n\n"
+                     + markdown_table(["method", "n target", "seeds"] + [METRICS.get(k, k) for k in present], rows))
+        series = {m: [(n, grouped[(preset, m, n)]["transition_kl"]) for n in ns if (preset, m, n) in grouped] for m in methods}
+        path, rel = ctx.figure_path(f"{preset}-kl-vs-n")
+        line_plot(path, f"Row-averaged KL vs n target (preset {preset})", "n target (sequences, log scale)",
+                  "row-averaged KL(true || estimated) (nats)", series, logx=True, logy=True)
+        parts.append(figure_markdown(rel, f"Row-averaged KL of the estimated transition matrix against the number of "
+                                          f"target sequences, preset {preset}; error bars: " + INTERVAL_NAME + "."))
+        n_min = ns[-1]
+        best = min(((grouped[(preset, m, n_min)]["transition_kl"].mean, m) for m in methods if (preset, m, n_min) in grouped))
+        headline = f"preset `{preset}`: best at n target = {n_min} is {best[1]} (KL {fmt(best[0], 3)})"
+    spec = data["presets"].get(preset)
+    if spec is not None:
+        panels = [("true source", spec["source"]), ("true target", spec["target"])]
+        if pcells:
+            n_min = min(c["n_target"] for c in pcells)
+            at_min = [c for c in pcells if c["n_target"] == n_min and c["estimated"] is not None]
+            seed = 0 if any(c["seed"] == 0 for c in at_min) else min((c["seed"] for c in at_min), default=None)
+            for m in methods:
+                est = next((c["estimated"] for c in at_min if c["method"] == m and c["seed"] == seed), None)
+                if est is not None:
+                    panels.append((f"{m}\n(n={n_min}, seed {seed})", est))
+        path, rel = ctx.figure_path(f"{preset}-transitions")
+        heatmaps(path, f"Transition matrices, preset {preset} (row: current token, column: next token)", panels)
+        parts.append(figure_markdown(rel, f"True source and target transition matrices and the matrices estimated from "
+                                          f"each method's samples at the smallest n target (preset {preset}, "
+                                          f"K = {spec['vocab_size']})."))
+    section = (f"Preset {preset}", "\n\n".join(parts)) if parts else None
+    return section, headline
+
+
+def _gamma_section(data: dict[str, Any], ctx: Context) -> tuple[str, str]:
+    """The GTL gamma sweep: table and figure."""
+    vals: dict[tuple[str, int, float], list] = defaultdict(list)
+    for r in data["gamma"]:
+        vals[(r["preset"], r["n_target"], r["gamma"])].append(r["kl"])
+    sums = {k: summarize(v) for k, v in vals.items()}
+    rows = [[p, n, g, s.n, s.interval_text()] for (p, n, g), s in sorted(sums.items())]
+    series: dict[str, list] = defaultdict(list)
+    for (p, n, g), s in sorted(sums.items()):
+        series[f"{p}, n={n}"].append((g, s))
+    path, rel = ctx.figure_path("gamma-sweep")
+    line_plot(path, "Guidance strength sweep", "gamma (guidance exponent, dimensionless)",
+              "row-averaged KL (nats)", series, logy=True)
+    return ("Guidance strength (gamma) sweep",
+            markdown_table(["preset", "n target", "gamma", "seeds", f"row-averaged KL: {INTERVAL_HEADER}"], rows)
+            + "\n\n" + figure_markdown(rel, "Row-averaged KL of GTL samples against gamma; error bars: " + INTERVAL_NAME + "."))
+
+
+def _overlap_section(data: dict[str, Any], ctx: Context) -> tuple[str, str]:
+    """The support-overlap sweep: table and figure."""
+    vals2: dict[tuple[str, Any], list] = defaultdict(list)
+    for r in data["overlap"]:
+        vals2[(r["method"], r["overlap"])].append(r["kl"])
+    sums2 = {k: summarize(v) for k, v in vals2.items()}
+    order = {m: i for i, m in enumerate(dict.fromkeys(m for m, _ in sums2))}
+    numeric = all(isinstance(o, (int, float)) for _, o in sums2)
+    rows = [[m, o, s.n, s.interval_text()] for (m, o), s in
+            sorted(sums2.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] if numeric else 0))]
+    series2: dict[str, list] = defaultdict(list)
+    for (m, o), s in sums2.items():
+        series2[m].append((o, s))
+    path, rel = ctx.figure_path("overlap-sweep")
+    line_plot(path, "Source/target support overlap sweep", "overlap (share of target tokens the source uses)",
+              "row-averaged KL (nats)", series2, logy=True)
+    return ("Support overlap sweep",
+            markdown_table(["method", "overlap", "seeds", f"row-averaged KL: {INTERVAL_HEADER}"], rows)
+            + "\n\n" + figure_markdown(rel, "Row-averaged KL against the source/target overlap (no overlap is the "
+            "stated failure mode); error bars: " + INTERVAL_NAME + "."))
+
+
+def _components_section(data: dict[str, Any]) -> tuple[str, str]:
+    """Diagnostics of the trained components against their oracles, over seeds."""
+    vals3: dict[tuple[str, int, str, str], list] = defaultdict(list)
+    for r in data["components"]:
+        vals3[(r["preset"], r["n_target"], r["component"], r["metric"])].append(r["value"])
+    rows = [[p, n, comp, met, s.n, s.interval_text()] for (p, n, comp, met), s in
+            ((k, summarize(v)) for k, v in vals3.items())]
+    return ("Components", "Diagnostics of the trained components (denoiser, ratio network, planner) "
+                                   "over seeds.\n\n" + markdown_table(["preset", "n target", "component", "metric", "seeds",
+                                                                      INTERVAL_HEADER], rows))
+
+
 def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
     """Per-preset tables (mean and 95% bootstrap percentile interval over seeds), KL-vs-n figures, transition heatmaps,
     gamma and overlap sweeps, component table and the comparison with the published figure."""
@@ -174,128 +307,19 @@ def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
     cells = data["cells"]
     grouped = _grouped(cells)
     preset_names = list(dict.fromkeys([c["preset"] for c in cells] + list(data["presets"])))
-    sections: list[tuple[str, str]] = []
-    paper_summary = ""
-
-    # Comparison with the paper first: it is the headline.
-    if any(c["preset"] == paper.MARKOV_PRESET for c in cells):
-        table, sentences, comparisons = paper_comparison(cells)
-        verdicts = [c.verdict for c in comparisons]
-        paper_summary = ("Against the paper's figure (n target 1000/100/20): "
-                         + ", ".join(f"{verdicts.count(v)} {v}" for v in ("close", "better", "worse", "missing") if v in verdicts)
-                         + f" (close: within {100 * paper.RELATIVE_THRESHOLD:.0f} %).")
-        body = ("Mean row-averaged KL(true || estimated) of the transition matrix on preset `paper` "
-                "(K = 5, diagonal source d = 0.1, target d = 0.8) beside the values read off the paper's figure; "
-                "lower is better. A verdict is given when the two differ by more than "
-                f"{100 * paper.RELATIVE_THRESHOLD:.0f} %.\n\n" + table)
-        if sentences:
-            body += "\n\n" + "\n".join(f"- {s}" for s in sentences)
-        sections.append(("Comparison with the paper", body))
-        bars, notes = bar_checks(grouped)
-        if bars:
-            missed = sum("missed" in line for line in bars.splitlines())
-            body = ("The benchmark's bars on preset `paper` (row-averaged KL, mean over seeds; the target column is "
-                    "the rival's mean or the fixed figure). " + (f"{missed} missed." if missed else "All met.")
-                    + "\n\n" + bars)
-            if notes:
-                body += ("\n\nWhere a GTL bar is missed, the oracle ablations say which learned component is "
-                         "responsible (GTL with the exact ratio keeps the learned denoiser; GTL with the exact "
-                         "denoiser keeps the learned ratio):\n\n" + "\n".join(f"- {n}" for n in notes))
-            sections.append(("Bars", body))
-
+    sections, paper_summary = _paper_sections(cells, grouped)  # the headline comes first
     metric_keys = list(METRICS) + sorted({k for c in cells for k in c["metrics"]} - set(METRICS))
     headline = []
     for preset in preset_names:
-        pcells = [c for c in cells if c["preset"] == preset]
-        methods = list(dict.fromkeys(c["method"] for c in pcells))
-        ns = sorted({c["n_target"] for c in pcells}, reverse=True)
-        seeds = sorted({c["seed"] for c in pcells})
-        present = [k for k in metric_keys if any(c["metrics"].get(k) is not None for c in pcells)]
-        parts = []
-        if pcells:
-            rows = []
-            for m in methods:
-                for n in ns:
-                    g = grouped.get((preset, m, n))
-                    if g is None:
-                        continue
-                    rows.append([m, n, g["transition_kl"].n] + [g[k].interval_text() if k in g else "-" for k in present])
-            parts.append(f"Mean and {INTERVAL_NAME} ({len(seeds)} seed(s): {', '.join(map(str, seeds))}).\n\n"
-                         + markdown_table(["method", "n target", "seeds"] + [METRICS.get(k, k) for k in present], rows))
-            series = {m: [(n, grouped[(preset, m, n)]["transition_kl"]) for n in ns if (preset, m, n) in grouped] for m in methods}
-            path, rel = ctx.figure_path(f"{preset}-kl-vs-n")
-            line_plot(path, f"Row-averaged KL vs n target (preset {preset})", "n target (sequences, log scale)",
-                      "row-averaged KL(true || estimated) (nats)", series, logx=True, logy=True)
-            parts.append(figure_markdown(rel, f"Row-averaged KL of the estimated transition matrix against the number of "
-                                              f"target sequences, preset {preset}; error bars: " + INTERVAL_NAME + "."))
-            n_min = ns[-1]
-            best = min(((grouped[(preset, m, n_min)]["transition_kl"].mean, m) for m in methods if (preset, m, n_min) in grouped))
-            headline.append(f"preset `{preset}`: best at n target = {n_min} is {best[1]} (KL {fmt(best[0], 3)})")
-        spec = data["presets"].get(preset)
-        if spec is not None:
-            panels = [("true source", spec["source"]), ("true target", spec["target"])]
-            if pcells:
-                n_min = min(c["n_target"] for c in pcells)
-                at_min = [c for c in pcells if c["n_target"] == n_min and c["estimated"] is not None]
-                seed = 0 if any(c["seed"] == 0 for c in at_min) else min((c["seed"] for c in at_min), default=None)
-                for m in methods:
-                    est = next((c["estimated"] for c in at_min if c["method"] == m and c["seed"] == seed), None)
-                    if est is not None:
-                        panels.append((f"{m}\n(n={n_min}, seed {seed})", est))
-            path, rel = ctx.figure_path(f"{preset}-transitions")
-            heatmaps(path, f"Transition matrices, preset {preset} (row: current token, column: next token)", panels)
-            parts.append(figure_markdown(rel, f"True source and target transition matrices and the matrices estimated from "
-                                              f"each method's samples at the smallest n target (preset {preset}, "
-                                              f"K = {spec['vocab_size']})."))
-        if parts:
-            sections.append((f"Preset {preset}", "\n\n".join(parts)))
-
+        section, line = _preset_section(preset, data, grouped, metric_keys, ctx)
+        sections += [section] if section is not None else []
+        headline += [line] if line is not None else []
     if data["gamma"]:
-        vals: dict[tuple[str, int, float], list] = defaultdict(list)
-        for r in data["gamma"]:
-            vals[(r["preset"], r["n_target"], r["gamma"])].append(r["kl"])
-        sums = {k: summarize(v) for k, v in vals.items()}
-        rows = [[p, n, g, s.n, s.interval_text()] for (p, n, g), s in sorted(sums.items())]
-        series: dict[str, list] = defaultdict(list)
-        for (p, n, g), s in sorted(sums.items()):
-            series[f"{p}, n={n}"].append((g, s))
-        path, rel = ctx.figure_path("gamma-sweep")
-        line_plot(path, "Guidance strength sweep", "gamma (guidance exponent, dimensionless)",
-                  "row-averaged KL (nats)", series, logy=True)
-        sections.append(("Guidance strength (gamma) sweep",
-                         markdown_table(["preset", "n target", "gamma", "seeds", f"row-averaged KL: {INTERVAL_HEADER}"], rows)
-                         + "\n\n" + figure_markdown(rel, "Row-averaged KL of GTL samples against gamma; error bars: " + INTERVAL_NAME + ".")))
-
+        sections.append(_gamma_section(data, ctx))
     if data["overlap"]:
-        vals2: dict[tuple[str, Any], list] = defaultdict(list)
-        for r in data["overlap"]:
-            vals2[(r["method"], r["overlap"])].append(r["kl"])
-        sums2 = {k: summarize(v) for k, v in vals2.items()}
-        order = {m: i for i, m in enumerate(dict.fromkeys(m for m, _ in sums2))}
-        numeric = all(isinstance(o, (int, float)) for _, o in sums2)
-        rows = [[m, o, s.n, s.interval_text()] for (m, o), s in
-                sorted(sums2.items(), key=lambda kv: (order[kv[0][0]], kv[0][1] if numeric else 0))]
-        series2: dict[str, list] = defaultdict(list)
-        for (m, o), s in sums2.items():
-            series2[m].append((o, s))
-        path, rel = ctx.figure_path("overlap-sweep")
-        line_plot(path, "Source/target support overlap sweep", "overlap (share of target tokens the source uses)",
-                  "row-averaged KL (nats)", series2, logy=True)
-        sections.append(("Support overlap sweep",
-                         markdown_table(["method", "overlap", "seeds", f"row-averaged KL: {INTERVAL_HEADER}"], rows)
-                         + "\n\n" + figure_markdown(rel, "Row-averaged KL against the source/target overlap (no overlap is the "
-                                                         "stated failure mode); error bars: " + INTERVAL_NAME + ".")))
-
+        sections.append(_overlap_section(data, ctx))
     if data["components"]:
-        vals3: dict[tuple[str, int, str, str], list] = defaultdict(list)
-        for r in data["components"]:
-            vals3[(r["preset"], r["n_target"], r["component"], r["metric"])].append(r["value"])
-        rows = [[p, n, comp, met, s.n, s.interval_text()] for (p, n, comp, met), s in
-                ((k, summarize(v)) for k, v in vals3.items())]
-        sections.append(("Components", "Diagnostics of the trained components (denoiser, ratio network, planner) "
-                                       "over seeds.\n\n" + markdown_table(["preset", "n target", "component", "metric", "seeds",
-                                                                          INTERVAL_HEADER], rows)))
-
+        sections.append(_components_section(data))
     methods_all = list(dict.fromkeys(c["method"] for c in cells))
     summary = (f"{len(cells)} runs over {len(preset_names)} preset(s) and {len(methods_all)} method(s)"
                + (f" ({', '.join(methods_all)})" if methods_all else "") + ". ")
