@@ -13,33 +13,15 @@ from torch import nn
 from gtl_verify.baselines import TCSMNet, zero_correction
 from gtl_verify.learned import ClassifierRatio, NetworkPlanner, NetworkRatio
 from gtl_verify.networks import DenoiserNet, PositionNet, SequenceNet
-from gtl_verify.objectives import (
-    classifier_loss,
-    cycle_loss,
-    mask_tokens,
-    mdlm_loss,
-    noisy_classifier_batch,
-    planner_loss,
-    planner_targets,
-    ratio_regression_loss,
-    sample_times,
-    subs_log_probs,
-)
+from gtl_verify import recipes
 from gtl_verify.methods import Method
-from gtl_verify.training import balanced_batches
 
 from .run_folder import Run, backbone
 
 
-def _denoiser_loss(run: Run, net: nn.Module):
-    fn = run.compiled(net)
-    mask_id = run.data.vocab.mask_id
-
-    def loss(model, batch, gen):
-        with run.autocast():
-            return mdlm_loss(fn, batch, run.schedule, mask_id, gen)
-
-    return loss
+def _fit_denoiser(run: Run, net: nn.Module, data: torch.Tensor, budget, name: str, ckpt, digest):
+    recipe = recipes.denoiser(net, data, schedule=run.schedule, mask_id=run.data.vocab.mask_id, hooks=run.hooks)
+    return run.fit(net, recipe.loss, recipe.data, budget, name, ckpt, digest)
 
 
 def _base_key(run: Run) -> dict[str, Any]:
@@ -56,7 +38,7 @@ def source_denoiser(run: Run) -> DenoiserNet:
         return DenoiserNet(backbone(cfg.models.denoiser, data.vocab, data.length))
 
     def fit(net, ckpt, digest):
-        return run.fit(net, _denoiser_loss(run, net), data.source_train, cfg.training.source, "source denoiser", ckpt, digest)
+        return _fit_denoiser(run, net, data.source_train, cfg.training.source, "source denoiser", ckpt, digest)
 
     return run.component("source denoiser", key, build, fit)
 
@@ -73,7 +55,7 @@ def target_denoiser(run: Run, fraction: float) -> DenoiserNet:
         return DenoiserNet(backbone(cfg.models.denoiser, data.vocab, data.length))
 
     def fit(net, ckpt, digest):
-        return run.fit(net, _denoiser_loss(run, net), data.target_train[fraction], cfg.training.target, name, ckpt, digest)
+        return _fit_denoiser(run, net, data.target_train[fraction], cfg.training.target, name, ckpt, digest)
 
     return run.component(name, key, build, fit)
 
@@ -93,7 +75,7 @@ def finetuned_denoiser(run: Run, fraction: float) -> DenoiserNet:
         return net
 
     def fit(net, ckpt, digest):
-        return run.fit(net, _denoiser_loss(run, net), data.target_train[fraction], cfg.training.finetune, name, ckpt, digest)
+        return _fit_denoiser(run, net, data.target_train[fraction], cfg.training.finetune, name, ckpt, digest)
 
     return run.component(name, key, build, fit)
 
@@ -114,8 +96,7 @@ def tcsm_denoiser(run: Run, fraction: float) -> TCSMNet:
         return zero_correction(backbone(cfg.models.ratio, data.vocab, data.length))
 
     def fit(correction, ckpt, digest):
-        model = TCSMNet(source, correction)
-        return run.fit(model, _denoiser_loss(run, model), data.target_train[fraction], cfg.training.ratio, name, ckpt, digest)
+        return _fit_denoiser(run, TCSMNet(source, correction), data.target_train[fraction], cfg.training.ratio, name, ckpt, digest)
 
     return TCSMNet(source, run.component(name, key, build, fit)).eval()
 
@@ -128,20 +109,11 @@ def clean_classifier(run: Run, fraction: float) -> SequenceNet:
     key = {**_base_key(run), "stage": "clean-classifier", "fraction": fraction, "size": vars(cfg.models.classifier),
            "budget": vars(budget)}
     name = f"clean classifier {fraction:g}"
-    draw = balanced_batches(data.source_train, data.target_train[fraction], budget.batch_size)
-
-    def batch(gen):
-        xs, xt = draw(gen)
-        return torch.cat([xs, xt]), torch.cat([torch.ones(len(xs)), torch.zeros(len(xt))])
 
     def fit(net, ckpt, digest):
-        fn = run.compiled(net)
-
-        def loss(model, b, gen):
-            with run.autocast():
-                return classifier_loss(fn(b[0])[:, 0].float(), b[1])
-
-        return run.fit(net, loss, batch, budget, name, ckpt, digest)
+        recipe = recipes.clean_classifier(net, data.source_train, data.target_train[fraction], budget.batch_size,
+                                          hooks=run.hooks)
+        return run.fit(net, recipe.loss, recipe.data, budget, name, ckpt, digest)
 
     return run.component(name, key, lambda: SequenceNet(backbone(cfg.models.classifier, data.vocab, data.length)), fit)
 
@@ -157,18 +129,12 @@ def noisy_classifier(run: Run, fraction: float) -> SequenceNet:
     key = {**_base_key(run), "stage": "noisy-classifier", "fraction": fraction, "size": vars(size),
            "budget": vars(budget), "time": timed}
     name = f"noisy classifier {fraction:g}"
-    draw = balanced_batches(data.source_train, data.target_train[fraction], budget.batch_size)
-    mask_id = data.vocab.mask_id
 
     def fit(net, ckpt, digest):
-        fn = run.compiled(net)
-
-        def loss(model, b, gen):
-            z, t, labels = noisy_classifier_batch(b[0], b[1], run.schedule, gen, mask_id=mask_id)
-            with run.autocast():
-                return classifier_loss(fn(z, t.float() if timed else None)[:, 0].float(), labels)
-
-        return run.fit(net, loss, draw, budget, name, ckpt, digest)
+        recipe = recipes.noisy_classifier(net, data.source_train, data.target_train[fraction], budget.batch_size,
+                                          schedule=run.schedule, mask_id=data.vocab.mask_id, time_conditioned=timed,
+                                          hooks=run.hooks)
+        return run.fit(net, recipe.loss, recipe.data, budget, name, ckpt, digest)
 
     return run.component(name, key, lambda: SequenceNet(backbone(size, data.vocab, data.length, timed)), fit)
 
@@ -194,29 +160,11 @@ def ratio_model(run: Run, fraction: float):
     def fit(net, ckpt, digest):
         # pseudo labels log r_0(x) of the clean source segments (prior-corrected, balanced training)
         labels = ClassifierRatio(clean, n_source=1, n_target=1)(source).float().cpu()
-        tdc = ClassifierRatio(noisy, n_source=1, n_target=1) if (noisy is not None and rc.cycle_weight > 0) else None
-        fn = run.compiled(net)
-        half = max(budget.batch_size // 2, 1)
-
-        def batch(gen):
-            idx = torch.randint(len(source), (budget.batch_size,), generator=gen)
-            xt = target[torch.randint(len(target), (half,), generator=gen)]
-            return source[idx], labels[idx], xt
-
-        def loss(model, b, gen):
-            x, lab, xt = b
-            t = sample_times(len(x), gen, 0.0, False, x.device)
-            z = mask_tokens(x, t, run.schedule, mask_id, gen)
-            with run.autocast():
-                out = ratio_regression_loss(fn(z)[:, 0].float(), lab, rc.space, max_log_ratio=rc.max_log_ratio)
-                if tdc is not None:
-                    tt = sample_times(len(xt), gen, 0.0, False, xt.device)
-                    zt = mask_tokens(xt, tt, run.schedule, mask_id, gen)
-                    ref = tdc(zt, tt.float()).clamp(-rc.max_log_ratio, rc.max_log_ratio)
-                    out = out + cycle_loss(fn(zt)[:, 0].float(), ref, rc.cycle_weight, rc.space)
-            return out
-
-        return run.fit(net, loss, batch, budget, name, ckpt, digest)
+        cycle = recipes.Cycle(noisy, rc.cycle_weight) if (noisy is not None and rc.cycle_weight > 0) else None
+        recipe = recipes.ratio_regression(net, source, labels, budget.batch_size, schedule=run.schedule, mask_id=mask_id,
+                                          space=rc.space, max_log_ratio=rc.max_log_ratio, target=target, cycle=cycle,
+                                          hooks=run.hooks)
+        return run.fit(net, recipe.loss, recipe.data, budget, name, ckpt, digest)
 
     net = run.component(name, key, lambda: SequenceNet(backbone(cfg.models.ratio, data.vocab, data.length)), fit)
     return NetworkRatio(net)
@@ -238,24 +186,10 @@ def planner(run: Run) -> NetworkPlanner:
     budget = cfg.training.planner
     key = {**_base_key(run), "stage": "planner", "size": vars(cfg.models.planner), "budget": vars(budget),
            "denoiser": run.keys["source denoiser"], "features": features}
-    mask_id = data.vocab.mask_id
-
     def fit(net, ckpt, digest):
-        fn = run.compiled(net)
-        src_fn = run.compiled(src)
-        src.eval()
-
-        def loss(model, x, gen):
-            t = sample_times(len(x), gen, 1e-3, True, x.device)
-            z = mask_tokens(x, t, run.schedule, mask_id, gen)
-            with torch.no_grad(), run.autocast():
-                lp = subs_log_probs(src_fn(z).float(), z, mask_id)
-            targets = planner_targets(lp, x, z, mask_id)
-            with run.autocast():
-                scores = fn(z, None, lp) if features else fn(z)
-            return planner_loss(scores.float(), targets, z == mask_id)
-
-        return run.fit(net, loss, data.source_train, budget, "planner", ckpt, digest)
+        recipe = recipes.planner(net, src, data.source_train, schedule=run.schedule, mask_id=data.vocab.mask_id,
+                                 log_prob_features=features, hooks=run.hooks)
+        return run.fit(net, recipe.loss, recipe.data, budget, "planner", ckpt, digest)
 
     net = run.component("planner", key, lambda: PositionNet(backbone(cfg.models.planner, data.vocab, data.length),
                                                             log_prob_features=features), fit)

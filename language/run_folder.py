@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gtl_verify.networks import BackboneConfig
+from gtl_verify.recipes import Hooks
 from gtl_verify.schedules import LogLinearSchedule, Schedule
 from gtl_verify.store import ComponentStore, Fit, key_digest
 from gtl_verify.training import TrainConfig, train
@@ -83,16 +84,13 @@ class Run:
     def on_cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    def autocast(self):
-        if self.on_cuda and self.config.runtime.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    @property
+    def hooks(self) -> Hooks:
+        """The runtime's bf16 autocast and torch.compile (CUDA only), for training and sampling."""
+        return Hooks(device=self.device, bf16=self.config.runtime.bf16, compile=self.config.runtime.compile)
 
-    def compiled(self, net: nn.Module) -> Callable[..., torch.Tensor]:
-        """torch.compile(net) on CUDA when asked (it shares the parameters of ``net``), else ``net``."""
-        if self.on_cuda and self.config.runtime.compile:
-            return torch.compile(net)
-        return net
+    def autocast(self):
+        return self.hooks.autocast()
 
     def seed(self, name: str) -> int:
         return (self.config.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
