@@ -96,7 +96,7 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
     clean = store.get("clean-classifier", {**full_key, "estimator": "clean"}, lambda: SequenceNet(cfg), fitted(clean_fit))
     with torch.no_grad():
         labels = classifier_log_ratio(clean(source)[:, 0], 1, 1).float()
-    space = "ratio" if estimator == "regression-ratio" else "log"
+    space = recipes.regression_space(estimator)
     regression = fit_classifier(lambda net: recipes.ratio_regression(net, source, labels, batch, schedule=schedule, mask_id=k,
                                                                      space=space), f"ratio net ({space})")
     net = store.get(f"ratio-{space}", full_key, lambda: SequenceNet(cfg), fitted(regression))

@@ -15,6 +15,7 @@ from typing import Any
 
 from gtl_verify.config import Budget, ConfigError, NetSize, check_sequence, load
 from gtl_verify.methods import methods_for
+from gtl_verify.recipes import RATIO_ESTIMATORS
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
@@ -22,7 +23,6 @@ from .presets import PRESETS, is_chain_file, pair_identity, resolve_pair
 
 #: every method of the registry whose components the Markov benchmark provides (all of them: it has exact oracles)
 METHODS = methods_for({"source", "target-only", "fine-tuned", "tcsm", "ar2diff", "oracle"}, {"learned", "oracle"})
-RATIO_ESTIMATORS = ("noisy-classifier", "regression-ratio", "regression-log")
 
 
 @dataclass(frozen=True)
