@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from gtl_verify.networks import BackboneConfig
 from gtl_verify.recipes import Hooks
 from gtl_verify.schedules import LogLinearSchedule, Schedule
-from gtl_verify.store import ComponentStore, Fit, key_digest
+from gtl_verify.store import ComponentId, ComponentStore, Fit, key_digest
 from gtl_verify.training import TrainConfig, train
 
 from .config import Budget, LanguageConfig, NetSize
@@ -56,8 +56,8 @@ class Run:
     progress: bool = True
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     data: PreparedData | None = None
-    nets: dict[str, nn.Module] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
+    nets: dict[ComponentId, nn.Module] = field(default_factory=dict)
+    keys: dict[ComponentId, str] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     schedule: Schedule = field(default_factory=LogLinearSchedule)
@@ -96,15 +96,15 @@ class Run:
         return (self.config.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
 
     # ---------------------------------------------------------- component store
-    def component(self, name: str, key: dict[str, Any], build: Callable[[], nn.Module], fit: Fit) -> nn.Module:
-        """The component ``name`` from ``<run>/models`` (see :class:`gtl_verify.store.ComponentStore`;
+    def component(self, cid: ComponentId, key: dict[str, Any], build: Callable[[], nn.Module], fit: Fit) -> nn.Module:
+        """The component ``cid`` from ``<run>/models`` (see :class:`gtl_verify.store.ComponentStore`;
         training resumes from ``<run>/checkpoints``), memoised for this run."""
         digest = key_digest(key, self.store.digest_chars)
-        if name in self.nets and self.keys.get(name) == digest:
-            return self.nets[name]
-        self.keys[name] = digest
-        self.nets[name] = self.store.get(name, key, build, fit)
-        return self.nets[name]
+        if cid in self.nets and self.keys.get(cid) == digest:
+            return self.nets[cid]
+        self.keys[cid] = digest
+        self.nets[cid] = self.store.get(cid.name, key, build, fit)
+        return self.nets[cid]
 
     @property
     def components(self) -> dict[str, dict[str, Any]]:
