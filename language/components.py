@@ -150,14 +150,15 @@ def noisy_classifier(run: Run, fraction: float) -> SequenceNet:
     return run.component(cid, key, lambda: SequenceNet(backbone(size, data.vocab, data.length, timed)), fit)
 
 
-def ratio_model(run: Run, fraction: float):
-    """The ratio used by GTL at ``fraction`` (a SequenceRatio: z [, t] -> log r(z))."""
+def ratio_model(run: Run, fraction: float, hooks: recipes.Hooks = recipes.NO_HOOKS):
+    """The ratio used by GTL at ``fraction`` (a SequenceRatio: z [, t] -> log r(z)), its network
+    called through ``hooks`` (the runtime's bf16/compile at sampling time)."""
     cfg = run.config
     rc = cfg.ratio
     data = run.data
     noisy = noisy_classifier(run, fraction) if (rc.estimator == "noisy-classifier" or rc.cycle_weight > 0) else None
     if rc.estimator == "noisy-classifier":
-        return ClassifierRatio(noisy, n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
+        return ClassifierRatio(hooks.sampling(noisy), n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
     clean = clean_classifier(run, fraction)
     budget = cfg.training.ratio
     key = {**_base_key(run), "stage": "ratio", "fraction": fraction, "size": vars(cfg.models.ratio), "budget": vars(budget),
@@ -178,7 +179,7 @@ def ratio_model(run: Run, fraction: float):
         return run.fit(net, recipe.loss, recipe.data, budget, cid.name, ckpt, digest)
 
     net = run.component(cid, key, lambda: SequenceNet(backbone(cfg.models.ratio, data.vocab, data.length)), fit)
-    return NetworkRatio(net)
+    return NetworkRatio(hooks.sampling(net))
 
 
 def ratio_network_id(run: Run, fraction: float) -> ComponentId:
@@ -186,9 +187,9 @@ def ratio_network_id(run: Run, fraction: float) -> ComponentId:
     return (NOISY if run.config.ratio.estimator == "noisy-classifier" else RATIO).at(fraction)
 
 
-def planner(run: Run) -> NetworkPlanner:
+def planner(run: Run, hooks: recipes.Hooks = recipes.NO_HOOKS) -> NetworkPlanner:
     """PositionNet trained on masked source segments to predict where the frozen source
-    denoiser's arg-max is the clean token (reveal those first)."""
+    denoiser's arg-max is the clean token (reveal those first); called through ``hooks``."""
     cfg = run.config
     data = run.data
     src = run.nets.get(SOURCE) or source_denoiser(run)
@@ -203,31 +204,33 @@ def planner(run: Run) -> NetworkPlanner:
 
     net = run.component(PLANNER, key, lambda: PositionNet(backbone(cfg.models.planner, data.vocab, data.length),
                                                             log_prob_features=features), fit)
-    return NetworkPlanner(net)
+    return NetworkPlanner(hooks.sampling(net))
 
 
 @dataclass
 class Components:
     """The language pipeline's :class:`~gtl_verify.methods.ComponentProvider` at one target
-    fraction (denoiser networks, the learned ratio, the planner; trained on demand), with the
-    ids of the components each method uses (their digests key the sample caches)."""
+    fraction (denoiser networks, the learned ratio, the planner; trained on demand and called
+    through the runtime's bf16/compile hooks), with the ids of the components each method uses
+    (their digests key the sample caches)."""
 
     run: Run
     fraction: float
 
     def denoiser(self, which: str) -> nn.Module:
         f = self.fraction
-        return {"source": lambda: self.run.nets.get(SOURCE) or source_denoiser(self.run),
-                "target-only": lambda: target_denoiser(self.run, f), "fine-tuned": lambda: finetuned_denoiser(self.run, f),
-                "tcsm": lambda: tcsm_denoiser(self.run, f)}[which]()
+        net = {"source": lambda: self.run.nets.get(SOURCE) or source_denoiser(self.run),
+               "target-only": lambda: target_denoiser(self.run, f), "fine-tuned": lambda: finetuned_denoiser(self.run, f),
+               "tcsm": lambda: tcsm_denoiser(self.run, f)}[which]()
+        return self.run.hooks.sampling(net)
 
     def ratio(self, which: str):
         if which != "learned":
             raise ValueError(f"the language pipeline has no {which!r} ratio")
-        return ratio_model(self.run, self.fraction)
+        return ratio_model(self.run, self.fraction, self.run.hooks)
 
     def planner(self) -> NetworkPlanner:
-        return planner(self.run)
+        return planner(self.run, self.run.hooks)
 
     def component_ids(self, method: Method) -> list[ComponentId]:
         f = self.fraction

@@ -89,9 +89,6 @@ class Run:
         """The runtime's bf16 autocast and torch.compile (CUDA only), for training and sampling."""
         return Hooks(device=self.device, bf16=self.config.runtime.bf16, compile=self.config.runtime.compile)
 
-    def autocast(self):
-        return self.hooks.autocast()
-
     def seed(self, name: str) -> int:
         return (self.config.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
 

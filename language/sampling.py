@@ -59,9 +59,9 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
         n = min(cfg.batch, samples - done)
         sc = SamplerConfig(num_samples=n, length=data.length, steps=cfg.steps, gamma=gamma if guided else 0.0, rule=rule,
                            top_k=cfg.top_k or None, temperature=cfg.planner_temperature, final_argmax=True)
-        with run.autocast():
-            res = (planner_sample(denoiser, ratio, parts.planner, run.schedule, sc, gen) if parts.planner is not None
-                   else ancestral_sample(denoiser, ratio, run.schedule, sc, gen))
+        # the networks are called through run.hooks (bf16 autocast / compile); guidance stays in float64
+        res = (planner_sample(denoiser, ratio, parts.planner, run.schedule, sc, gen) if parts.planner is not None
+               else ancestral_sample(denoiser, ratio, run.schedule, sc, gen))
         outs.append(res.tokens.cpu())
         for k, v in res.cost().items():
             totals[k] = totals.get(k, 0) + v

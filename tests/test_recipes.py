@@ -83,3 +83,38 @@ def test_one_ratio_estimator_vocabulary_for_both_pipelines():
         RatioConfig(estimator="regression-ratio", space="log")
     with pytest.raises(ValueError, match="ratio estimator must be one of"):
         recipes.regression_space("kernel")
+
+
+def test_sampling_hooks_compile_and_autocast_the_networks_the_sampler_calls():
+    """Forced on the CPU (aot_eager, bf16 autocast): the sampler calls the compiled network under
+    autocast, gets float32 outputs within bf16 rounding of float32 eager, and draws valid tokens."""
+    from gtl_verify.learned import NetworkDenoiser
+    from gtl_verify.samplers import SamplerConfig, ancestral_sample
+
+    torch.manual_seed(0)
+    net = DenoiserNet(_backbone()).eval()
+    hooks = recipes.Hooks(bf16=True, compile=True, backend="aot_eager", force=True)
+    hooked = hooks.sampling(net)
+    assert hooked is not net and hooked.config is net.config
+    assert isinstance(hooked.fn, torch._dynamo.eval_frame.OptimizedModule)
+    z = torch.full((3, L), K)
+    z[:, ::2] = _data(4, 3)[:, ::2]
+    with torch.no_grad():
+        low, ref = hooked(z), net(z)
+    assert low.dtype == torch.float32
+    scale = max(1.0, float(ref.abs().max()))
+    assert float((low - ref).abs().max()) <= 2 * 16 * 2.0**-8 * scale  # 2 D u S, D <= 16 rounding stages
+    res = ancestral_sample(NetworkDenoiser(hooked, K), None, SCHEDULE,
+                           SamplerConfig(num_samples=4, length=L, steps=4, gamma=0.0, final_argmax=True),
+                           torch.Generator().manual_seed(0))
+    assert res.tokens.shape == (4, L) and bool(((res.tokens >= 0) & (res.tokens < K)).all())
+
+
+def test_language_provider_calls_its_networks_through_the_run_hooks(monkeypatch):
+    from language import components
+
+    calls = []
+    run = type("R", (), {"hooks": recipes.Hooks(), "nets": {components.SOURCE: DenoiserNet(_backbone())}})()
+    monkeypatch.setattr(recipes.Hooks, "sampling", lambda self, n: calls.append(n) or n)
+    provider = components.Components(run, 0.5)
+    assert provider.denoiser("source") is run.nets[components.SOURCE] and calls == [run.nets[components.SOURCE]]
