@@ -29,9 +29,16 @@ TOKENIZERS = ("bert", "bpe")
 VOCABULARIES = ("full", "observed")
 SCHEMES = ("paper", "physics-broad")
 DEVICES = ("auto", "cpu", "cuda")
-#: the registry's methods whose components this pipeline trains (no exact oracles, no AR source model)
-METHODS = methods_for({"source", "target-only", "fine-tuned", "tcsm"}, {"learned"})
-GUIDED_METHODS = tuple(m for m in METHODS if METHOD_REGISTRY[m].guided)
+
+
+def language_methods() -> tuple[str, ...]:
+    """The registry's methods whose components this pipeline trains (no exact oracles, no AR source
+    model), in registry order (read at call time: registered methods included)."""
+    return methods_for({"source", "target-only", "fine-tuned", "tcsm"}, {"learned"})
+
+
+def guided_methods() -> tuple[str, ...]:
+    return tuple(m for m in language_methods() if METHOD_REGISTRY[m].guided)
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -182,7 +189,7 @@ class SamplingConfig:
     ``candidates_sweep`` (empty = skipped). ``planner_log_prob_features``: the planner reads the
     source denoiser's confidence features."""
 
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = field(default_factory=language_methods)
     samples: int = 64
     batch: int = 32
     steps: int = 32
@@ -199,8 +206,8 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         methods = check_sequence("sampling.methods", self.methods)
         for m in methods:
-            if m not in METHODS:
-                raise ValueError(f"sampling.methods must be chosen from {list(METHODS)}, got {m!r}")
+            if m not in language_methods():
+                raise ValueError(f"sampling.methods must be chosen from {list(language_methods())}, got {m!r}")
         check_int_range("sampling.samples", self.samples, 2)
         check_int_range("sampling.batch", self.batch, 1)
         check_int_range("sampling.steps", self.steps, 1)
@@ -310,7 +317,7 @@ def _check_evaluation(sampling: SamplingConfig, evaluation: EvaluationConfig) ->
     """One truncation for every method; MAUVE sets large enough (or explicitly allowed small)."""
     from .evaluate import check_equal_truncation, check_mauve_sizes
 
-    check_equal_truncation(sampling.methods, sampling.top_k, sampling.candidates, GUIDED_METHODS)
+    check_equal_truncation(sampling.methods, sampling.top_k, sampling.candidates, guided_methods())
     sets = {"every method (sampling.samples)": sampling.samples}
     if sampling.gamma_sweep or sampling.candidates_sweep:
         sets["the ablations (sampling.ablation_samples)"] = sampling.ablation_samples
@@ -371,7 +378,8 @@ __all__ = [
     "DataConfig",
     "EvaluationConfig",
     "LanguageConfig",
-    "METHODS",
+    "guided_methods",
+    "language_methods",
     "Models",
     "NetSize",
     "RatioConfig",
