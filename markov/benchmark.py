@@ -345,7 +345,7 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="TOML file with MarkovConfig keys ([models], [training] tables)")
+    parser.add_argument("--config", metavar="FILE", help="TOML file with MarkovConfig keys and per-component tables ([models.denoiser], [training.ratio] ...)")
     parser.add_argument("--preset", nargs="+", choices=PRESETS, help="presets to run (default: paper)")
     parser.add_argument("--chains", nargs="+", metavar="FILE",
                         help="your own source/target chain pairs from .toml or .npz files (markov/chain_file.py), run as presets")
