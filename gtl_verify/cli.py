@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_allocation_failure(exc: BaseException) -> bool:
+    """A MemoryError, torch's OutOfMemoryError, or the CPU allocator's "can't allocate memory"."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -142,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.traceback:
             raise
         print(f"gtl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:  # an allocation the memory checks did not foresee
+        if args.traceback or not _is_allocation_failure(exc):
+            raise
+        print(f"gtl {args.command}: error: out of memory ({' '.join(str(exc).split())[:200]}); "
+              "ask for fewer samples, a shorter length or a smaller batch", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

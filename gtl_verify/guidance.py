@@ -32,6 +32,7 @@ Impossible states and non-finite values (docs/conventions.md), implemented here 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -99,7 +100,7 @@ class PiecewiseLinearGamma:
 
     def __post_init__(self) -> None:
         if len(self.knots) < 1:
-            raise ValueError("knots must hold at least one (t, gamma) pair, got ()")
+            raise ValueError("gamma knots must hold at least one (t, gamma) pair, got ()")
         times = [check_real_range("knot time", k[0], 0.0, 1.0) for k in self.knots]
         for _, g in self.knots:
             check_gamma(g)
@@ -120,13 +121,39 @@ class PiecewiseLinearGamma:
 GammaSchedule = Callable[[float], float]
 
 
+GAMMA_FORMS = "a real number >= 0, a list of (t, gamma) knots, or a callable t -> gamma"
+
+
 def make_gamma(spec: float | Sequence[Sequence[float]] | GammaSchedule) -> GammaSchedule:
-    """A gamma schedule from a number (constant), a list of (t, gamma) knots, or a callable."""
-    if callable(spec):
-        return spec
-    if isinstance(spec, (int, float)):
+    """A gamma schedule from a number (constant), a list of (t, gamma) knots, or a callable.
+
+    Raises ValueError naming ``gamma`` for anything else (a string, a bool, None, a tensor, a flat
+    list, a knot that is not a (t, gamma) pair of real numbers)."""
+    if callable(spec) and not torch.is_tensor(spec):
+        return CheckedGamma(spec)
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return ConstantGamma(float(spec))
+    if not isinstance(spec, (list, tuple)) or not all(isinstance(k, (list, tuple)) and len(k) == 2 for k in spec):
+        raise ValueError(f"gamma must be {GAMMA_FORMS}, got {type(spec).__name__} {spec!r:.60}")
+    if not all(_is_real(x) for knot in spec for x in knot):
+        raise ValueError(f"gamma knots must be (t, gamma) pairs of real numbers, got {spec!r:.60}")
     return PiecewiseLinearGamma(tuple((float(a), float(b)) for a, b in spec))
+
+
+def _is_real(x: object) -> bool:
+    """A real number that is not a bool (a str, a tensor or None is not)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class CheckedGamma:
+    """A user's callable gamma schedule whose value at t is checked finite and >= 0, the error
+    naming t (``gamma(t=0.5) must be ...``)."""
+
+    fn: GammaSchedule
+
+    def __call__(self, t: float) -> float:
+        return check_gamma(self.fn(t), f"gamma(t={t:g})")
 
 
 # ------------------------------------------------------------------ non-finite convention

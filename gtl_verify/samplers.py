@@ -64,7 +64,7 @@ class SamplerConfig:
         guidance.make_gamma(self.gamma)  # validates
 
     def gamma_at(self, t: float) -> float:
-        return guidance.check_gamma(guidance.make_gamma(self.gamma)(t))
+        return guidance.check_gamma(guidance.make_gamma(self.gamma)(t), f"gamma(t={t:g})")
 
     def context(
         self, denoiser: Denoiser, ratio: SequenceRatio | None, schedule: Schedule, planner: Planner | None = None
@@ -96,7 +96,7 @@ def _finish(ctx: StepContext, z: torch.Tensor, steps: int, final_argmax: bool, s
     mask_id = ctx.mask_id
     leftover = int((z == mask_id).sum())
     if leftover and final_argmax:
-        check_possible(ctx.log_probs(z, 0.0), (z == mask_id).nonzero())
+        check_possible(ctx.log_probs(z, 0.0), (z == mask_id).nonzero(), final_fill=True)
         best = ctx.log_probs(z, 0.0).argmax(-1)
         z = torch.where(z == mask_id, best, z)
     ratio = ctx.ratio

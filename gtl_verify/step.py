@@ -59,7 +59,7 @@ class StepContext:
         """Wrap the components in counting wrappers (kept if already counted)."""
         return cls(
             denoiser=denoiser if isinstance(denoiser, CountingDenoiser) else CountingDenoiser(denoiser),
-            ratio=None if ratio is None else (ratio if isinstance(ratio, CountingRatio) else CountingRatio(ratio)),
+            ratio=None if ratio is None else (ratio if isinstance(ratio, CountingRatio) else CountingRatio(ratio, denoiser.vocab_size)),
             schedule=schedule, rule=rule, gamma=guidance.make_gamma(gamma), top_k=top_k,
             planner=None if planner is None else (planner if isinstance(planner, CountingPlanner) else CountingPlanner(planner)),
         )
@@ -74,7 +74,7 @@ class StepContext:
 
     def gamma_at(self, t: float) -> float:
         """gamma(t), checked finite and >= 0."""
-        return guidance.check_gamma(self.gamma(t))
+        return guidance.check_gamma(self.gamma(t), f"gamma(t={t:g})")
 
     def log_probs(self, z: torch.Tensor, t: float) -> torch.Tensor:
         """Denoiser log p(x^i = v | z_t) [B, L, K], cast to float64 before any guidance."""
@@ -98,18 +98,38 @@ class StepContext:
         )
 
 
-def check_possible(log_probs: torch.Tensor, positions: torch.Tensor) -> None:
+def check_possible(log_probs: torch.Tensor, positions: torch.Tensor, z: torch.Tensor | None = None,
+                   mask_id: int | None = None, final_fill: bool = False) -> None:
     """Raise :class:`~gtl_verify.guidance.ImpossibleStepError` if the denoiser row [K] of a masked
     position (b, i) in ``positions`` [M, 2] is NaN or all -inf: the sequence has probability 0
-    under the denoiser's law, so no reverse step from it is defined."""
+    under the denoiser's law, so no reverse step from it is defined.
+
+    The message tells the causes apart: a row at the all-mask start (every run begins there, so
+    the denoiser itself is faulty), a NaN row elsewhere (0/0: an unreachable state, or a
+    denoiser failure), an all -inf row (an unreachable state: independent reveals reach such
+    states on chains with exact zeros); ``final_fill``: the masks are those left after the last
+    step, for the final arg-max. ``z`` [B, L] and ``mask_id``: the sequences and the mask id (None:
+    the start is not singled out)."""
     rows = log_probs[positions[:, 0], positions[:, 1]]
-    bad = torch.isnan(rows).any(-1) | torch.isneginf(rows).all(-1)
-    if bad.any():
-        b, i = positions[bad.nonzero()[0, 0]].tolist()
-        raise guidance.ImpossibleStepError(
-            f"denoiser log-probs are NaN or all -inf at {int(bad.sum())} masked position(s), first row {b} position {i}: "
-            "the state has probability 0 under the source (independent reveals reach such states on chains with exact zeros)"
-        )
+    nan, dead = torch.isnan(rows).any(-1), torch.isneginf(rows).all(-1)
+    bad = nan | dead
+    if not bad.any():
+        return
+    first = bad.nonzero()[0, 0]
+    b, i = positions[first].tolist()
+    what = "NaN" if nan[first] else "all -inf"
+    where = f"at {int(bad.sum())} masked position(s), first row {b} position {i}"
+    if final_fill:
+        where += " (a mask left after the last step, for the final arg-max)"
+    if z is not None and mask_id is not None and not final_fill and bool((z[b] == mask_id).all()):
+        cause = "this is the all-mask start, which every run visits: the denoiser itself is faulty"
+    elif nan[first]:
+        cause = ("0/0: the state has probability 0 under the source (unreachable), or the denoiser failed "
+                 "(independent reveals reach unreachable states on chains with exact zeros)")
+    else:
+        cause = ("the state has probability 0 under the source "
+                 "(independent reveals reach such states on chains with exact zeros)")
+    raise guidance.ImpossibleStepError(f"denoiser log-probs are {what} {where}: {cause}")
 
 
 def reverse_step(ctx: StepContext, z: torch.Tensor, t: float, s: float, positions: torch.Tensor, *, reveal_only: bool = False) -> torch.Tensor:
@@ -125,13 +145,13 @@ def reverse_step(ctx: StepContext, z: torch.Tensor, t: float, s: float, position
     if ctx.ratio is None and gamma > 0 and rule_uses_ratio(ctx.rule):
         raise ValueError(f"ratio is None but rule {rule_name(ctx.rule)!r} needs one at gamma={gamma}; pass a ratio or gamma=0")
     log_probs = ctx.log_probs(z, t)
-    check_possible(log_probs, positions)
+    check_possible(log_probs, positions, z, ctx.mask_id)
     weights = ctx.rule(ctx.step_input(z, t, s, log_probs, positions))
     expected = (positions.shape[0], ctx.vocab_size + 1)
     if not torch.is_tensor(weights) or tuple(weights.shape) != expected:
         got = tuple(weights.shape) if torch.is_tensor(weights) else type(weights).__name__
         raise ValueError(f"rule {rule_name(ctx.rule)!r} must return log-weights of shape {expected} at t={t:g}, got {got}")
-    weights = weights.to(torch.float64)
+    weights = weights.detach().to(torch.float64)  # a rule's autograd graph is not kept
     if reveal_only:
         weights = torch.cat([weights[:, :-1], torch.full_like(weights[:, -1:], guidance.NEG_INF)], dim=-1)
     what = f"step law of rule {rule_name(ctx.rule)!r} at t={t:g}"

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 import re
+import tempfile
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -80,8 +83,12 @@ def check_real_range(
     """Raise unless ``value`` is a finite real in ``[low, high]`` (``(low, high]`` if ``open_low``).
 
     NaN and +-inf are always rejected, also when a bound is infinite: every real parameter of the
-    suite (gamma, temperatures, drifts, rates) is finite.
+    suite (gamma, temperatures, drifts, rates) is finite. Strings ("1.0") and booleans are rejected
+    too (a number written as text or a flag is a caller's mistake, not a value); so are tensors of
+    more than one element. Command-line text is converted by the parser before it gets here.
     """
+    if isinstance(value, (bool, str, bytes)) or (torch.is_tensor(value) and value.numel() != 1):
+        raise ValueError(f"{name} must be a real number, got {_short(value)}")
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -142,3 +149,65 @@ def check_device(name: str, value: str) -> torch.device:
         if int(match[1] or 0) >= count:
             raise ValueError(f"{name} {value}: only {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})")
     return torch.device(value)
+
+
+def check_output_dir(name: str, path: str | Path) -> Path:
+    """Create the folder ``path`` (and its parents), write and delete a probe file in it, and remove
+    the folders it created (a later error leaves nothing behind); raise ValueError naming the option
+    ``name`` when that fails (an existing file, a read-only or virtual file system), so that an
+    output folder is known to be writable before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {path} exists and is not a folder")
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{name} {path} is not a writable folder ({exc.strerror or type(exc).__name__})") from None
+    finally:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+    return path
+
+
+def check_output_file(name: str, path: str | Path) -> Path:
+    """Raise ValueError naming the option ``name`` unless the file ``path`` can be written: not an
+    existing folder, and its folder writable (checked with :func:`check_output_dir`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} {path} is a folder, expected a file path")
+    try:
+        check_output_dir(name, path.parent)
+    except ValueError as exc:
+        raise ValueError(f"{name} {path} cannot be written: {str(exc).removeprefix(name + ' ')}") from None
+    return path
+
+
+def available_memory_bytes() -> int:
+    """Physical memory of this machine in bytes (os.sysconf; 2**63 - 1 where unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 2**63 - 1
+
+
+def check_sample_memory(name: str, samples: int, length: int, vocab_size: int, copies: int = 4) -> int:
+    """Raise ValueError naming ``name`` when drawing ``samples`` sequences of ``length`` needs more
+    memory than the machine has. Estimate: ``copies`` float64 tables [samples, length, K + 1] (the
+    denoiser's log-probs, its cache, the step law and the density pass), in bytes; returned."""
+    estimate = int(samples) * int(length) * (int(vocab_size) + 1) * 8 * int(copies)
+    limit = available_memory_bytes()
+    if estimate > limit:
+        raise ValueError(f"{name} = {samples} needs about {_bytes(estimate)} ({copies} float64 tables of "
+                         f"{samples} x {length} x {vocab_size + 1}), more than this machine's {_bytes(limit)} of memory")
+    return estimate
+
+
+def _bytes(n: int) -> str:
+    """Bytes in GiB."""
+    return f"{n / 2**30:.3g} GiB"

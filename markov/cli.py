@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from gtl_verify.validation import check_int_range
+from pathlib import Path
+
+from gtl_verify.validation import check_int_range, check_output_dir, check_sample_memory
 
 
 def run_benchmark_from_args(args: argparse.Namespace) -> int:
@@ -17,7 +19,21 @@ def run_benchmark_from_args(args: argparse.Namespace) -> int:
         check_int_range("--seeds", seed, 0)
     if args.samples is not None:
         check_int_range("--samples", args.samples, 2)
+        _check_samples_memory(args)
+    check_output_dir("--out", args.out or Path("runs"))
     return benchmark.run_from_args(args)
+
+
+def _check_samples_memory(args: argparse.Namespace) -> None:
+    """Bound ``--samples`` by a memory estimate (gtl_verify.validation.check_sample_memory) at the
+    configured length and the largest vocabulary of the chosen chains, before any training."""
+    from .config import load_config
+    from .presets import resolve_pair
+
+    length = load_config(args.config).length
+    chains = (args.preset or []) + (args.chains or []) or ["paper"]
+    vocab = max(resolve_pair(c, seed=0).vocab_size for c in chains)
+    check_sample_memory("--samples", args.samples, length, vocab)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

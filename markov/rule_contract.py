@@ -7,13 +7,21 @@ every output (from the first step on) and raises :class:`RuleError`, one line na
 the setting, the step and the fault, when the output breaks the contract or leaves the sampler's
 law undefined:
 
-- not a tensor, shape other than [M, K + 1], integer or boolean dtype;
+- not a tensor, shape other than [M, K + 1], integer, boolean or complex dtype, a device other
+  than the step's (a meta tensor holds no values);
 - a NaN or a +inf entry (the normalised law would be 0/0 or inf/inf);
 - a row whose weights are all -inf (every outcome forbidden: 0/0), over the K tokens in the
   planner settings (the token law is conditioned on a reveal) and over all K + 1 slots in the
   ancestral ones;
 - weight on a token the source denoiser forbids (log p = -inf) at a step before the last: the
-  states it leads to are impossible under the source, where the denoiser is undefined.
+  states it leads to are impossible under the source, where the denoiser is undefined;
+- weight on "stay masked" at the last step (s = 0, where alpha_s = 1 and the masked process has
+  revealed every position) in the ancestral settings: the rule would leave masks behind.
+
+Outputs are detached (a rule's autograd graph is not kept). A rule whose outputs are all >= 0 is
+legal (log-weights may be shifted) but looks like one that returns probabilities instead of
+log-weights, which the step would misread (all-zero "probabilities" become a uniform law): it gets
+a warning (:attr:`CheckedRule.warning`), printed by the validator beside its rows.
 
 It also counts the positions where ties decided a top-n candidate set (the n-th and (n+1)-th
 largest denoiser log-probs equal), for rules with an integer ``candidates`` attribute < K.
@@ -55,6 +63,9 @@ def output_fault(out: object, step: StepInput, reveal_only: bool) -> str | None:
         return f"returned shape {list(out.shape)}, expected {want}"
     if not out.is_floating_point():
         return f"returned dtype {out.dtype}, expected a floating-point dtype"
+    device = step.log_probs.device
+    if out.device != device:
+        return f"returned a tensor on device {out.device}, expected the step's device {device}"
     if m == 0:
         return None
     where = lambda row, slot: _position(step, row) + (", stay slot" if slot == k else f", token {slot}")  # noqa: E731
@@ -67,6 +78,10 @@ def output_fault(out: object, step: StepInput, reveal_only: bool) -> str | None:
     if dead.any():
         slots = "token weights" if reveal_only else "weights (tokens and stay)"
         return f"all {slots} are -inf at {_position(step, int(_first(dead)[0]))}: the step law is undefined (0/0)"
+    if step.s == 0 and not reveal_only and not torch.isneginf(out[:, k]).all():
+        row = int(_first(~torch.isneginf(out[:, k]))[0])
+        return (f"keeps log-weight {out[row, k].item():.3g} on stay masked at {_position(step, row)} at the last step "
+                f"(s = 0, alpha_s = 1: every position must be revealed); the rule would leave masks behind")
     if step.s > 0:
         lp = step.position_log_probs
         forbidden = torch.isneginf(lp) & ~torch.isneginf(out[:, :k])
@@ -75,6 +90,18 @@ def output_fault(out: object, step: StepInput, reveal_only: bool) -> str | None:
             return (f"puts weight on token {v} at {_position(step, row)}, which the source denoiser forbids "
                     f"(log p = -inf): the denoiser is undefined on the states it leads to")
     return None
+
+
+def probability_warning(out: torch.Tensor, reveal_only: bool, vocab_size: int) -> str | None:
+    """A warning when every used weight of ``out`` [M, K + 1] is finite and >= 0 (probabilities, not
+    log-weights: log-weights of a normalised law are <= 0, and exp-sums of rows of probabilities
+    lie in [K, e K], far from 1); None otherwise."""
+    used = out[:, :vocab_size] if reveal_only else out
+    if used.numel() == 0 or not (torch.isfinite(used).all() and (used >= 0).all()):
+        return None
+    exp_sum = float(used.exp().sum(-1).max())
+    return (f"outputs are all >= 0 (row exp-sum up to {exp_sum:.3g}, far from 1): looks like probabilities, "
+            f"expected log-weights (the step reads them as log-weights: all-zero rows become uniform)")
 
 
 def _position(step: StepInput, row: int) -> str:
@@ -103,6 +130,7 @@ class CheckedRule:
         candidates = getattr(rule, "candidates", None)
         self.candidates = candidates if isinstance(candidates, int) and not isinstance(candidates, bool) else None
         self.steps = 0
+        self.warning: str | None = None
         self.tied_positions = 0
         self.guided_positions = 0
 
@@ -116,9 +144,19 @@ class CheckedRule:
             out = self.rule(step)
         except Exception as exc:  # the rule is user code: any failure is reported as one line
             raise RuleError(f"{self.where(step)}: raised {type(exc).__name__}: {_one_line(exc)}") from exc
-        fault = output_fault(out, step, self.reveal_only)
+        try:
+            fault = output_fault(out, step, self.reveal_only)
+        except Exception as exc:  # an output torch cannot inspect (e.g. an unusual tensor subclass)
+            fault = f"returned an output that cannot be inspected ({type(exc).__name__}: {exc})"
+        if not fault and step.positions.shape[0]:
+            self.warning = self.warning or probability_warning(out.detach(), self.reveal_only, step.vocab_size)
+        elif fault and torch.is_tensor(out) and out.device == step.log_probs.device and out.is_floating_point() \
+                and tuple(out.shape) == (step.positions.shape[0], step.vocab_size + 1):
+            hint = probability_warning(out.detach(), self.reveal_only, step.vocab_size)
+            fault += f" (note: {hint})" if hint else ""
         if fault:
             raise RuleError(f"{self.where(step)}: {_one_line(fault)}")
+        out = out.detach()
         if self.candidates is not None and step.gamma > 0 and step.score is not None:
             self.tied_positions += tied_candidates(step, self.candidates)
             self.guided_positions += int(step.positions.shape[0])
@@ -140,6 +178,20 @@ def check_law_sums_to_one(clean: torch.Tensor, where: str) -> None:
         nan = int(torch.isnan(clean).sum())
         detail = f"{nan} NaN entries" if nan else f"a total of {total:.12g}"
         raise RuleError(f"{where}: the sampler's exact law is not a distribution ({detail}); TV and KL are not reported")
+
+
+# Round-off of sum_x s(x) log(s(x)/q(x)) in float64: each log carries eps |log|, so the sum carries
+# about eps * sum_x s(x) (|log s(x)| + |log q(x)|) <= 2 eps (L ln K + max|log q|) ~ 1e-14 on the
+# enumerable settings (K^L <= 50 000); 1e-12 leaves a factor 100 of margin.
+KL_ROUNDOFF = 1e-12
+
+
+def exact_kl(kl: float, where: str) -> float:
+    """An exact KL [nats] with float64 round-off below 0 clamped to 0: a value in [-KL_ROUNDOFF, 0)
+    becomes 0, a value further below 0 raises RuleError (KL >= 0 for any two distributions)."""
+    if kl < -KL_ROUNDOFF:
+        raise RuleError(f"{where}: the exact KL is {kl:.3g} < 0 beyond float64 round-off ({KL_ROUNDOFF:g})")
+    return max(kl, 0.0)
 
 
 def exact_verdict(tv: float) -> str:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
 import re
 import sys
 import time
@@ -51,13 +52,16 @@ from gtl_verify.provenance import provenance, write_results
 from gtl_verify.rules import GTL, Unguided, rule_name
 from gtl_verify.samplers import SamplerConfig, planner_sample
 from gtl_verify.schedules import LogLinearSchedule
-from gtl_verify.validation import check_device, check_int_range, check_real_range
+from gtl_verify.validation import check_device, check_int_range, check_output_dir, check_real_range, check_sample_memory
 
 from . import metrics
 from .config import MarkovConfig
 from .oracle import PairOracle
 from .presets import PRESETS, is_chain_file, resolve_pair
-from .rule_contract import CheckedRule, RuleError, check_law_sums_to_one, exact_verdict, mc_verdict
+from gtl_verify.enumeration import total_variation
+from gtl_verify.guidance import ImpossibleStepError
+
+from .rule_contract import CheckedRule, RuleError, check_law_sums_to_one, exact_kl, exact_verdict, mc_verdict
 
 
 def load_rule(spec: str):
@@ -127,9 +131,9 @@ def _long_rows(rules: dict, denoiser, ratio, pair, schedule, length: int, sample
     for name, r in tqdm(list(rules.items()), desc=f"{label} (L={length})", disable=not progress):
         checked = CheckedRule(r, name, setting, reveal_only=True)
         cfg = SamplerConfig(samples, length, rule=checked, temperature=0.0)
-        x = planner_sample(denoiser, ratio, LeftToRightPlanner(), schedule, cfg, gen).tokens
+        x = run_checked(lambda c: planner_sample(denoiser, ratio, LeftToRightPlanner(), schedule, cfg, gen).tokens, checked)
         density_rule = CheckedRule(r, name, f"{setting}, sampler density", reveal_only=True)
-        log_s = fixed_order_log_density(denoiser, ratio, density_rule, schedule, x).cpu()
+        log_s = run_checked(lambda c: fixed_order_log_density(denoiser, ratio, c, schedule, x), density_rule).cpu()
         x = x.cpu()
         log_q = pair.target.log_prob(x)
         _check_log_density(log_s, checked.where())
@@ -140,7 +144,7 @@ def _long_rows(rules: dict, denoiser, ratio, pair, schedule, length: int, sample
         else:
             verdict = mc_verdict(kl, se, samples)
         notes = [verdict, f"MC standard error {se:.2g}", f"transition KL {metrics.transition_kl(pair.target, x):.3g}",
-                 checked.ties_note()]
+                 checked.ties_note(), _warning(checked)]
         rows.append({"rule": name, "setting": setting, "exact_tv": None, "exact_kl": None, "mc_kl": kl,
                      "cross_entropy_gap": metrics.cross_entropy_gap(pair.target, x), "verdict": verdict,
                      "notes": "; ".join(n for n in notes if n)})
@@ -171,12 +175,12 @@ def check_options(preset: str, *, exact_length: int, length: int, samples: int, 
         raise ValueError(f"{name('preset')} must be one of {', '.join(PRESETS)} or a .toml/.npz chain file, got {preset!r}")
     vocab_size = resolve_pair(preset, seed=seed).vocab_size  # a chain file is read and checked here
     check_int_range(name("exact_length"), exact_length, 1)
-    states = (vocab_size + 1) ** exact_length
-    if states > MAX_EXACT_STATES:
-        raise ValueError(f"{name('exact_length')} = {exact_length} gives (K+1)**L = {states} states with K = "
-                         f"{vocab_size} (at most {MAX_EXACT_STATES}); choose a smaller one")
+    if exact_length > 64 or (vocab_size + 1) ** exact_length > MAX_EXACT_STATES:  # K + 1 >= 2: 2^64 is over
+        raise ValueError(f"{name('exact_length')} = {exact_length}: (K+1)^L = {vocab_size + 1}^{exact_length} states "
+                         f"> the limit {MAX_EXACT_STATES} (K = {vocab_size}); choose a smaller one")
     check_int_range(name("length"), length, 1)
     check_int_range(name("samples"), samples, 2)  # the Monte-Carlo standard error needs two samples
+    check_sample_memory(name("samples"), samples, length, vocab_size)
     check_real_range(name("ratio_drift"), ratio_drift)
     if learned_n_target is not None:
         check_int_range("--learned" if cli else "learned_n_target", learned_n_target, 1)
@@ -196,20 +200,61 @@ def _exact_settings(denoiser, ratio, schedule, length: int) -> list[tuple[str, b
             (f"exact: ancestral T={4 * length}", False, ancestral(4 * length))]
 
 
+def run_checked(run: Callable, checked: CheckedRule):
+    """``run(checked)``, an impossible step (guidance.ImpossibleStepError) re-raised as a RuleError
+    naming the rule and the setting."""
+    try:
+        return run(checked)
+    except ImpossibleStepError as exc:
+        raise RuleError(f"{checked.where()}: the sampler reached an impossible step after {checked.steps} rule "
+                        f"call(s): {' '.join(str(exc).split())}") from exc
+
+
 def _exact_rows(rules: dict, denoiser, ratio, schedule, length: int, q_table: torch.Tensor, progress: bool) -> list[dict]:
     """Exact TV and KL to q of every rule in every enumerable setting (each law checked to be a distribution)."""
     rows = []
     jobs = [(name, r, s) for name, r in rules.items() for s in _exact_settings(denoiser, ratio, schedule, length)]
     for name, r, (setting, reveal_only, run) in tqdm(jobs, desc="exact laws", disable=not progress):
         checked = CheckedRule(r, name, setting, reveal_only)
-        law = run(checked)
+        law = run_checked(run, checked)
         check_law_sums_to_one(law.clean, checked.where())
         tv = law.tv(q_table)
         verdict = exact_verdict(tv)
-        notes = [verdict, f"leftover mask mass {law.leftover_mass:.3g}", checked.ties_note()]
-        rows.append({"rule": name, "setting": setting, "exact_tv": tv, "exact_kl": law.kl(q_table), "mc_kl": None,
-                     "cross_entropy_gap": None, "verdict": verdict, "notes": "; ".join(n for n in notes if n)})
+        notes = [verdict, f"leftover mask mass {law.leftover_mass:.3g}", checked.ties_note(), _warning(checked)]
+        rows.append({"rule": name, "setting": setting, "exact_tv": tv, "exact_kl": exact_kl(law.kl(q_table), checked.where()),
+                     "mc_kl": None, "cross_entropy_gap": None, "verdict": verdict, "notes": "; ".join(n for n in notes if n)})
+    return _with_discretisation_reference(rows)
+
+
+def _warning(checked: CheckedRule) -> str | None:
+    return None if checked.warning is None else f"warning: {checked.warning}"
+
+
+REFERENCE_RULE = "full guidance"
+
+
+def _with_discretisation_reference(rows: list[dict]) -> list[dict]:
+    """Beside each "not exact" verdict of an ancestral setting, the sampler's own discretisation
+    error at the same T: the exact TV of full guidance with the exact components (its row)."""
+    reference = {r["setting"]: r["exact_tv"] for r in rows if r["rule"] == REFERENCE_RULE and "ancestral" in r["setting"]}
+    for row in rows:
+        tv = reference.get(row["setting"])
+        if tv is not None and row["verdict"].startswith("not exact"):
+            row["verdict"] += f"; the sampler's own discretisation error here: {REFERENCE_RULE} TV {tv:.3g}"
     return rows
+
+
+DISCRIMINATION_TV = 1e-3
+
+
+def discrimination_note(pair, length: int) -> str | None:
+    """A note when source and target laws at ``length`` are within TV ``DISCRIMINATION_TV``: a rule
+    that ignores the ratio is then (nearly) exact too, so the enumerable setting cannot tell rules apart."""
+    tv = total_variation(pair.source.table(length), pair.target.table(length))
+    if tv >= DISCRIMINATION_TV:
+        return None
+    return (f"note: at exact length {length} TV(source, target) = {tv:.2g} < {DISCRIMINATION_TV:g}: the enumerable "
+            f"setting cannot discriminate (the unguided sampler is as close to q); choose a longer --exact-length")
 
 
 def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int = 64, samples: int = 2000,
@@ -240,7 +285,8 @@ def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int 
         rows += _long_rows(rules, learned_denoiser, learned_ratio, pair, schedule, length, samples, seed,
                            f"long, learned (n target {learned_n_target})", progress, torch.device("cpu"))
     return {"preset": preset, "rule": rule_name(rule), "ratio_drift": ratio_drift, "exact_length": exact_length,
-            "length": length, "samples": samples, "learned_n_target": learned_n_target, "rules": rows}
+            "length": length, "samples": samples, "learned_n_target": learned_n_target, "rules": rows,
+            "notes": [n for n in [discrimination_note(pair, exact_length)] if n]}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -272,13 +318,15 @@ def run_from_args(args: argparse.Namespace) -> int:
     device = check_device("--device", args.device)
     rule = load_rule(args.rule)
     start = time.perf_counter()
-    out = Path(args.out or Path("runs") / "validate" / re.sub(r"[^A-Za-z0-9_.-]+", "-", rule_name(rule)))
+    out = check_output_dir("--out", args.out or Path("runs") / "validate" / re.sub(r"[^A-Za-z0-9_.-]+", "-", rule_name(rule)))
     results = validate(rule, preset, exact_length=args.exact_length, length=args.length, samples=args.samples,
                        ratio_drift=args.ratio_drift, seed=args.seed, learned_n_target=args.learned,
                        models_dir=out / "models", progress=not args.quiet, device=device)
     config = {k: v for k, v in vars(args).items() if k not in {"func", "traceback", "quiet"}}
     path = write_results(out / "results.json", "validation", results, provenance(config, [args.seed], time.perf_counter() - start))
     print(format_table(results["rules"]))
+    for note in results["notes"]:
+        print(note)
     report = build_report(path, out)
     print(f"results: {path}\nreport: {report}")
     return 0
@@ -291,6 +339,10 @@ def format_table(rows: list[dict]) -> str:
     for row in rows:
         lines.append(f"{row['rule']:22s} {row['setting']:34s} {fmt(row['exact_tv']):>10s} {fmt(row['exact_kl']):>10s} "
                      f"{fmt(row['mc_kl']):>10s}  {row['verdict']}")
+    warned = sorted({r["rule"] for r in rows if "warning: " in r["notes"]})
+    for name in warned:
+        text = next(r["notes"] for r in rows if r["rule"] == name and "warning: " in r["notes"])
+        lines.append(f"warning: rule {name!r}: {text.split('warning: ', 1)[1].split('; ')[0]}")
     tied = [f"{r['rule']} / {r['setting']}" for r in rows if "ties decided" in r["notes"]]
     if tied:
         lines.append(f"note: ties between equally likely tokens decided the top-n candidate set in {len(tied)} "

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-DEFAULT_OUT = "reports"
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", nargs="+", metavar="RESULTS",
                         help="results JSON files, or folders searched recursively for them")
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                        help=f"folder for the Markdown reports; figures go to DIR/figures (default: {DEFAULT_OUT}/)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="folder for the Markdown reports; figures go to DIR/figures (default: the first "
+                             "RESULTS folder, or the folder of the first RESULTS file)")
+
+
+def default_out(results: list[str]) -> Path:
+    """Where reports go without --out: beside the results they are made from."""
+    first = Path(results[0])
+    return first if first.is_dir() else first.parent
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -26,7 +32,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     files = find_results(args.results, log=skipped.append)
     if skipped:
         print(f"skipped {len(skipped)} internal JSON file(s) (not results files: no 'kind')", file=sys.stderr)
-    for path in build_reports(files, args.out):
+    for path in build_reports(files, args.out if args.out is not None else default_out(args.results)):
         print(path)
     return 0
 

@@ -125,150 +125,199 @@ def _ablation(rows: list[dict[str, Any]], name: str, xlabel: str, ctx: Context, 
     return table, figure_markdown(rel, f"Classifier P(source) and MAUVE against {xlabel.split(' (')[0]}; error bars: 95% bootstrap percentile interval over runs.")
 
 
-def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
-    """MAUVE, classifier, distinct-n, perplexity and timing tables (mean and 95% bootstrap percentile interval over seeds), MAUVE against
-    the kept target share, ablation figures and the ordering comparison with the paper."""
-    d = _parse(results)
+def _mauve_summaries(d: dict[str, Any]) -> tuple[dict[tuple[str, float], Summary], dict[tuple[str, float], list], list[str], list[float]]:
+    """MAUVE summaries and raw rows by (method, target share %), the methods and the shares (largest first)."""
     af = d["as_fraction"]
-    sections: list[tuple[str, str]] = []
-    summary_parts: list[str] = []
-
-    # MAUVE by method x fraction.
     mvals: dict[tuple[str, float], list] = defaultdict(list)
-    for r in d["mauve"]:
-        mvals[(r["method"], _pct(r["fraction"], af))].append(r["value"])
-    msums: dict[tuple[str, float], Summary] = {k: summarize(v) for k, v in mvals.items()}
-    methods = list(dict.fromkeys(r["method"] for r in d["mauve"]))
-    pcts = sorted({p for _, p in msums}, reverse=True)
     mrows: dict[tuple[str, float], list] = defaultdict(list)
     for r in d["mauve"]:
+        mvals[(r["method"], _pct(r["fraction"], af))].append(r["value"])
         mrows[(r["method"], _pct(r["fraction"], af))].append(r)
+    msums = {k: summarize(v) for k, v in mvals.items()}
+    methods = list(dict.fromkeys(r["method"] for r in d["mauve"]))
+    pcts = sorted({p for _, p in msums}, reverse=True)
+    return msums, mrows, methods, pcts
+
+
+def _mauve_section(d: dict[str, Any], ctx: Context, warning: str | None) -> tuple[str, str]:
+    """MAUVE by method x kept target share, the held-out ceiling and floor, and the figure."""
+    msums, mrows, methods, pcts = _mauve_summaries(d)
+    rows = [[_pct_text(p)] + [msums[(m, p)].interval_text() + _buckets(mrows[(m, p)]) if (m, p) in msums else "-"
+                              for m in methods] for p in pcts]
+    seeds = sorted({r["seed"] for r in d["mauve"]})
+    body = ((warning + "\n\n" if warning else "")
+            + f"MAUVE against held-out physics abstracts (higher is better): mean and {INTERVAL_NAME} ({len(seeds)} seed(s)); "
+            "k: k-means buckets of MAUVE's quantisation.\n\n"
+            + markdown_table(["target data"] + methods, rows))
+    for h in d["held_out"]:
+        flag = "" if h.get("meaningful", True) else ", NOT MEANINGFUL"
+        body += (f"\n\n{h.get('method')} ({h.get('samples')} segments, {'ceiling' if 'physics' in str(h.get('method')) else 'floor'}): "
+                 f"{summarize(h.get('mauve') or []).interval_text()} (k={h.get('buckets', '-')}{flag})")
+    series = {m: [(p, msums[(m, p)]) for p in pcts if (m, p) in msums] for m in methods}
+    path, rel = ctx.figure_path("mauve-vs-fraction")
+    line_plot(path, "MAUVE vs kept target data (ours, MiniLM features)", "target data kept (%, log scale)",
+              "MAUVE (0 to 1)", series, logx=True)
+    body += "\n\n" + figure_markdown(rel, "MAUVE against the share of physics data kept; error bars: " + INTERVAL_NAME + ".")
+    return "MAUVE", body
+
+
+def _highest_mauve(d: dict[str, Any]) -> str:
+    """One summary sentence: the method with the highest mean MAUVE at each share (or a tie)."""
+    msums, _, methods, pcts = _mauve_summaries(d)
+
+    def highest(p: float) -> str:
+        values = [(msums[(m, p)].mean, m) for m in methods if (m, p) in msums]
+        if paper.is_tie([v for v, _ in values]):
+            return f"{_pct_text(p)} target data: all methods tie ({fmt(values[0][0], 3)})"
+        v, m = max(values)
+        return f"{_pct_text(p)} target data: {m} ({fmt(v, 3)})"
+
+    return "Highest MAUVE: " + "; ".join(highest(p) for p in pcts) + "."
+
+
+def _paper_ranks(comparisons: list) -> tuple[dict[tuple[str, float], int | str], dict[tuple[str, float], int]]:
+    """Our rank (or "tie") and the paper's rank of each (method, share) by MAUVE."""
+    ranks_ours: dict[tuple[str, float], int | str] = {}
+    ranks_paper: dict[tuple[str, float], int] = {}
+    for p in paper.LANGUAGE_FRACTIONS_PCT:
+        group = [c for c in comparisons if c.key == p]
+        ours_group = {c.method: c.ours for c in group}
+        tied = paper.is_tie([v for v in ours_group.values() if v is not None])
+        for i, m in enumerate(paper.ordering(ours_group, lower_is_better=False)):
+            ranks_ours[(m, p)] = "tie" if tied else i + 1
+        for i, m in enumerate(paper.ordering({c.method: c.paper for c in group}, lower_is_better=False)):
+            ranks_paper[(m, p)] = i + 1
+    return ranks_ours, ranks_paper
+
+
+def _paper_section(d: dict[str, Any], ctx: Context, warning: str | None) -> tuple[tuple[str, str], str] | None:
+    """The comparison of MAUVE orderings with the paper's (section and summary sentence), or None."""
+    msums, _, _, _ = _mauve_summaries(d)
+    ours_s = {(paper.canonical_method(m), paper.pct_key(p)): s for (m, p), s in msums.items()
+              if paper.pct_key(p) is not None and s.n}
+    comparisons = paper.language_comparisons({k: s.mean for k, s in ours_s.items()})
+    if not any(c.ours is not None for c in comparisons):
+        return None
+    ranks_ours, ranks_paper = _paper_ranks(comparisons)
+    rows = [[_pct_text(c.key), paper.DISPLAY_NAMES[c.method],
+             ours_s[(c.method, c.key)].interval_text() if (c.method, c.key) in ours_s else "-",
+             ranks_ours.get((c.method, c.key), "-"), fmt(c.paper, 3), ranks_paper[(c.method, c.key)]]
+            for c in comparisons]
+    sentences = paper.ordering_sentences(comparisons, lower_is_better=False)
+    body = (("> **WARNING: some MAUVE sample sets are below the size guard (see MAUVE); ranks built on values "
+             "marked NOT MEANINGFUL there are not meaningful either.**\n\n" if warning else "")
+            + "**Only the orderings are comparable.** " + paper.LANGUAGE_FEATURES_NOTE + "\n\n"
+            + markdown_table(["target data", "method", f"ours (MiniLM): {INTERVAL_HEADER}", "our rank",
+                              "paper (GPT-2-large, 5 seeds)", "paper rank"], rows))
+    if sentences:
+        body += "\n\n" + "\n".join(f"- {s}" for s in sentences)
+    path, rel = ctx.figure_path("paper-mauve")
+    line_plot(path, "Published MAUVE (paper, GPT-2-large features)", "target data kept (%, log scale)", "MAUVE (0 to 1)",
+              {paper.DISPLAY_NAMES[m]: [(p, summarize([v])) for p, v in paper.LANGUAGE_MAUVE[m].items()]
+               for m in paper.LANGUAGE_METHODS}, logx=True)
+    body += "\n\n" + figure_markdown(rel, "The paper's MAUVE values (read off its figure) for the same settings; "
+                                          "compare the ordering of the lines with ours, not the values.")
+    agree = sum("matches" in s for s in sentences)
+    ranked = sum("the ranking" in s for s in sentences)
+    summary = (f"The ranking of target-only, fine-tuned and GTL matches the paper at {agree} of {ranked} "
+               "target shares where our values differ (MAUVE features differ from the paper's, so only "
+               "orderings are compared).")
+    return ("Comparison with the paper (orderings only)", body), summary
+
+
+def _classifier_section(d: dict[str, Any]) -> tuple[str, str]:
+    """P(source) and % classified as target of the generated samples, by method and share."""
+    af = d["as_fraction"]
+    cvals: dict[tuple[str, float], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in d["classifier"]:
+        key = (r["method"], _pct(r["fraction"], af))
+        cvals[key]["p_source"].append(r["p_source"])
+        cvals[key]["pct_target"].append(r["pct_target"])
+    rows = [[m, _pct_text(p), len(v["p_source"]), summarize(v["p_source"]).interval_text(), summarize(v["pct_target"]).interval_text()]
+            for (m, p), v in cvals.items()]
+    return ("Domain classifier", "Source/target classifier on generated samples: P(source) (lower is more "
+                                 "target-like) and the percentage classified as target; mean and " + INTERVAL_NAME + ".\n\n"
+            + markdown_table(["method", "target data", "runs", "P(source)", "% classified target"], rows))
+
+
+def _distinct_section(d: dict[str, Any]) -> tuple[str, str]:
+    """distinct-n of the generated tokens, by method and share."""
+    af = d["as_fraction"]
+    dvals: dict[tuple[str, float], dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for r in d["distinct"]:
+        dvals[(r["method"], _pct(r["fraction"], af))][r["n"]].append(r["value"])
+    ns = sorted({r["n"] for r in d["distinct"]})
+    rows = [[m, _pct_text(p)] + [summarize(v[n]).interval_text() if n in v else "-" for n in ns] for (m, p), v in dvals.items()]
+    return ("Diversity (distinct-n)", "Share of distinct n-grams among generated tokens (higher is more diverse): "
+                                      "mean and " + INTERVAL_NAME + ".\n\n"
+            + markdown_table(["method", "target data"] + [f"distinct-{n}" for n in ns], rows))
+
+
+def _perplexity_section(d: dict[str, Any]) -> tuple[str, str]:
+    """Generative perplexity under each evaluator, by method and share."""
+    af = d["as_fraction"]
+    pvals: dict[tuple[str, float, str], list] = defaultdict(list)
+    for r in d["perplexity"]:
+        pvals[(r["method"], _pct(r["fraction"], af), r["evaluator"])].append(r["value"])
+    rows = [[m, _pct_text(p), e, len(v), summarize(v).interval_text()] for (m, p, e), v in pvals.items()]
+    return ("Generative perplexity", "Perplexity of generated samples under an evaluator model (lower is more "
+                                     "fluent under that evaluator): mean and " + INTERVAL_NAME + ".\n\n"
+            + markdown_table(["method", "target data", "evaluator", "runs", "perplexity"], rows))
+
+
+def _ablation_section(d: dict[str, Any], ctx: Context) -> tuple[str, str] | None:
+    """The gamma and candidate-count ablations beside the paper's figures, or None."""
+    parts = []
+    if d["gamma"]:
+        table, fig = _ablation(d["gamma"], "gamma", "gamma (guidance exponent, dimensionless)", ctx, logx=False)
+        parts.append("### Guidance strength gamma\n\n" + table + ("\n\n" + fig if fig else "")
+                     + f"\n\nPaper: P(source) {paper.ABLATION_UNGUIDED_P_SOURCE} unguided, about "
+                     f"{paper.ABLATION_GAMMA5_P_SOURCE[0]}-{paper.ABLATION_GAMMA5_P_SOURCE[1]} at gamma = 5.")
+    if d["candidates"]:
+        table, fig = _ablation(d["candidates"], "candidates", "candidates n (ratio evaluations per step, log scale)", ctx, logx=True)
+        lo, hi = paper.ABLATION_CANDIDATES_P_SOURCE[8], paper.ABLATION_CANDIDATES_P_SOURCE[1024]
+        parts.append("### Number of ratio candidates n\n\n" + table + ("\n\n" + fig if fig else "")
+                     + f"\n\nPaper: P(source) about {lo[0]}-{lo[1]} at n = 8 and {hi[0]}-{hi[1]} at n = 1024.")
+    return ("Ablations", "\n\n".join(parts)) if parts else None
+
+
+def _timing_section(d: dict[str, Any]) -> tuple[str, str]:
+    """Sampling seconds and ratio-network passes per sequence, relative to the fastest method."""
+    fastest = min((r["seconds"] for r in d["timing"] if r["seconds"] > 0), default=None)
+    rows = [[r["method"], r["seconds"], "-" if fastest is None else f"{r['seconds'] / fastest:.2f}x", r["passes"], r["device"]]
+            for r in d["timing"]]
+    return ("Sampling cost", markdown_table(["method", "seconds per sequence", "relative to fastest",
+                                             "ratio-network passes per sequence", "device"], rows))
+
+
+def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
+    """MAUVE, classifier, distinct-n, perplexity and timing tables (mean and 95% bootstrap percentile interval over
+    seeds), MAUVE against the kept target share, ablation figures and the ordering comparison with the paper."""
+    d = _parse(results)
+    sections: list[tuple[str, str]] = []
+    summary_parts: list[str] = []
     warning = _guard_warning(d["guard"])
     if warning:
         summary_parts.append(f"WARNING: {len(d['guard']['flagged'])} MAUVE sample set(s) are below the size guard; "
                              "their MAUVE values are NOT MEANINGFUL.")
-    if msums:
-        rows = [[_pct_text(p)] + [msums[(m, p)].interval_text() + _buckets(mrows[(m, p)]) if (m, p) in msums else "-"
-                                  for m in methods] for p in pcts]
-        seeds = sorted({r["seed"] for r in d["mauve"]})
-        body = ((warning + "\n\n" if warning else "")
-                + f"MAUVE against held-out physics abstracts (higher is better): mean and {INTERVAL_NAME} ({len(seeds)} seed(s)); "
-                "k: k-means buckets of MAUVE's quantisation.\n\n"
-                + markdown_table(["target data"] + methods, rows))
-        for h in d["held_out"]:
-            flag = "" if h.get("meaningful", True) else ", NOT MEANINGFUL"
-            body += (f"\n\n{h.get('method')} ({h.get('samples')} segments, {'ceiling' if 'physics' in str(h.get('method')) else 'floor'}): "
-                     f"{summarize(h.get('mauve') or []).interval_text()} (k={h.get('buckets', '-')}{flag})")
-        series = {m: [(p, msums[(m, p)]) for p in pcts if (m, p) in msums] for m in methods}
-        path, rel = ctx.figure_path("mauve-vs-fraction")
-        line_plot(path, "MAUVE vs kept target data (ours, MiniLM features)", "target data kept (%, log scale)",
-                  "MAUVE (0 to 1)", series, logx=True)
-        body += "\n\n" + figure_markdown(rel, "MAUVE against the share of physics data kept; error bars: " + INTERVAL_NAME + ".")
-        sections.append(("MAUVE", body))
-        def highest(p: float) -> str:
-            values = [(msums[(m, p)].mean, m) for m in methods if (m, p) in msums]
-            if paper.is_tie([v for v, _ in values]):
-                return f"{_pct_text(p)} target data: all methods tie ({fmt(values[0][0], 3)})"
-            v, m = max(values)
-            return f"{_pct_text(p)} target data: {m} ({fmt(v, 3)})"
-
-        summary_parts.append("Highest MAUVE: " + "; ".join(highest(p) for p in pcts) + ".")
-
-        # Comparison with the paper: orderings only.
-        ours_s = {(paper.canonical_method(m), paper.pct_key(p)): s for (m, p), s in msums.items()
-                  if paper.pct_key(p) is not None and s.n}
-        ours = {k: s.mean for k, s in ours_s.items()}
-        comparisons = paper.language_comparisons(ours)
-        if any(c.ours is not None for c in comparisons):
-            ranks_ours: dict[tuple[str, float], int | str] = {}
-            ranks_paper: dict[tuple[str, float], int] = {}
-            for p in paper.LANGUAGE_FRACTIONS_PCT:
-                group = [c for c in comparisons if c.key == p]
-                ours_group = {c.method: c.ours for c in group}
-                tied = paper.is_tie([v for v in ours_group.values() if v is not None])
-                for i, m in enumerate(paper.ordering(ours_group, lower_is_better=False)):
-                    ranks_ours[(m, p)] = "tie" if tied else i + 1
-                for i, m in enumerate(paper.ordering({c.method: c.paper for c in group}, lower_is_better=False)):
-                    ranks_paper[(m, p)] = i + 1
-            rows = [[_pct_text(c.key), paper.DISPLAY_NAMES[c.method],
-                     ours_s[(c.method, c.key)].interval_text() if (c.method, c.key) in ours_s else "-", ranks_ours.get((c.method, c.key), "-"), fmt(c.paper, 3), ranks_paper[(c.method, c.key)]]
-                    for c in comparisons]
-            sentences = paper.ordering_sentences(comparisons, lower_is_better=False)
-            body = (("> **WARNING: some MAUVE sample sets are below the size guard (see MAUVE); ranks built on values "
-                     "marked NOT MEANINGFUL there are not meaningful either.**\n\n" if warning else "")
-                    + "**Only the orderings are comparable.** " + paper.LANGUAGE_FEATURES_NOTE + "\n\n"
-                    + markdown_table(["target data", "method", f"ours (MiniLM): {INTERVAL_HEADER}", "our rank",
-                                      "paper (GPT-2-large, 5 seeds)", "paper rank"], rows))
-            if sentences:
-                body += "\n\n" + "\n".join(f"- {s}" for s in sentences)
-            path, rel = ctx.figure_path("paper-mauve")
-            line_plot(path, "Published MAUVE (paper, GPT-2-large features)", "target data kept (%, log scale)", "MAUVE (0 to 1)",
-                      {paper.DISPLAY_NAMES[m]: [(p, summarize([v])) for p, v in paper.LANGUAGE_MAUVE[m].items()]
-                       for m in paper.LANGUAGE_METHODS}, logx=True)
-            body += "\n\n" + figure_markdown(rel, "The paper's MAUVE values (read off its figure) for the same settings; "
-                                                  "compare the ordering of the lines with ours, not the values.")
-            sections.insert(0, ("Comparison with the paper (orderings only)", body))
-            agree = sum("matches" in s for s in sentences)
-            ranked = sum("the ranking" in s for s in sentences)
-            summary_parts.append(f"The ranking of target-only, fine-tuned and GTL matches the paper at {agree} of {ranked} "
-                                 "target shares where our values differ (MAUVE features differ from the paper's, so only "
-                                 "orderings are compared).")
-
-    if d["classifier"]:
-        cvals: dict[tuple[str, float], dict[str, list]] = defaultdict(lambda: defaultdict(list))
-        for r in d["classifier"]:
-            key = (r["method"], _pct(r["fraction"], af))
-            cvals[key]["p_source"].append(r["p_source"])
-            cvals[key]["pct_target"].append(r["pct_target"])
-        rows = [[m, _pct_text(p), len(v["p_source"]), summarize(v["p_source"]).interval_text(), summarize(v["pct_target"]).interval_text()]
-                for (m, p), v in cvals.items()]
-        sections.append(("Domain classifier", "Source/target classifier on generated samples: P(source) (lower is more "
-                                              "target-like) and the percentage classified as target; mean and " + INTERVAL_NAME + ".\n\n"
-                         + markdown_table(["method", "target data", "runs", "P(source)", "% classified target"], rows)))
-
-    if d["distinct"]:
-        dvals: dict[tuple[str, float], dict[int, list]] = defaultdict(lambda: defaultdict(list))
-        for r in d["distinct"]:
-            dvals[(r["method"], _pct(r["fraction"], af))][r["n"]].append(r["value"])
-        ns = sorted({r["n"] for r in d["distinct"]})
-        rows = [[m, _pct_text(p)] + [summarize(v[n]).interval_text() if n in v else "-" for n in ns] for (m, p), v in dvals.items()]
-        sections.append(("Diversity (distinct-n)", "Share of distinct n-grams among generated tokens (higher is more diverse): "
-                                                   "mean and " + INTERVAL_NAME + ".\n\n"
-                         + markdown_table(["method", "target data"] + [f"distinct-{n}" for n in ns], rows)))
-
-    if d["perplexity"]:
-        pvals: dict[tuple[str, float, str], list] = defaultdict(list)
-        for r in d["perplexity"]:
-            pvals[(r["method"], _pct(r["fraction"], af), r["evaluator"])].append(r["value"])
-        rows = [[m, _pct_text(p), e, len(v), summarize(v).interval_text()] for (m, p, e), v in pvals.items()]
-        sections.append(("Generative perplexity", "Perplexity of generated samples under an evaluator model (lower is more "
-                                                  "fluent under that evaluator): mean and " + INTERVAL_NAME + ".\n\n"
-                         + markdown_table(["method", "target data", "evaluator", "runs", "perplexity"], rows)))
-
-    abl_parts = []
-    if d["gamma"]:
-        table, fig = _ablation(d["gamma"], "gamma", "gamma (guidance exponent, dimensionless)", ctx, logx=False)
-        abl_parts.append("### Guidance strength gamma\n\n" + table + ("\n\n" + fig if fig else "")
-                         + f"\n\nPaper: P(source) {paper.ABLATION_UNGUIDED_P_SOURCE} unguided, about "
-                         f"{paper.ABLATION_GAMMA5_P_SOURCE[0]}-{paper.ABLATION_GAMMA5_P_SOURCE[1]} at gamma = 5.")
-    if d["candidates"]:
-        table, fig = _ablation(d["candidates"], "candidates", "candidates n (ratio evaluations per step, log scale)", ctx, logx=True)
-        lo, hi = paper.ABLATION_CANDIDATES_P_SOURCE[8], paper.ABLATION_CANDIDATES_P_SOURCE[1024]
-        abl_parts.append("### Number of ratio candidates n\n\n" + table + ("\n\n" + fig if fig else "")
-                         + f"\n\nPaper: P(source) about {lo[0]}-{lo[1]} at n = 8 and {hi[0]}-{hi[1]} at n = 1024.")
-    if abl_parts:
-        sections.append(("Ablations", "\n\n".join(abl_parts)))
-
+    if d["mauve"]:
+        sections.append(_mauve_section(d, ctx, warning))
+        summary_parts.append(_highest_mauve(d))
+        compared = _paper_section(d, ctx, warning)
+        if compared is not None:
+            sections.insert(0, compared[0])
+            summary_parts.append(compared[1])
+    for present, section in ((d["classifier"], _classifier_section), (d["distinct"], _distinct_section),
+                             (d["perplexity"], _perplexity_section)):
+        if present:
+            sections.append(section(d))
+    ablations = _ablation_section(d, ctx)
+    if ablations is not None:
+        sections.append(ablations)
     if d["truncation"]:
         sections.append(("Sampling truncation", _truncation(d)))
-
     if d["timing"]:
-        fastest = min((r["seconds"] for r in d["timing"] if r["seconds"] > 0), default=None)
-        rows = [[r["method"], r["seconds"], "-" if fastest is None else f"{r['seconds'] / fastest:.2f}x", r["passes"], r["device"]]
-                for r in d["timing"]]
-        sections.append(("Sampling cost", markdown_table(["method", "seconds per sequence", "relative to fastest",
-                                                          "ratio-network passes per sequence", "device"], rows)))
-
+        sections.append(_timing_section(d))
     if not sections:
         sections.append(("Results", "The results file holds no MAUVE, classifier, diversity, perplexity, ablation or timing rows."))
     summary = " ".join(summary_parts) or "Language transfer results (no MAUVE rows recorded)."

@@ -73,7 +73,7 @@ def test_version_from_the_command_line():
 
 @pytest.mark.parametrize("args, message", [
     (["--exact-length", "0"], "--exact-length must be in [1, inf), got 0"),
-    (["--exact-length", "9"], "--exact-length = 9 gives (K+1)**L = 10077696 states"),
+    (["--exact-length", "9"], "--exact-length = 9: (K+1)^L = 6^9 states > the limit 50000"),
     (["--samples", "1"], "--samples must be in [2, inf), got 1"),
     (["--ratio-drift", "nan"], "--ratio-drift must be a finite real number, got nan"),
     (["--ratio-drift", "inf"], "--ratio-drift must be a finite real number, got inf"),
@@ -180,3 +180,13 @@ def test_option_values_are_not_taken_for_sub_commands(capsys):
         "unrecognised argument --exact-length")
     assert unknown_option(parser, ["markov", "validate", "m:R", "--out", "validate", "--exact-length", "2"]) is None
     assert unknown_option(parser, ["markov", "--preset", "paper", "diagonal", "--n-target", "5", "--quiet"]) is None
+
+
+def test_report_goes_beside_its_results_without_out(tmp_path):
+    from reports.cli import default_out
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text("{}")
+    assert default_out([str(run)]) == run
+    assert default_out([str(run / "results.json"), str(tmp_path / "other.json")]) == run

@@ -391,7 +391,9 @@ def test_cli(tmp_path, capsys):
     assert (tmp_path / "rep" / "theory.md").is_file()
     assert str(tmp_path / "rep" / "theory.md") in capsys.readouterr().out
     default = make_parser().parse_args(["report", str(tmp_path)])
-    assert default.out == "reports"
+    assert default.out is None
+    assert default.func(default) == 0
+    assert (tmp_path / "theory.md").is_file()  # beside its results, not in the package folder
     with pytest.raises(SystemExit):
         make_parser().parse_args(["report"])
 

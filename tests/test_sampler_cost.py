@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from dataclasses import replace
 from fractions import Fraction
@@ -132,7 +133,8 @@ def test_language_case_reads_the_cpu_config_and_the_committed_vocabulary():
 def test_language_case_of_a_changed_file_and_a_missing_vocabulary(tmp_path):
     text = (ROOT / "language/configs/cpu.toml").read_text().replace("segment_length = 64", "segment_length = 16")
     path = tmp_path / "mine.toml"
-    path.write_text(text.replace("candidates = 4", "candidates = 3"))
+    text = re.sub(r"(?m)^candidates = \d+", "candidates = 3", text)
+    path.write_text(re.sub(r"(?m)^top_k = \d+", "top_k = 3", text))  # top-k <= candidates (equal truncation)
     with pytest.raises(FileNotFoundError, match="language-mine.json"):
         sc.language_case(path)
     results = tmp_path / "run.json"

@@ -147,7 +147,10 @@ class Smoothed:
 
     def __call__(self, z, t=None):
         p = torch.nan_to_num(self.inner(z, t).exp(), nan=0.0)
-        return torch.log((1 - self.eps) * p / p.sum(-1, keepdim=True).clamp_min(1e-300) + self.eps / self.vocab_size)
+        total = p.sum(-1, keepdim=True)
+        # a network's rows are normalised everywhere: uniform where the exact row is undefined (0/0)
+        p = torch.where(total > 0, p / total.clamp_min(1e-300), torch.full_like(p, 1.0 / self.vocab_size))
+        return torch.log((1 - self.eps) * p + self.eps / self.vocab_size)
 
 
 def ieee_ratio(oracle, t=0.5):

@@ -266,3 +266,21 @@ def test_plugin_gives_an_outside_project_its_fixtures(pytester):
     pytester.makepyfile(test_mine=(root / "tests" / "test_user_guidance_example.py").read_text())
     run = pytester.runpytest_inprocess("-p", "no:gtl_verify", "-p", "gtl_verify.testing.plugin", "-k", "target_law")
     run.assert_outcomes(passed=6, deselected=1)
+
+
+def test_a_users_markov_module_shadowing_the_package_is_named(monkeypatch, tmp_path):
+    """A user's own markov.py hides gtl-verify's markov package: the import error says so and where."""
+    import importlib
+    import sys
+    import types
+
+    import gtl_verify.testing as testing
+
+    fake = types.ModuleType("markov")
+    fake.__file__ = str(tmp_path / "markov.py")
+    for name in [m for m in sys.modules if m == "markov" or m.startswith("markov.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "markov", fake)
+    with pytest.raises(ImportError, match="shadows gtl-verify's markov package"):
+        testing.random_hmm_pair  # noqa: B018 - the lazy import is the behaviour under test
+    importlib.invalidate_caches()

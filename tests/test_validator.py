@@ -2,6 +2,8 @@
 
 import argparse
 import json
+import math
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +18,7 @@ from gtl_verify.schedules import LogLinearSchedule
 from markov import metrics
 from markov.oracle import PairOracle
 from markov.presets import make_pair
-from markov.validator import DriftedRatio, add_arguments, load_rule, run_from_args, validate
+from markov.validator import DriftedRatio, add_arguments, check_options, format_table, load_rule, run_from_args, validate
 
 
 def test_fixed_order_density_is_exact_for_the_oracle_sampler():
@@ -288,6 +290,8 @@ def _random_step(seed: int, m: int, k: int, zero_frac: float, s: float) -> tuple
     lp = torch.log_softmax(lp.masked_fill(forbid, -torch.inf), -1)
     weights = torch.cat([lp + torch.randn(m, k, generator=gen, dtype=torch.float64),
                          torch.randn(m, 1, generator=gen, dtype=torch.float64)], -1)
+    if s == 0:  # the last step reveals every position: no weight on stay masked
+        weights[:, -1] = -torch.inf
     step = StepInput(z=torch.full((m, 1), k), t=1.0, s=s, alpha_t=0.0, alpha_s=1.0 - s, log_probs=lp[:, None, :],
                      positions=torch.stack([torch.arange(m), torch.zeros(m, dtype=torch.long)], -1), gamma=1.0,
                      mask_id=k, score=None, sequence_log_ratio=None)
@@ -297,7 +301,7 @@ def _random_step(seed: int, m: int, k: int, zero_frac: float, s: float) -> tuple
 @settings(deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), m=st.integers(1, 6), k=st.integers(2, 7), zero_frac=st.floats(0.0, 0.9),
        s=st.sampled_from([0.0, 0.3]), row=st.integers(0, 5), slot=st.integers(0, 7),
-       bad=st.sampled_from(["nan", "+inf", "row -inf", "forbidden"]), reveal_only=st.booleans())
+       bad=st.sampled_from(["nan", "+inf", "row -inf", "forbidden", "stay at end"]), reveal_only=st.booleans())
 def test_contract_accepts_valid_outputs_and_locates_every_fault(seed, m, k, zero_frac, s, row, slot, bad, reveal_only):
     from markov.rule_contract import output_fault
 
@@ -315,6 +319,9 @@ def test_contract_accepts_valid_outputs_and_locates_every_fault(seed, m, k, zero
     elif bad == "row -inf":
         broken[row, : k if reveal_only else k + 1] = -torch.inf
         expected = f"-inf at {where}: the step law is undefined"
+    elif bad == "stay at end":
+        broken[row, k] = -0.5
+        expected = None if s > 0 or reveal_only else f"keeps log-weight -0.5 on stay masked at {where} at the last step"
     else:
         forbidden = torch.isneginf(step.position_log_probs[row]).nonzero().flatten()
         if len(forbidden) == 0:
@@ -361,3 +368,160 @@ def test_validate_refuses_to_report_a_law_that_is_not_a_distribution(monkeypatch
     with pytest.raises(RuleError, match=r"^rule 'mine', setting 'exact: left-to-right': the sampler's exact law is not "
                                         r"a distribution \(a total of 0.5\); TV and KL are not reported$"):
         validate(GTL(name="mine"), "paper", exact_length=2, length=4, samples=4, progress=False)
+
+
+# --- output device, last-step stay weight, causes of impossible steps, gradients, probabilities --------
+
+def _unguided_then(fn):
+    from gtl_verify.rules import Unguided
+
+    def rule(step):
+        return fn(Unguided()(step), step)
+    rule.__name__ = "mine"
+    return rule
+
+
+@pytest.mark.parametrize("device", ["meta"])
+def test_rule_output_on_another_device_is_a_contract_fault(device):
+    from markov.rule_contract import RuleError
+
+    rule = _unguided_then(lambda w, step: w.to(device))
+    with pytest.raises(RuleError, match=rf"^rule 'mine', setting 'exact: left-to-right', step 1 .*: returned a tensor on "
+                                        rf"device {device}, expected the step's device cpu$"):
+        validate(rule, "paper", exact_length=2, length=4, samples=4, progress=False)
+
+
+@pytest.mark.parametrize("preset", ["no-overlap", "paper"])
+def test_stay_weight_at_the_last_step_names_the_rule_and_setting(preset):
+    from markov.rule_contract import RuleError
+
+    def keep(w, step):
+        w = w.clone()
+        w[:, -1] = 0.0
+        return w
+    with pytest.raises(RuleError, match=r"^rule 'mine', setting 'exact: ancestral T=2', step \d+ \(t=0.5 -> s=0\): keeps "
+                                        r"log-weight 0 on stay masked .* at the last step .* would leave masks behind$"):
+        validate(_unguided_then(keep), preset, exact_length=2, length=4, samples=4, progress=False)
+
+
+def test_impossible_step_causes_are_told_apart():
+    from gtl_verify.guidance import ImpossibleStepError
+    from gtl_verify.step import check_possible
+
+    lp = torch.log_softmax(torch.zeros(2, 2, 3, dtype=torch.float64), -1)
+    z = torch.tensor([[3, 3], [0, 3]])
+    positions = torch.tensor([[0, 0], [1, 1]])
+    for row, value, cause in [(0, float("nan"), "this is the all-mask start, which every run visits: the denoiser itself is faulty"),
+                              (1, float("nan"), "0/0: the state has probability 0 under the source (unreachable), or the denoiser failed"),
+                              (1, -math.inf, "the state has probability 0 under the source (independent reveals")]:
+        bad = lp.clone()
+        bad[row, row] = value
+        kind = "NaN" if value != value else "all -inf"
+        with pytest.raises(ImpossibleStepError, match=rf"^denoiser log-probs are {kind} at 1 masked position\(s\), "
+                                                      rf"first row {row} position {row}: {re.escape(cause)}"):
+            check_possible(bad, positions, z, mask_id=3)
+    bad = lp.clone()
+    bad[1, 1] = -math.inf
+    with pytest.raises(ImpossibleStepError, match=r"\(a mask left after the last step, for the final arg-max\)"):
+        check_possible(bad, positions, z, mask_id=3, final_fill=True)
+
+
+def test_nan_denoiser_at_the_start_is_named_as_a_denoiser_fault():
+    from gtl_verify.guidance import ImpossibleStepError
+    from gtl_verify.rules import Unguided
+
+    class NaNDenoiser:
+        vocab_size, mask_id = 2, 2
+
+        def __call__(self, z, t=None):
+            return torch.full((*z.shape, 2), float("nan"))
+    with pytest.raises(ImpossibleStepError, match="all-mask start"):
+        planner_sample(NaNDenoiser(), None, LeftToRightPlanner(), LogLinearSchedule(),
+                       SamplerConfig(2, 3, rule=Unguided(), gamma=0.0), torch.Generator().manual_seed(0))
+
+
+def test_rule_outputs_that_require_grad_are_detached():
+    from gtl_verify.exact_law import planner_law
+    from gtl_verify.rules import Unguided
+
+    param = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    oracle = PairOracle(make_pair("paper"))
+    rule = _unguided_then(lambda w, step: w + param)
+    law = planner_law(oracle.source_denoiser(), oracle, LeftToRightPlanner(), LogLinearSchedule(),
+                      SamplerConfig(1, 2, rule=rule, temperature=0.0))
+    assert not law.clean.requires_grad and law.clean.grad_fn is None
+    res = validate(rule, "paper", exact_length=2, length=4, samples=4, progress=False)
+    assert all(r["exact_tv"] is None or isinstance(r["exact_tv"], float) for r in res["rules"])
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(1, 5), st.integers(2, 6), st.booleans())
+def test_probability_warning_flags_nonnegative_outputs(seed, m, k, reveal_only):
+    from markov.rule_contract import probability_warning
+
+    gen = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(m, k + 1, generator=gen, dtype=torch.float64), -1)
+    assert "looks like probabilities, expected log-weights" in probability_warning(probs, reveal_only, k)
+    assert "looks like probabilities" in probability_warning(torch.zeros(m, k + 1), reveal_only, k)
+    assert probability_warning(probs.log(), reveal_only, k) is None
+
+
+def test_validator_warns_about_a_rule_returning_probabilities(capsys):
+    def probs(w, step):
+        p = w.exp()
+        if step.s == 0:
+            p[:, -1] = -math.inf  # keep the last step legal so that the warning is what shows
+        return p
+    res = validate(_unguided_then(probs), "paper", exact_length=2, length=4, samples=4, progress=False)
+    mine = [r for r in res["rules"] if r["rule"] == "mine"]
+    assert mine and all("looks like probabilities" in r["notes"] for r in mine)
+    assert "warning: rule 'mine': outputs are all >= 0" in format_table(res["rules"])
+
+
+# --- validator numbers ----------------------------------------------------------------------------------
+
+@given(st.floats(-1e-12, 1e-12) | st.floats(0, 10))
+def test_exact_kl_round_off_is_clamped(kl):
+    from markov.rule_contract import exact_kl
+
+    assert exact_kl(kl, "w") == max(kl, 0.0)
+
+
+@given(st.floats(-10, -1.01e-12))
+def test_exact_kl_below_round_off_raises(kl):
+    from markov.rule_contract import RuleError, exact_kl
+
+    with pytest.raises(RuleError, match=r"^w: the exact KL is .* < 0 beyond float64 round-off"):
+        exact_kl(kl, "w")
+
+
+@given(st.integers(7, 10**12))
+def test_exact_length_limit_is_written_as_a_power(length):
+    with pytest.raises(ValueError, match=rf"^--exact-length = {length}: \(K\+1\)\^L = 6\^{length} states > the limit 50000"):
+        check_options("paper", exact_length=length, length=8, samples=4, ratio_drift=0.0, seed=0,
+                      learned_n_target=None, cli=True)
+
+
+def test_non_discriminating_exact_length_is_noted():
+    from markov.validator import discrimination_note
+
+    pair = make_pair("paper")
+    note = discrimination_note(pair, 1)  # the first token's law is uniform under both chains
+    assert note and "TV(source, target) = 0 < 0.001: the enumerable setting cannot discriminate" in note
+    assert discrimination_note(pair, 3) is None
+    res = validate(GTL(name="mine"), "paper", exact_length=1, length=4, samples=4, progress=False)
+    assert res["notes"] == [note]
+    for r in res["rules"]:
+        assert r["exact_kl"] is None or r["exact_kl"] >= 0
+
+
+def test_ancestral_not_exact_verdicts_cite_the_discretisation_error():
+    res = validate(GTL(stabilise=False, name="mine"), "diagonal", exact_length=2, length=4, samples=4,
+                   ratio_drift=-2.0, progress=False)
+    rows = {(r["rule"], r["setting"]): r for r in res["rules"]}
+    for steps in (2, 8):
+        setting = f"exact: ancestral T={steps}"
+        reference = rows[("full guidance", setting)]["exact_tv"]
+        verdict = rows[("mine", setting)]["verdict"]
+        assert verdict.startswith("not exact")
+        assert verdict.endswith(f"the sampler's own discretisation error here: full guidance TV {reference:.3g}")
+    assert "discretisation" not in rows[("mine", "exact: left-to-right")]["verdict"]

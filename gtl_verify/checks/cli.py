@@ -6,7 +6,7 @@ import argparse
 import time
 
 from ..provenance import provenance, write_results
-from ..validation import check_int_range
+from ..validation import check_int_range, check_output_file
 from .suite import CHECKS, run_checks
 
 
@@ -33,6 +33,8 @@ def format_table(results) -> str:
 def run_from_args(args: argparse.Namespace) -> int:
     check_int_range("--cases", args.cases, 1)
     check_int_range("--seed", args.seed, 0)
+    if args.json:
+        check_output_file("--json", args.json)
     start = time.perf_counter()
     results = run_checks(args.cases, args.seed, args.only, progress=not args.quiet)
     print(format_table(results))

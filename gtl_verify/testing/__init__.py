@@ -53,8 +53,19 @@ def __getattr__(name: str):
     try:
         module = importlib.import_module(_EXPORTS[name], __name__)
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"gtl_verify.testing.{name} needs {exc.name or 'a missing package'}: {exc}") from None
+        raise ImportError(f"gtl_verify.testing.{name} needs {exc.name or 'a missing package'}: {exc}{_shadowing_hint()}") from None
     return getattr(module, name)
+
+
+def _shadowing_hint() -> str:
+    """A hint when a user's own ``markov`` module hides gtl-verify's ``markov`` package (same top-level name)."""
+    import sys
+
+    found = sys.modules.get("markov")
+    if found is None or hasattr(found, "__path__"):
+        return ""
+    return (f"; a module 'markov' at {getattr(found, '__file__', '?')} shadows gtl-verify's markov package: "
+            "rename that module or take its folder off sys.path")
 
 
 def __dir__() -> list[str]:

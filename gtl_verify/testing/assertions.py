@@ -82,6 +82,7 @@ def assert_rule_matches_exact_step(rule, pair, z: torch.Tensor | None = None, *,
     exact ratio; its [M, K + 1] log-weights, normalised, must be within TV ``tol`` of
     :func:`~gtl_verify.testing.exact.exact_guided_step` with the same ``candidates`` (None: all K).
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not the toolkit's
     comp = exact_components(pair)
     z = (torch.full((1, comp.check_length(length)), comp.mask_id) if z is None else torch.as_tensor(z)).long()
     comp.check_length(z.shape[1])
@@ -131,6 +132,7 @@ def assert_sampler_law_exact(rule, pair, length: int, *, planner=None, temperatu
     :class:`~gtl_verify.exact_law.ExactLaw` on success. (The ancestral sampler is not covered: it
     reveals the positions of one step independently given z_t, so it is exact only as T -> infinity.)
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not the toolkit's
     comp = exact_components(pair)
     length = comp.check_length(length)
     schedule = schedule or LogLinearSchedule()
@@ -179,6 +181,7 @@ def assert_ratio_calibrated(ratio_model, pair, z, *, t: float = 0.5, tol: float 
     ``single_site``, log r(z^{i<-v}) at every masked position i and token v.
 
     States impossible under the source have log r = +inf (target-only mass); under both, -inf."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not the toolkit's
     comp = exact_components(pair)
     z = _as_states(comp, z)
     tt = torch.full((z.shape[0],), t, dtype=torch.float32)
@@ -208,6 +211,7 @@ def assert_ratio_calibrated(ratio_model, pair, z, *, t: float = 0.5, tol: float 
 def assert_denoiser_exact(denoiser, pair, z, *, which: str = "source", t: float = 0.5, tol: float = 1e-8) -> None:
     """Assert that ``denoiser(z)`` [B, L, K] gives the exact posterior p(x^i = v | z) of the ``which``
     law ("source" or "target") at every masked position of z [B, L], within TV ``tol`` per position."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not the toolkit's
     comp = exact_components(pair)
     if which not in ("source", "target"):
         raise ValueError(f"which must be 'source' or 'target', got {which!r}")
