@@ -205,7 +205,8 @@ def _from_tables(section: str, data: Any, tables: dict[str, dict[str, str]], sha
     if not isinstance(data, dict):
         return data
     flat: dict[str, Any] = {}
-    old = [k for k, v in data.items() if not isinstance(v, dict) and k not in shared]
+    fields = {f for table in tables.values() for f in table.values()}
+    old = [k for k, v in data.items() if not isinstance(v, dict) and k in fields and k not in shared]
     if old:
         warnings.warn(f"flat keys {section}.{old[0]} ... are deprecated: use the per-component tables "
                       f"[{section}.<component>] (markov/config.py)", DeprecationWarning, stacklevel=4)
