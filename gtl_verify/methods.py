@@ -105,10 +105,28 @@ def methods_for(denoisers: set[str], ratios: set[str], planner: bool = True) -> 
                  if m.denoiser in denoisers and (m.ratio is None or m.ratio in ratios) and (planner or not m.planner))
 
 
+def register(method: Method, rule: Callable[[int | None], Any] | None = None) -> Method:
+    """Add ``method`` to the registry (and ``rule``, a factory ``candidates -> rule``, under
+    ``method.rule`` when given): every application whose provider serves its components lists it,
+    samples it and reports it. Raises ValueError for a taken name or an unknown rule."""
+    if not isinstance(method, Method):
+        raise ValueError(f"method must be a Method, got {type(method).__name__}")
+    if method.name in METHODS:
+        raise ValueError(f"method name {method.name!r} is taken; choose another")
+    if rule is not None:
+        if method.rule in RULES:
+            raise ValueError(f"rule name {method.rule!r} is taken; choose another")
+        RULES[method.rule] = rule
+    if method.rule not in RULES:
+        raise ValueError(f"method.rule must be one of {list(RULES)} or come with its rule, got {method.rule!r}")
+    METHODS[method.name] = method
+    return method
+
+
 def ablations() -> tuple[str, ...]:
     """Names of the ablation methods (an exact component in place of a learned one)."""
     return tuple(m.name for m in METHODS.values() if m.ablation)
 
 
 __all__ = ["ComponentProvider", "METHODS", "Method", "MethodParts", "RULES", "ablations", "make_rule", "method_parts",
-           "methods_for"]
+           "methods_for", "register"]

@@ -31,6 +31,24 @@ from .training import TrainResult, build_seeded, config_hash
 Fit = Callable[[nn.Module, Path | None, str], TrainResult | None]
 
 
+@dataclass(frozen=True)
+class ComponentId:
+    """Which component: its ``role`` (``"clean classifier"``) and, for one trained per target set,
+    its target ``fraction``. Writers and readers share one instance (``CLEAN.at(0.3)``), never a
+    retyped string; :attr:`name` is the store's file-name stem and the results' label."""
+
+    role: str
+    fraction: float | None = None
+
+    def at(self, fraction: float) -> "ComponentId":
+        """This role for the target set ``fraction``."""
+        return ComponentId(self.role, float(fraction))
+
+    @property
+    def name(self) -> str:
+        return self.role if self.fraction is None else f"{self.role} {self.fraction:g}"
+
+
 def key_dict(key: Any) -> dict[str, Any]:
     """A component key as the plain dict that is hashed and recorded (dataclass -> asdict)."""
     if dataclasses.is_dataclass(key) and not isinstance(key, type):

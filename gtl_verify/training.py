@@ -189,6 +189,176 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def _check_inputs(model: nn.Module, data: Any, config: TrainConfig) -> None:
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if torch.is_tensor(data):
+        if data.dim() < 1 or data.shape[0] < 1:
+            raise ValueError(f"data must hold at least one row, got shape {tuple(data.shape)}")
+    elif not callable(data):
+        raise ValueError(f"data must be a tensor or a callable batch(generator), got {type(data).__name__}")
+
+
+@dataclass
+class _Session:
+    """The state of one :func:`train` call: optimiser, generators, row sampler, EMA, losses, step."""
+
+    model: nn.Module
+    config: TrainConfig
+    data: Any
+    path: Path | None
+    digest: str
+    dp: "DataParallel | None"
+    device: torch.device = field(init=False)
+    params: list[nn.Parameter] = field(init=False)
+    optimizer: torch.optim.Optimizer = field(init=False)
+    data_gen: torch.Generator = field(init=False)
+    loss_gen: torch.Generator = field(init=False)
+    sampler: _RowSampler | None = field(init=False)
+    ema: list[torch.Tensor] | None = field(init=False)
+    losses: list[float] = field(default_factory=list)
+    step: int = 0
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.device = _model_device(self.model)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("model has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if self.dp is not None:
+            self.dp.check_batch_size(cfg.batch_size)
+        self.data_gen = torch.Generator().manual_seed(cfg.seed)
+        self.loss_gen = torch.Generator(device=self.device).manual_seed(self.rank_seed(cfg.seed + 1))
+        self.sampler = _RowSampler(int(self.data.shape[0]), self.data_gen) if torch.is_tensor(self.data) else None
+        self.ema = [p.detach().clone() for p in self.params] if cfg.ema > 0 else None
+
+    def rank_seed(self, seed: int) -> int:
+        return self.dp.rank_seed(seed) if self.dp is not None else seed
+
+    @property
+    def cuda_devices(self) -> list[torch.device]:
+        return [self.device] if self.device.type == "cuda" else []
+
+    def restore(self) -> None:
+        """Resume from the checkpoint at ``path`` if there is one (same trajectory hash)."""
+        ckpt = None if self.path is None else load_torch_cache(self.path, load_checkpoint)
+        if ckpt is None:
+            return
+        if ckpt.get("config_hash") != self.digest:
+            raise ValueError(
+                f"checkpoint {self.path} was written by a different config (hash {str(ckpt.get('config_hash'))[:12]}, "
+                f"this run {self.digest[:12]}); delete it or use another path"
+            )
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise ValueError(f"checkpoint {self.path} does not match the model: {exc}") from None
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.data_gen.set_state(ckpt["data_gen"])
+        self.loss_gen.set_state(ckpt["loss_gen"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if self.cuda_devices and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+        if self.sampler is not None:
+            self.sampler.load(ckpt["sampler"])
+        if self.ema is not None:
+            for e, saved in zip(self.ema, ckpt["ema"]):
+                e.copy_(saved.to(e.device))
+        self.losses = list(ckpt["losses"])
+        self.step = int(ckpt["step"])
+        if self.dp is not None:
+            self.dp.restore_rng(ckpt.get("ranks"), self.loss_gen, self.config.seed + 3 + self.step)
+
+    def save(self) -> None:
+        """Write the checkpoint (rank 0 only; every rank's loss generator is gathered first)."""
+        if self.path is None:
+            return
+        ranks = self.dp.gather_rng(self.loss_gen) if self.dp is not None else None
+        if self.dp is not None and not self.dp.is_main:
+            return
+        atomic_torch_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "step": self.step,
+                "config_hash": self.digest,
+                "train_config": self.config.to_dict(),
+                "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(),
+                "data_gen": self.data_gen.get_state(),
+                "loss_gen": self.loss_gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.cuda_devices else None,
+                "sampler": self.sampler.state() if self.sampler is not None else None,
+                "ema": [e.detach().cpu().clone() for e in self.ema] if self.ema is not None else None,
+                "losses": self.losses,
+                "ranks": ranks,
+            },
+            self.path,
+        )
+
+    def next_batch(self) -> Any:
+        """The next minibatch on the model's device (this rank's share when distributed)."""
+        if self.sampler is not None:
+            batch = self.data[self.sampler.next(self.config.batch_size).to(self.data.device)].to(self.device)
+        else:
+            batch = _to_device(self.data(self.data_gen), self.device)
+        return self.dp.shard(batch) if self.dp is not None else batch
+
+    def update(self, loss_fn: Callable[..., torch.Tensor], forward_model: nn.Module, batch: Any) -> float:
+        """One AdamW step (warm-up rate, gradient clipping, EMA); returns the (rank-mean) loss."""
+        cfg = self.config
+        lr = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(forward_model, batch, self.loss_gen)
+        if not torch.is_tensor(loss) or loss.dim() != 0:
+            raise ValueError(f"loss_fn must return a scalar tensor, got {getattr(loss, 'shape', type(loss).__name__)}")
+        value = float(loss.detach()) if self.dp is None else self.dp.mean(float(loss.detach()))
+        if not math.isfinite(value):
+            raise ValueError(f"loss became non-finite at step {self.step}: {value}")
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema, self.params):
+                    e.mul_(cfg.ema).add_(p.detach(), alpha=1 - cfg.ema)
+        return value
+
+    def run(self, loss_fn: Callable[..., torch.Tensor], forward_model: nn.Module, end: int, progress: bool,
+            description: str) -> None:
+        """Steps up to ``end`` with progress and periodic checkpoints, then a final checkpoint;
+        ``forward_model`` is what ``loss_fn`` calls (the data-parallel wrapper when distributed)."""
+        cfg = self.config
+        self.model.train()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc=description, leave=False)
+        try:
+            while self.step < end:
+                self.losses.append(self.update(loss_fn, forward_model, self.next_batch()))
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    recent = self.losses[-cfg.log_every:]
+                    bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < end:
+                    self.save()
+            self.save()
+        finally:
+            bar.close()
+
+    def finish(self) -> None:
+        """Copy the EMA weights into the model once every step is done."""
+        if self.ema is not None and self.step >= self.config.steps:
+            with torch.no_grad():
+                for e, p in zip(self.ema, self.params):
+                    p.copy_(e)
+
+
 def train(
     model: nn.Module,
     loss_fn: Callable[[nn.Module, Any, torch.Generator], torch.Tensor],
@@ -214,138 +384,21 @@ def train(
     trains on its share of the global batch, losses are averaged over the ranks and rank 0 alone
     writes checkpoints and shows progress. Returns a :class:`TrainResult`.
     """
-    if not isinstance(config, TrainConfig):
-        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if torch.is_tensor(data):
-        if data.dim() < 1 or data.shape[0] < 1:
-            raise ValueError(f"data must hold at least one row, got shape {tuple(data.shape)}")
-    elif not callable(data):
-        raise ValueError(f"data must be a tensor or a callable batch(generator), got {type(data).__name__}")
+    _check_inputs(model, data, config)
     end = config.steps if stop_at is None else min(config.steps, check_int_range("stop_at", stop_at, 0))
     started = time.perf_counter()
-    device = _model_device(model)
-    digest = config.trajectory_hash(config_hash)
     path = Path(checkpoint_path) if checkpoint_path is not None else None
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    dp = distributed
-    if dp is not None:
-        dp.check_batch_size(config.batch_size)
-        progress = progress and dp.is_main
-    forward_model = dp.wrap(model) if dp is not None else model
-    rank_seed = dp.rank_seed if dp is not None else (lambda seed: seed)
-    data_gen = torch.Generator().manual_seed(config.seed)
-    loss_gen = torch.Generator(device=device).manual_seed(rank_seed(config.seed + 1))
-    sampler = _RowSampler(int(data.shape[0]), data_gen) if torch.is_tensor(data) else None
-    ema = [p.detach().clone() for p in params] if config.ema > 0 else None
-    losses: list[float] = []
-    step = 0
-
-    cuda_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(rank_seed(config.seed + 2))
-        ckpt = None if path is None else load_torch_cache(path, load_checkpoint)
-        if ckpt is not None:
-            if ckpt.get("config_hash") != digest:
-                raise ValueError(
-                    f"checkpoint {path} was written by a different config (hash {str(ckpt.get('config_hash'))[:12]}, "
-                    f"this run {digest[:12]}); delete it or use another path"
-                )
-            try:
-                model.load_state_dict(ckpt["model"])
-            except RuntimeError as exc:
-                raise ValueError(f"checkpoint {path} does not match the model: {exc}") from None
-            optimizer.load_state_dict(ckpt["optimizer"])
-            data_gen.set_state(ckpt["data_gen"])
-            loss_gen.set_state(ckpt["loss_gen"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            if cuda_devices and ckpt.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
-            if sampler is not None:
-                sampler.load(ckpt["sampler"])
-            if ema is not None:
-                for e, saved in zip(ema, ckpt["ema"]):
-                    e.copy_(saved.to(e.device))
-            losses = list(ckpt["losses"])
-            step = int(ckpt["step"])
-            if dp is not None:
-                dp.restore_rng(ckpt.get("ranks"), loss_gen, config.seed + 3 + step)
-        resumed_from = step
-
-        def save() -> None:
-            if path is None:
-                return
-            ranks = dp.gather_rng(loss_gen) if dp is not None else None
-            if dp is not None and not dp.is_main:
-                return
-            atomic_torch_save(
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "step": step,
-                    "config_hash": digest,
-                    "train_config": config.to_dict(),
-                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                    "optimizer": optimizer.state_dict(),
-                    "data_gen": data_gen.get_state(),
-                    "loss_gen": loss_gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if cuda_devices else None,
-                    "sampler": sampler.state() if sampler is not None else None,
-                    "ema": [e.detach().cpu().clone() for e in ema] if ema is not None else None,
-                    "losses": losses,
-                    "ranks": ranks,
-                },
-                path,
-            )
-
-        model.train()
-        bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=description, leave=False)
-        try:
-            while step < end:
-                if sampler is not None:
-                    batch = data[sampler.next(config.batch_size).to(data.device)].to(device)
-                else:
-                    batch = _to_device(data(data_gen), device)
-                if dp is not None:
-                    batch = dp.shard(batch)
-                lr = config.lr * min(1.0, (step + 1) / config.warmup) if config.warmup else config.lr
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(forward_model, batch, loss_gen)
-                if not torch.is_tensor(loss) or loss.dim() != 0:
-                    raise ValueError(f"loss_fn must return a scalar tensor, got {getattr(loss, 'shape', type(loss).__name__)}")
-                value = float(loss.detach()) if dp is None else dp.mean(float(loss.detach()))
-                if not math.isfinite(value):
-                    raise ValueError(f"loss became non-finite at step {step}: {value}")
-                loss.backward()
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
-                if ema is not None:
-                    with torch.no_grad():
-                        for e, p in zip(ema, params):
-                            e.mul_(config.ema).add_(p.detach(), alpha=1 - config.ema)
-                losses.append(value)
-                step += 1
-                bar.update(1)
-                if step % config.log_every == 0 or step == end:
-                    bar.set_postfix(loss=f"{sum(losses[-config.log_every:]) / len(losses[-config.log_every:]):.4f}")
-                if config.checkpoint_every and step % config.checkpoint_every == 0 and step < end:
-                    save()
-            save()
-        finally:
-            bar.close()
-    if ema is not None and step >= config.steps:
-        with torch.no_grad():
-            for e, p in zip(ema, params):
-                p.copy_(e)
-    return TrainResult(losses=losses, steps=step, wall_time_s=time.perf_counter() - started, resumed_from=resumed_from)
+    session = _Session(model, config, data, path, config.trajectory_hash(config_hash), distributed)
+    progress = progress and (distributed is None or distributed.is_main)
+    forward_model = distributed.wrap(model) if distributed is not None else model
+    with torch.random.fork_rng(devices=session.cuda_devices):
+        torch.manual_seed(session.rank_seed(config.seed + 2))
+        session.restore()
+        resumed_from = session.step
+        session.run(loss_fn, forward_model, end, progress, description)
+    session.finish()
+    return TrainResult(losses=session.losses, steps=session.step, wall_time_s=time.perf_counter() - started,
+                       resumed_from=resumed_from)
 
 
 __all__ = ["TrainConfig", "TrainResult", "config_hash", "load_checkpoint", "train"]

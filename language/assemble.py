@@ -12,7 +12,7 @@ from gtl_verify.provenance import device_name
 from gtl_verify.results import LanguageResults
 
 from . import evaluate as ev
-from .components import ratio_network_name
+from .components import SOURCE, ratio_network_id
 from .config import parameter_share
 from .run_folder import Run, _jsonable
 
@@ -95,8 +95,8 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> Lan
     guards = [(f"{s.method} {s.fraction:g} [{s.tag}]", r) for s, r in evaluated]
     guards += [(f"ablation {s.tag}", r) for rows in abl_rows.values() for _, s, r in rows]
     guards += [(HELD_OUT, held), (HELD_OUT_SOURCE, held_src)]
-    den = run.components.get("source denoiser", {}).get("parameters")
-    ratio_name = ratio_network_name(run, f_eval)
+    den = run.components.get(SOURCE.name, {}).get("parameters")
+    ratio_name = ratio_network_id(run, f_eval).name
     rat = run.components.get(ratio_name, {}).get("parameters")
     return LanguageResults.from_dict(_jsonable({
         "config": cfg.to_dict(),

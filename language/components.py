@@ -13,33 +13,26 @@ from torch import nn
 from gtl_verify.baselines import TCSMNet, zero_correction
 from gtl_verify.learned import ClassifierRatio, NetworkPlanner, NetworkRatio
 from gtl_verify.networks import DenoiserNet, PositionNet, SequenceNet
-from gtl_verify.objectives import (
-    classifier_loss,
-    cycle_loss,
-    mask_tokens,
-    mdlm_loss,
-    noisy_classifier_batch,
-    planner_loss,
-    planner_targets,
-    ratio_regression_loss,
-    sample_times,
-    subs_log_probs,
-)
+from gtl_verify import recipes
 from gtl_verify.methods import Method
-from gtl_verify.training import balanced_batches
+from gtl_verify.store import ComponentId
 
 from .run_folder import Run, backbone
 
+#: the component roles (one instance each: writers and readers share them; ``.at(f)`` per target set)
+SOURCE = ComponentId("source denoiser")
+TARGET_ONLY = ComponentId("target-only denoiser")
+FINE_TUNED = ComponentId("fine-tuned denoiser")
+TCSM = ComponentId("tcsm correction")
+CLEAN = ComponentId("clean classifier")
+NOISY = ComponentId("noisy classifier")
+RATIO = ComponentId("ratio network")
+PLANNER = ComponentId("planner")
 
-def _denoiser_loss(run: Run, net: nn.Module):
-    fn = run.compiled(net)
-    mask_id = run.data.vocab.mask_id
 
-    def loss(model, batch, gen):
-        with run.autocast():
-            return mdlm_loss(fn, batch, run.schedule, mask_id, gen)
-
-    return loss
+def _fit_denoiser(run: Run, net: nn.Module, data: torch.Tensor, budget, name: str, ckpt, digest):
+    recipe = recipes.denoiser(net, data, schedule=run.schedule, mask_id=run.data.vocab.mask_id, hooks=run.hooks)
+    return run.fit(net, recipe.loss, recipe.data, budget, name, ckpt, digest)
 
 
 def _base_key(run: Run) -> dict[str, Any]:
@@ -56,9 +49,9 @@ def source_denoiser(run: Run) -> DenoiserNet:
         return DenoiserNet(backbone(cfg.models.denoiser, data.vocab, data.length))
 
     def fit(net, ckpt, digest):
-        return run.fit(net, _denoiser_loss(run, net), data.source_train, cfg.training.source, "source denoiser", ckpt, digest)
+        return _fit_denoiser(run, net, data.source_train, cfg.training.source, SOURCE.name, ckpt, digest)
 
-    return run.component("source denoiser", key, build, fit)
+    return run.component(SOURCE, key, build, fit)
 
 
 def target_denoiser(run: Run, fraction: float) -> DenoiserNet:
@@ -67,25 +60,25 @@ def target_denoiser(run: Run, fraction: float) -> DenoiserNet:
     key = {**_base_key(run), "stage": "target-denoiser", "fraction": fraction, "size": vars(cfg.models.denoiser),
            "budget": vars(cfg.training.target)}
     data = run.data
-    name = f"target-only denoiser {fraction:g}"
+    cid = TARGET_ONLY.at(fraction)
 
     def build():
         return DenoiserNet(backbone(cfg.models.denoiser, data.vocab, data.length))
 
     def fit(net, ckpt, digest):
-        return run.fit(net, _denoiser_loss(run, net), data.target_train[fraction], cfg.training.target, name, ckpt, digest)
+        return _fit_denoiser(run, net, data.target_train[fraction], cfg.training.target, cid.name, ckpt, digest)
 
-    return run.component(name, key, build, fit)
+    return run.component(cid, key, build, fit)
 
 
 def finetuned_denoiser(run: Run, fraction: float) -> DenoiserNet:
     """The source denoiser fine-tuned on the kept physics segments."""
     cfg = run.config
-    source = source_denoiser(run) if "source denoiser" not in run.nets else run.nets["source denoiser"]
-    key = {**_base_key(run), "stage": "finetuned-denoiser", "fraction": fraction, "init": run.keys["source denoiser"],
+    source = run.nets.get(SOURCE) or source_denoiser(run)
+    key = {**_base_key(run), "stage": "finetuned-denoiser", "fraction": fraction, "init": run.keys[SOURCE],
            "budget": vars(cfg.training.finetune)}
     data = run.data
-    name = f"fine-tuned denoiser {fraction:g}"
+    cid = FINE_TUNED.at(fraction)
 
     def build():
         net = DenoiserNet(source.config)
@@ -93,9 +86,9 @@ def finetuned_denoiser(run: Run, fraction: float) -> DenoiserNet:
         return net
 
     def fit(net, ckpt, digest):
-        return run.fit(net, _denoiser_loss(run, net), data.target_train[fraction], cfg.training.finetune, name, ckpt, digest)
+        return _fit_denoiser(run, net, data.target_train[fraction], cfg.training.finetune, cid.name, ckpt, digest)
 
-    return run.component(name, key, build, fit)
+    return run.component(cid, key, build, fit)
 
 
 def tcsm_denoiser(run: Run, fraction: float) -> TCSMNet:
@@ -104,20 +97,19 @@ def tcsm_denoiser(run: Run, fraction: float) -> TCSMNet:
     size ``[models.ratio]`` and budget ``[training.ratio]``, a zero-initialised head (training starts
     at the source model) and is fitted on the kept physics segments with the MDLM loss."""
     cfg = run.config
-    source = source_denoiser(run) if "source denoiser" not in run.nets else run.nets["source denoiser"]
-    key = {**_base_key(run), "stage": "tcsm-correction", "fraction": fraction, "reference": run.keys["source denoiser"],
+    source = run.nets.get(SOURCE) or source_denoiser(run)
+    key = {**_base_key(run), "stage": "tcsm-correction", "fraction": fraction, "reference": run.keys[SOURCE],
            "size": vars(cfg.models.ratio), "budget": vars(cfg.training.ratio)}
     data = run.data
-    name = f"tcsm correction {fraction:g}"
+    cid = TCSM.at(fraction)
 
     def build():
         return zero_correction(backbone(cfg.models.ratio, data.vocab, data.length))
 
     def fit(correction, ckpt, digest):
-        model = TCSMNet(source, correction)
-        return run.fit(model, _denoiser_loss(run, model), data.target_train[fraction], cfg.training.ratio, name, ckpt, digest)
+        return _fit_denoiser(run, TCSMNet(source, correction), data.target_train[fraction], cfg.training.ratio, cid.name, ckpt, digest)
 
-    return TCSMNet(source, run.component(name, key, build, fit)).eval()
+    return TCSMNet(source, run.component(cid, key, build, fit)).eval()
 
 
 def clean_classifier(run: Run, fraction: float) -> SequenceNet:
@@ -127,23 +119,14 @@ def clean_classifier(run: Run, fraction: float) -> SequenceNet:
     budget = cfg.training.classifier
     key = {**_base_key(run), "stage": "clean-classifier", "fraction": fraction, "size": vars(cfg.models.classifier),
            "budget": vars(budget)}
-    name = f"clean classifier {fraction:g}"
-    draw = balanced_batches(data.source_train, data.target_train[fraction], budget.batch_size)
-
-    def batch(gen):
-        xs, xt = draw(gen)
-        return torch.cat([xs, xt]), torch.cat([torch.ones(len(xs)), torch.zeros(len(xt))])
+    cid = CLEAN.at(fraction)
 
     def fit(net, ckpt, digest):
-        fn = run.compiled(net)
+        recipe = recipes.clean_classifier(net, data.source_train, data.target_train[fraction], budget.batch_size,
+                                          hooks=run.hooks)
+        return run.fit(net, recipe.loss, recipe.data, budget, cid.name, ckpt, digest)
 
-        def loss(model, b, gen):
-            with run.autocast():
-                return classifier_loss(fn(b[0])[:, 0].float(), b[1])
-
-        return run.fit(net, loss, batch, budget, name, ckpt, digest)
-
-    return run.component(name, key, lambda: SequenceNet(backbone(cfg.models.classifier, data.vocab, data.length)), fit)
+    return run.component(cid, key, lambda: SequenceNet(backbone(cfg.models.classifier, data.vocab, data.length)), fit)
 
 
 def noisy_classifier(run: Run, fraction: float) -> SequenceNet:
@@ -156,141 +139,105 @@ def noisy_classifier(run: Run, fraction: float) -> SequenceNet:
     size = cfg.models.ratio if cfg.ratio.estimator == "noisy-classifier" else cfg.models.classifier
     key = {**_base_key(run), "stage": "noisy-classifier", "fraction": fraction, "size": vars(size),
            "budget": vars(budget), "time": timed}
-    name = f"noisy classifier {fraction:g}"
-    draw = balanced_batches(data.source_train, data.target_train[fraction], budget.batch_size)
-    mask_id = data.vocab.mask_id
+    cid = NOISY.at(fraction)
 
     def fit(net, ckpt, digest):
-        fn = run.compiled(net)
+        recipe = recipes.noisy_classifier(net, data.source_train, data.target_train[fraction], budget.batch_size,
+                                          schedule=run.schedule, mask_id=data.vocab.mask_id, time_conditioned=timed,
+                                          hooks=run.hooks)
+        return run.fit(net, recipe.loss, recipe.data, budget, cid.name, ckpt, digest)
 
-        def loss(model, b, gen):
-            z, t, labels = noisy_classifier_batch(b[0], b[1], run.schedule, gen, mask_id=mask_id)
-            with run.autocast():
-                return classifier_loss(fn(z, t.float() if timed else None)[:, 0].float(), labels)
-
-        return run.fit(net, loss, draw, budget, name, ckpt, digest)
-
-    return run.component(name, key, lambda: SequenceNet(backbone(size, data.vocab, data.length, timed)), fit)
+    return run.component(cid, key, lambda: SequenceNet(backbone(size, data.vocab, data.length, timed)), fit)
 
 
-def ratio_model(run: Run, fraction: float):
-    """The ratio used by GTL at ``fraction`` (a SequenceRatio: z [, t] -> log r(z))."""
+def ratio_model(run: Run, fraction: float, hooks: recipes.Hooks = recipes.NO_HOOKS):
+    """The ratio used by GTL at ``fraction`` (a SequenceRatio: z [, t] -> log r(z)), its network
+    called through ``hooks`` (the runtime's bf16/compile at sampling time)."""
     cfg = run.config
     rc = cfg.ratio
     data = run.data
     noisy = noisy_classifier(run, fraction) if (rc.estimator == "noisy-classifier" or rc.cycle_weight > 0) else None
     if rc.estimator == "noisy-classifier":
-        return ClassifierRatio(noisy, n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
+        return ClassifierRatio(hooks.sampling(noisy), n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
     clean = clean_classifier(run, fraction)
     budget = cfg.training.ratio
     key = {**_base_key(run), "stage": "ratio", "fraction": fraction, "size": vars(cfg.models.ratio), "budget": vars(budget),
            "space": rc.space, "cycle": rc.cycle_weight, "max_log_ratio": rc.max_log_ratio,
-           "clean": run.keys[f"clean classifier {fraction:g}"],
-           "noisy": run.keys.get(f"noisy classifier {fraction:g}") if noisy is not None else None}
-    name = f"ratio network {fraction:g}"
+           "clean": run.keys[CLEAN.at(fraction)],
+           "noisy": run.keys.get(NOISY.at(fraction)) if noisy is not None else None}
+    cid = RATIO.at(fraction)
     mask_id = data.vocab.mask_id
     source, target = data.source_train, data.target_train[fraction]
 
     def fit(net, ckpt, digest):
         # pseudo labels log r_0(x) of the clean source segments (prior-corrected, balanced training)
         labels = ClassifierRatio(clean, n_source=1, n_target=1)(source).float().cpu()
-        tdc = ClassifierRatio(noisy, n_source=1, n_target=1) if (noisy is not None and rc.cycle_weight > 0) else None
-        fn = run.compiled(net)
-        half = max(budget.batch_size // 2, 1)
+        cycle = recipes.Cycle(noisy, rc.cycle_weight) if (noisy is not None and rc.cycle_weight > 0) else None
+        recipe = recipes.ratio_regression(net, source, labels, budget.batch_size, schedule=run.schedule, mask_id=mask_id,
+                                          space=rc.space, max_log_ratio=rc.max_log_ratio, target=target, cycle=cycle,
+                                          hooks=run.hooks)
+        return run.fit(net, recipe.loss, recipe.data, budget, cid.name, ckpt, digest)
 
-        def batch(gen):
-            idx = torch.randint(len(source), (budget.batch_size,), generator=gen)
-            xt = target[torch.randint(len(target), (half,), generator=gen)]
-            return source[idx], labels[idx], xt
-
-        def loss(model, b, gen):
-            x, lab, xt = b
-            t = sample_times(len(x), gen, 0.0, False, x.device)
-            z = mask_tokens(x, t, run.schedule, mask_id, gen)
-            with run.autocast():
-                out = ratio_regression_loss(fn(z)[:, 0].float(), lab, rc.space, max_log_ratio=rc.max_log_ratio)
-                if tdc is not None:
-                    tt = sample_times(len(xt), gen, 0.0, False, xt.device)
-                    zt = mask_tokens(xt, tt, run.schedule, mask_id, gen)
-                    ref = tdc(zt, tt.float()).clamp(-rc.max_log_ratio, rc.max_log_ratio)
-                    out = out + cycle_loss(fn(zt)[:, 0].float(), ref, rc.cycle_weight, rc.space)
-            return out
-
-        return run.fit(net, loss, batch, budget, name, ckpt, digest)
-
-    net = run.component(name, key, lambda: SequenceNet(backbone(cfg.models.ratio, data.vocab, data.length)), fit)
-    return NetworkRatio(net)
+    net = run.component(cid, key, lambda: SequenceNet(backbone(cfg.models.ratio, data.vocab, data.length)), fit)
+    return NetworkRatio(hooks.sampling(net))
 
 
-def ratio_network_name(run: Run, fraction: float) -> str:
-    if run.config.ratio.estimator == "noisy-classifier":
-        return f"noisy classifier {fraction:g}"
-    return f"ratio network {fraction:g}"
+def ratio_network_id(run: Run, fraction: float) -> ComponentId:
+    """The network GTL reads as its ratio at ``fraction`` (the noisy classifier or the ratio network)."""
+    return (NOISY if run.config.ratio.estimator == "noisy-classifier" else RATIO).at(fraction)
 
 
-def planner(run: Run) -> NetworkPlanner:
+def planner(run: Run, hooks: recipes.Hooks = recipes.NO_HOOKS) -> NetworkPlanner:
     """PositionNet trained on masked source segments to predict where the frozen source
-    denoiser's arg-max is the clean token (reveal those first)."""
+    denoiser's arg-max is the clean token (reveal those first); called through ``hooks``."""
     cfg = run.config
     data = run.data
-    src = run.nets.get("source denoiser") or source_denoiser(run)
+    src = run.nets.get(SOURCE) or source_denoiser(run)
     features = cfg.sampling.planner_log_prob_features
     budget = cfg.training.planner
     key = {**_base_key(run), "stage": "planner", "size": vars(cfg.models.planner), "budget": vars(budget),
-           "denoiser": run.keys["source denoiser"], "features": features}
-    mask_id = data.vocab.mask_id
-
+           "denoiser": run.keys[SOURCE], "features": features}
     def fit(net, ckpt, digest):
-        fn = run.compiled(net)
-        src_fn = run.compiled(src)
-        src.eval()
+        recipe = recipes.planner(net, src, data.source_train, schedule=run.schedule, mask_id=data.vocab.mask_id,
+                                 log_prob_features=features, hooks=run.hooks)
+        return run.fit(net, recipe.loss, recipe.data, budget, PLANNER.name, ckpt, digest)
 
-        def loss(model, x, gen):
-            t = sample_times(len(x), gen, 1e-3, True, x.device)
-            z = mask_tokens(x, t, run.schedule, mask_id, gen)
-            with torch.no_grad(), run.autocast():
-                lp = subs_log_probs(src_fn(z).float(), z, mask_id)
-            targets = planner_targets(lp, x, z, mask_id)
-            with run.autocast():
-                scores = fn(z, None, lp) if features else fn(z)
-            return planner_loss(scores.float(), targets, z == mask_id)
-
-        return run.fit(net, loss, data.source_train, budget, "planner", ckpt, digest)
-
-    net = run.component("planner", key, lambda: PositionNet(backbone(cfg.models.planner, data.vocab, data.length),
+    net = run.component(PLANNER, key, lambda: PositionNet(backbone(cfg.models.planner, data.vocab, data.length),
                                                             log_prob_features=features), fit)
-    return NetworkPlanner(net)
+    return NetworkPlanner(hooks.sampling(net))
 
 
 @dataclass
 class Components:
     """The language pipeline's :class:`~gtl_verify.methods.ComponentProvider` at one target
-    fraction (denoiser networks, the learned ratio, the planner; trained on demand), with the
-    names of the components each method uses (their digests key the sample caches)."""
+    fraction (denoiser networks, the learned ratio, the planner; trained on demand and called
+    through the runtime's bf16/compile hooks), with the ids of the components each method uses
+    (their digests key the sample caches)."""
 
     run: Run
     fraction: float
 
     def denoiser(self, which: str) -> nn.Module:
         f = self.fraction
-        return {"source": lambda: self.run.nets.get("source denoiser") or source_denoiser(self.run),
-                "target-only": lambda: target_denoiser(self.run, f), "fine-tuned": lambda: finetuned_denoiser(self.run, f),
-                "tcsm": lambda: tcsm_denoiser(self.run, f)}[which]()
+        net = {"source": lambda: self.run.nets.get(SOURCE) or source_denoiser(self.run),
+               "target-only": lambda: target_denoiser(self.run, f), "fine-tuned": lambda: finetuned_denoiser(self.run, f),
+               "tcsm": lambda: tcsm_denoiser(self.run, f)}[which]()
+        return self.run.hooks.sampling(net)
 
     def ratio(self, which: str):
         if which != "learned":
             raise ValueError(f"the language pipeline has no {which!r} ratio")
-        return ratio_model(self.run, self.fraction)
+        return ratio_model(self.run, self.fraction, self.run.hooks)
 
     def planner(self) -> NetworkPlanner:
-        return planner(self.run)
+        return planner(self.run, self.run.hooks)
 
-    def names(self, method: Method) -> list[str]:
+    def component_ids(self, method: Method) -> list[ComponentId]:
         f = self.fraction
-        denoiser = {"source": ["source denoiser"], "target-only": [f"target-only denoiser {f:g}"],
-                    "fine-tuned": [f"fine-tuned denoiser {f:g}"], "tcsm": ["source denoiser", f"tcsm correction {f:g}"]}
-        return (denoiser[method.denoiser] + ([ratio_network_name(self.run, f)] if method.guided else [])
-                + (["planner"] if method.planner else []))
+        denoiser = {"source": [SOURCE], "target-only": [TARGET_ONLY.at(f)], "fine-tuned": [FINE_TUNED.at(f)],
+                    "tcsm": [SOURCE, TCSM.at(f)]}
+        return (denoiser[method.denoiser] + ([ratio_network_id(self.run, f)] if method.guided else [])
+                + ([PLANNER] if method.planner else []))
 
 
 def train_components(run: Run) -> None:

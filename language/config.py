@@ -12,6 +12,7 @@ Named configs live in ``language/configs/<name>.toml`` (``cpu-tiny``, ``cpu``, `
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from gtl_verify.config import Budget, ConfigError, NetSize, build, check_sequence, read_toml
 from gtl_verify.methods import METHODS as METHOD_REGISTRY
 from gtl_verify.methods import methods_for
+from gtl_verify.recipes import RATIO_ESTIMATORS, regression_space
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
@@ -26,12 +28,17 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 TOKENIZERS = ("bert", "bpe")
 VOCABULARIES = ("full", "observed")
 SCHEMES = ("paper", "physics-broad")
-RATIO_ESTIMATORS = ("regression", "noisy-classifier")
-RATIO_SPACES = ("ratio", "log")
 DEVICES = ("auto", "cpu", "cuda")
-#: the registry's methods whose components this pipeline trains (no exact oracles, no AR source model)
-METHODS = methods_for({"source", "target-only", "fine-tuned", "tcsm"}, {"learned"})
-GUIDED_METHODS = tuple(m for m in METHODS if METHOD_REGISTRY[m].guided)
+
+
+def language_methods() -> tuple[str, ...]:
+    """The registry's methods whose components this pipeline trains (no exact oracles, no AR source
+    model), in registry order (read at call time: registered methods included)."""
+    return methods_for({"source", "target-only", "fine-tuned", "tcsm"}, {"learned"})
+
+
+def guided_methods() -> tuple[str, ...]:
+    return tuple(m for m in language_methods() if METHOD_REGISTRY[m].guided)
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -132,26 +139,37 @@ class Training:
 class RatioConfig:
     """How the density ratio is estimated.
 
-    ``estimator``: ``regression`` (the reference pipeline: the clean classifier gives pseudo
-    log-ratios log r_0(x) of the clean source segments, and the ratio network is regressed on
-    masked source segments in ``space`` ``ratio`` (unbiased) or ``log`` (Jensen-biased), plus
+    ``estimator`` (the suite's one vocabulary, :data:`gtl_verify.recipes.RATIO_ESTIMATORS`):
+    ``regression-ratio`` / ``regression-log`` (the reference pipeline: the clean classifier gives
+    pseudo log-ratios log r_0(x) of the clean source segments, and the ratio network is regressed
+    on masked source segments in ratio space (unbiased) or log space (Jensen-biased), plus
     ``cycle_weight`` x regression on masked target segments against the noisy classifier's
     log-ratio; 0 turns the cycle term off) or ``noisy-classifier`` (the noisy classifier itself is
     the ratio, log r = -logit with balanced batches; it then has the ratio network's size
     ``[models.ratio]``). ``time_conditioned_classifier``: the noisy
-    classifier takes the time t as input. ``max_log_ratio``: clamp of the ratio-space regression."""
+    classifier takes the time t as input. ``max_log_ratio``: clamp of the ratio-space regression.
+    ``space`` is derived from the estimator; the older spelling ``estimator = "regression"`` with
+    ``space = "ratio" | "log"`` still loads, with a deprecation note."""
 
-    estimator: str = "regression"
-    space: str = "ratio"
+    estimator: str = "regression-ratio"
+    space: str | None = None
     cycle_weight: float = 0.1
     time_conditioned_classifier: bool = True
     max_log_ratio: float = 30.0
 
     def __post_init__(self) -> None:
+        if self.estimator == "regression":  # the older spelling: estimator "regression" + space
+            if self.space not in ("ratio", "log"):
+                raise ValueError(f"ratio.space must be one of ['ratio', 'log'], got {self.space!r}")
+            warnings.warn(f'ratio.estimator = "regression" with space = "{self.space}" is deprecated: write '
+                          f'estimator = "regression-{self.space}"', DeprecationWarning, stacklevel=2)
+            object.__setattr__(self, "estimator", f"regression-{self.space}")
         if self.estimator not in RATIO_ESTIMATORS:
             raise ValueError(f"ratio.estimator must be one of {list(RATIO_ESTIMATORS)}, got {self.estimator!r}")
-        if self.space not in RATIO_SPACES:
-            raise ValueError(f"ratio.space must be one of {list(RATIO_SPACES)}, got {self.space!r}")
+        space = regression_space(self.estimator) or "ratio"
+        if self.space is not None and self.space != space:
+            raise ValueError(f"ratio.space is derived from ratio.estimator {self.estimator!r} ({space!r}), got {self.space!r}")
+        object.__setattr__(self, "space", space)
         check_real_range("ratio.cycle_weight", self.cycle_weight, 0.0)
         _check_bool("ratio.time_conditioned_classifier", self.time_conditioned_classifier)
         check_real_range("ratio.max_log_ratio", self.max_log_ratio, 0.0, open_low=True)
@@ -171,7 +189,7 @@ class SamplingConfig:
     ``candidates_sweep`` (empty = skipped). ``planner_log_prob_features``: the planner reads the
     source denoiser's confidence features."""
 
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = field(default_factory=language_methods)
     samples: int = 64
     batch: int = 32
     steps: int = 32
@@ -188,8 +206,8 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         methods = check_sequence("sampling.methods", self.methods)
         for m in methods:
-            if m not in METHODS:
-                raise ValueError(f"sampling.methods must be chosen from {list(METHODS)}, got {m!r}")
+            if m not in language_methods():
+                raise ValueError(f"sampling.methods must be chosen from {list(language_methods())}, got {m!r}")
         check_int_range("sampling.samples", self.samples, 2)
         check_int_range("sampling.batch", self.batch, 1)
         check_int_range("sampling.steps", self.steps, 1)
@@ -299,7 +317,7 @@ def _check_evaluation(sampling: SamplingConfig, evaluation: EvaluationConfig) ->
     """One truncation for every method; MAUVE sets large enough (or explicitly allowed small)."""
     from .evaluate import check_equal_truncation, check_mauve_sizes
 
-    check_equal_truncation(sampling.methods, sampling.top_k, sampling.candidates, GUIDED_METHODS)
+    check_equal_truncation(sampling.methods, sampling.top_k, sampling.candidates, guided_methods())
     sets = {"every method (sampling.samples)": sampling.samples}
     if sampling.gamma_sweep or sampling.candidates_sweep:
         sets["the ablations (sampling.ablation_samples)"] = sampling.ablation_samples
@@ -360,7 +378,8 @@ __all__ = [
     "DataConfig",
     "EvaluationConfig",
     "LanguageConfig",
-    "METHODS",
+    "guided_methods",
+    "language_methods",
     "Models",
     "NetSize",
     "RatioConfig",

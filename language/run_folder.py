@@ -17,8 +17,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gtl_verify.networks import BackboneConfig
+from gtl_verify.recipes import Hooks
 from gtl_verify.schedules import LogLinearSchedule, Schedule
-from gtl_verify.store import ComponentStore, Fit, key_digest
+from gtl_verify.store import ComponentId, ComponentStore, Fit, key_digest
 from gtl_verify.training import TrainConfig, train
 
 from .config import Budget, LanguageConfig, NetSize
@@ -55,8 +56,8 @@ class Run:
     progress: bool = True
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     data: PreparedData | None = None
-    nets: dict[str, nn.Module] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
+    nets: dict[ComponentId, nn.Module] = field(default_factory=dict)
+    keys: dict[ComponentId, str] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     schedule: Schedule = field(default_factory=LogLinearSchedule)
@@ -83,30 +84,24 @@ class Run:
     def on_cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    def autocast(self):
-        if self.on_cuda and self.config.runtime.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def compiled(self, net: nn.Module) -> Callable[..., torch.Tensor]:
-        """torch.compile(net) on CUDA when asked (it shares the parameters of ``net``), else ``net``."""
-        if self.on_cuda and self.config.runtime.compile:
-            return torch.compile(net)
-        return net
+    @property
+    def hooks(self) -> Hooks:
+        """The runtime's bf16 autocast and torch.compile (CUDA only), for training and sampling."""
+        return Hooks(device=self.device, bf16=self.config.runtime.bf16, compile=self.config.runtime.compile)
 
     def seed(self, name: str) -> int:
         return (self.config.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
 
     # ---------------------------------------------------------- component store
-    def component(self, name: str, key: dict[str, Any], build: Callable[[], nn.Module], fit: Fit) -> nn.Module:
-        """The component ``name`` from ``<run>/models`` (see :class:`gtl_verify.store.ComponentStore`;
+    def component(self, cid: ComponentId, key: dict[str, Any], build: Callable[[], nn.Module], fit: Fit) -> nn.Module:
+        """The component ``cid`` from ``<run>/models`` (see :class:`gtl_verify.store.ComponentStore`;
         training resumes from ``<run>/checkpoints``), memoised for this run."""
         digest = key_digest(key, self.store.digest_chars)
-        if name in self.nets and self.keys.get(name) == digest:
-            return self.nets[name]
-        self.keys[name] = digest
-        self.nets[name] = self.store.get(name, key, build, fit)
-        return self.nets[name]
+        if cid in self.nets and self.keys.get(cid) == digest:
+            return self.nets[cid]
+        self.keys[cid] = digest
+        self.nets[cid] = self.store.get(cid.name, key, build, fit)
+        return self.nets[cid]
 
     @property
     def components(self) -> dict[str, dict[str, Any]]:

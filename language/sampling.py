@@ -38,10 +38,10 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
     candidates = min(cfg.candidates if candidates is None else candidates, data.vocab.size)
     provider = Components(run, fraction)
     parts = method_parts(method, provider, candidates)
-    names = provider.names(METHODS[method])
+    ids = provider.component_ids(METHODS[method])
     guided = METHODS[method].guided
     key = {"method": method, "fraction": fraction if method != "source-only" else None, "samples": samples,
-           "components": [run.keys[n] for n in names], "steps": cfg.steps, "top_k": cfg.top_k, "batch": cfg.batch,
+           "components": [run.keys[c] for c in ids], "steps": cfg.steps, "top_k": cfg.top_k, "batch": cfg.batch,
            "temperature": cfg.planner_temperature if method == "gtl-planner" else None,
            "gamma": gamma if guided else None, "candidates": candidates if guided else None, "seed": run.config.seed}
     digest = config_hash(key)[:16]
@@ -59,9 +59,9 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
         n = min(cfg.batch, samples - done)
         sc = SamplerConfig(num_samples=n, length=data.length, steps=cfg.steps, gamma=gamma if guided else 0.0, rule=rule,
                            top_k=cfg.top_k or None, temperature=cfg.planner_temperature, final_argmax=True)
-        with run.autocast():
-            res = (planner_sample(denoiser, ratio, parts.planner, run.schedule, sc, gen) if parts.planner is not None
-                   else ancestral_sample(denoiser, ratio, run.schedule, sc, gen))
+        # the networks are called through run.hooks (bf16 autocast / compile); guidance stays in float64
+        res = (planner_sample(denoiser, ratio, parts.planner, run.schedule, sc, gen) if parts.planner is not None
+               else ancestral_sample(denoiser, ratio, run.schedule, sc, gen))
         outs.append(res.tokens.cpu())
         for k, v in res.cost().items():
             totals[k] = totals.get(k, 0) + v

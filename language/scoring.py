@@ -22,7 +22,7 @@ from gtl_verify.training import config_hash
 
 from . import evaluate as ev
 from .segments import decode
-from .components import clean_classifier, target_denoiser
+from .components import CLEAN, FINE_TUNED, SOURCE, TARGET_ONLY, clean_classifier, target_denoiser
 from .run_folder import Run, _jsonable
 
 
@@ -62,8 +62,8 @@ def evaluate_samples(e: Evaluator, tokens: torch.Tensor, *, distinct: bool = Tru
     cfg = e.run.config.evaluation
     seeds = list(cfg.mauve_seeds if seeds is None else seeds)
     digest = config_hash({"tokens": tokens.tolist(), "seeds": seeds, "eval": vars(cfg),
-                          "ref": e.run.data.hash, "cls": e.run.keys.get(f"clean classifier {e.run.config.evaluator_fraction:g}"),
-                          "ev": e.run.keys.get(f"target-only denoiser {e.run.config.evaluator_fraction:g}")})[:16]
+                          "ref": e.run.data.hash, "cls": e.run.keys.get(CLEAN.at(e.run.config.evaluator_fraction)),
+                          "ev": e.run.keys.get(TARGET_ONLY.at(e.run.config.evaluator_fraction))})[:16]
     path = e.run.root / "metrics" / f"{slug(tag)}-{digest}.json"
     cached = read_json_cache(path)
     if isinstance(cached, dict):
@@ -98,12 +98,12 @@ def _diagnostics(run: Run, e: Evaluator) -> dict[str, Any]:
         nats = mdlm_elbo_nats_per_token(net, rows[:n].to(run.device), run.schedule, mask_id, gen(), samples=1, batch_size=64)
         return {"nats_per_token": nats, "perplexity": math.exp(min(nats, 700.0))}
 
-    out["source_denoiser_on_source_val"] = elbo(run.nets["source denoiser"], data.source_val)
-    out["source_denoiser_on_target_val"] = elbo(run.nets["source denoiser"], data.target_val)
+    out["source_denoiser_on_source_val"] = elbo(run.nets[SOURCE], data.source_val)
+    out["source_denoiser_on_target_val"] = elbo(run.nets[SOURCE], data.target_val)
     for f in cfg.data.fractions:
-        for name in (f"target-only denoiser {f:g}", f"fine-tuned denoiser {f:g}"):
-            if name in run.nets:
-                out[f"{name} on target_val"] = elbo(run.nets[name], data.target_val)
+        for cid in (TARGET_ONLY.at(f), FINE_TUNED.at(f)):
+            if cid in run.nets:
+                out[f"{cid.name} on target_val"] = elbo(run.nets[cid], data.target_val)
     if data.target_val.shape[0] and data.source_val.shape[0]:
         ps = ev.classifier_scores(e.classifier, data.source_val[:n])
         pt = ev.classifier_scores(e.classifier, data.target_val[:n])

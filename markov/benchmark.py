@@ -49,7 +49,7 @@ from .components import (
     train_ratio,
     train_tcsm,
 )
-from .config import METHODS, MarkovConfig, load_config
+from .config import MarkovConfig, load_config, markov_methods
 from .data import make_data
 from .oracle import PairOracle
 from .presets import PRESETS, pair_identity, resolve_pair
@@ -217,7 +217,7 @@ def _check_run_dir(run_dir: Path, config: MarkovConfig) -> None:
         atomic_write_text(marker, json.dumps({"cell_hash": config.cell_hash()}))
 
 
-GRID_FIELDS = {"presets": PRESETS, "methods": METHODS, "n_targets": None, "seeds": None, "gamma_sweep": None, "overlap_sweep": None}
+GRID_FIELDS = {"presets": PRESETS, "methods": markov_methods, "n_targets": None, "seeds": None, "gamma_sweep": None, "overlap_sweep": None}
 
 
 def _grid_order(name: str, order: tuple | None):
@@ -238,7 +238,7 @@ def folder_grid(run_dir: Path, config: MarkovConfig) -> MarkovConfig:
         extra = [v for v in stored.get(name, []) if v not in values]
         if extra:
             values += extra
-            values.sort(key=_grid_order(name, order))
+            values.sort(key=_grid_order(name, order() if callable(order) else order))
         union[name] = tuple(values)
     atomic_write_text(path, json.dumps(union))
     return replace(config, **union)
@@ -274,7 +274,7 @@ def _grid_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetch
     bar = tqdm(jobs, desc="markov grid", disable=not progress)
     for p, s, n, m in bar:
         bar.set_postfix_str(f"{p} seed={s} n={n} {m}")
-        gen_seed = s * 1_000_003 + n * 101 + METHODS.index(m)
+        gen_seed = s * 1_000_003 + n * 101 + markov_methods().index(m)
         value = fetch(path(p, s, n, m), lambda: evaluate(cell_of(p, s, n), m, config.gamma, torch.Generator().manual_seed(gen_seed)))
         if value is not None:
             out["cells"].append({"preset": p, "n_target": n, "method": m, "seed": s, **value})
@@ -349,13 +349,13 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="TOML file with MarkovConfig keys ([models], [training] tables)")
+    parser.add_argument("--config", metavar="FILE", help="TOML file with MarkovConfig keys and per-component tables ([models.denoiser], [training.ratio] ...)")
     parser.add_argument("--preset", nargs="+", choices=PRESETS, help="presets to run (default: paper)")
     parser.add_argument("--chains", nargs="+", metavar="FILE",
                         help="your own source/target chain pairs from .toml or .npz files (markov/chain_file.py), run as presets")
     parser.add_argument("--n-target", nargs="+", type=int, help="numbers of target samples (default 1000 100 20)")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, help="methods (default: all)")
+    parser.add_argument("--methods", nargs="+", choices=markov_methods(), help="methods (default: all)")
     parser.add_argument("--samples", type=int, help="generated sequences per cell (default 500)")
     parser.add_argument("--out", help="run folder (default runs/markov-<config hash>); re-running resumes it")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -21,23 +21,14 @@ from typing import Callable
 
 import torch
 
-from gtl_verify.baselines import TCSMNet, ar_loss, diffusion_from_ar, zero_correction
+from gtl_verify import recipes
+from gtl_verify.baselines import TCSMNet, diffusion_from_ar, zero_correction
 from gtl_verify.learned import ClassifierRatio, NetworkDenoiser, NetworkPlanner, NetworkRatio
 from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet
-from gtl_verify.objectives import (
-    classifier_log_ratio,
-    classifier_loss,
-    mask_tokens,
-    mdlm_loss,
-    noisy_classifier_batch,
-    planner_loss,
-    planner_targets,
-    ratio_regression_loss,
-    sample_times,
-)
+from gtl_verify.objectives import classifier_log_ratio
 from gtl_verify.schedules import Schedule
 from gtl_verify.store import ComponentStore, Fit
-from gtl_verify.training import TrainConfig, balanced_batches, train
+from gtl_verify.training import TrainConfig, train
 
 from .config import ModelSizes, TrainingBudget
 
@@ -56,10 +47,10 @@ def fitted(fit: Callable[[torch.nn.Module], None]) -> Fit:
     return run
 
 
-def _train(net, loss_fn, data, steps, lr, batch, seed, weight_decay, progress, label) -> None:
+def _train(net, recipe: recipes.Recipe, steps, lr, batch, seed, weight_decay, progress, label) -> None:
     if steps > 0:
         cfg = TrainConfig(steps=steps, batch_size=batch, lr=lr, weight_decay=weight_decay, seed=seed, warmup=min(100, steps // 10))
-        train(net, loss_fn, data, cfg, progress=progress, description=label)
+        train(net, recipe.loss, recipe.data, cfg, progress=progress, description=label)
 
 
 def _denoiser_sizes(sizes: ModelSizes) -> dict:
@@ -76,7 +67,7 @@ def train_denoiser(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, bu
         return copy.deepcopy(init).train() if init is not None else DenoiserNet(cfg)
 
     def fit(net):
-        _train(net, lambda m, b, g: mdlm_loss(m, b, schedule, mask_id, g), x, steps, lr, budget.batch_size, seed,
+        _train(net, recipes.denoiser(net, x, schedule=schedule, mask_id=mask_id), steps, lr, budget.batch_size, seed,
                budget.weight_decay, store.progress, label)
 
     return store.get(label, {**key, "steps": steps, "lr": lr, "seed": seed, "sizes": _denoiser_sizes(sizes)}, build, fitted(fit))
@@ -88,48 +79,27 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
     k, length = key["vocab_size"], source.shape[1]
     cfg = backbone(k, length, sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
     batch, lr = budget.ratio_batch_size, budget.ratio_lr
-    draw = balanced_batches(source, target, batch)
     full_key = {**key, "estimator": estimator, "steps": budget.ratio_steps, "lr": lr, "batch": batch, "seed": seed,
                 "sizes": vars(sizes), "n_target": len(target)}
 
+    def fit_classifier(recipe, label):
+        return lambda net: _train(net, recipe(net), budget.ratio_steps, lr, batch, seed, budget.weight_decay, store.progress, label)
+
     if estimator == "noisy-classifier":
-        def noisy_batch(gen):
-            xs, xt = draw(gen)
-            z, _, labels = noisy_classifier_batch(xs, xt, schedule, gen, mask_id=k)
-            return z, labels
-
-        def fit(net):
-            _train(net, lambda m, b, g: classifier_loss(m(b[0])[:, 0], b[1]), noisy_batch, budget.ratio_steps, lr,
-                   batch, seed, budget.weight_decay, store.progress, "noisy classifier")
-
-        net = store.get("noisy-classifier", full_key, lambda: SequenceNet(cfg), fitted(fit))
+        noisy = fit_classifier(lambda net: recipes.noisy_classifier(net, source, target, batch, schedule=schedule, mask_id=k),
+                               "noisy classifier")
+        net = store.get("noisy-classifier", full_key, lambda: SequenceNet(cfg), fitted(noisy))
         return ClassifierRatio(net, n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
 
     # reference pipeline: clean classifier -> pseudo log r_0 on source -> regression on masked source
-    def clean_batch(gen):
-        xs, xt = draw(gen)
-        return torch.cat([xs, xt]), torch.cat([torch.ones(len(xs)), torch.zeros(len(xt))])
-
-    def fit_clean(net):
-        _train(net, lambda m, b, g: classifier_loss(m(b[0])[:, 0], b[1]), clean_batch, budget.ratio_steps, lr,
-               batch, seed, budget.weight_decay, store.progress, "clean classifier")
-
-    clean = store.get("clean-classifier", {**full_key, "estimator": "clean"}, lambda: SequenceNet(cfg), fitted(fit_clean))
+    clean_fit = fit_classifier(lambda net: recipes.clean_classifier(net, source, target, batch), "clean classifier")
+    clean = store.get("clean-classifier", {**full_key, "estimator": "clean"}, lambda: SequenceNet(cfg), fitted(clean_fit))
     with torch.no_grad():
         labels = classifier_log_ratio(clean(source)[:, 0], 1, 1).float()
-    space = "ratio" if estimator == "regression-ratio" else "log"
-
-    def regression_batch(gen):
-        idx = torch.randint(len(source), (batch,), generator=gen)
-        x = source[idx]
-        t = sample_times(len(x), gen, 0.0, False, x.device)
-        return mask_tokens(x, t, schedule, k, gen), labels[idx]
-
-    def fit_reg(net):
-        _train(net, lambda m, b, g: ratio_regression_loss(m(b[0])[:, 0], b[1], space), regression_batch, budget.ratio_steps,
-               lr, batch, seed, budget.weight_decay, store.progress, f"ratio net ({space})")
-
-    net = store.get(f"ratio-{space}", full_key, lambda: SequenceNet(cfg), fitted(fit_reg))
+    space = recipes.regression_space(estimator)
+    regression = fit_classifier(lambda net: recipes.ratio_regression(net, source, labels, batch, schedule=schedule, mask_id=k,
+                                                                     space=space), f"ratio net ({space})")
+    net = store.get(f"ratio-{space}", full_key, lambda: SequenceNet(cfg), fitted(regression))
     return NetworkRatio(net)
 
 
@@ -138,17 +108,9 @@ def train_planner(store: ComponentStore, denoiser: DenoiserNet, x: torch.Tensor,
     """Planner: P(denoiser arg-max correct at i | z), trained on masked source samples."""
     k = key["vocab_size"]
     cfg = backbone(k, x.shape[1], sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
-    frozen = NetworkDenoiser(denoiser, k)
-
-    def batch(gen):
-        xb = x[torch.randint(len(x), (budget.batch_size,), generator=gen)]
-        t = sample_times(len(xb), gen, 1e-3, True, xb.device)
-        z = mask_tokens(xb, t, schedule, k, gen)
-        targets = planner_targets(frozen(z).float(), xb, z, k)
-        return z, targets
 
     def fit(net):
-        _train(net, lambda m, b, g: planner_loss(m(b[0]), b[1], b[0] == k), batch, budget.planner_steps, budget.lr,
+        _train(net, recipes.planner(net, denoiser, x, schedule=schedule, mask_id=k), budget.planner_steps, budget.lr,
                budget.batch_size, seed, budget.weight_decay, store.progress, "planner")
 
     net = store.get("planner", {**key, "steps": budget.planner_steps, "seed": seed, "sizes": vars(sizes)}, lambda: PositionNet(cfg), fitted(fit))
@@ -164,8 +126,8 @@ def train_tcsm(store: ComponentStore, reference: DenoiserNet, target: torch.Tens
     cfg = backbone(k, target.shape[1], sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
 
     def fit(correction):
-        _train(TCSMNet(copy.deepcopy(reference), correction), lambda m, b, g: mdlm_loss(m, b, schedule, k, g), target,
-               budget.tcsm_steps, budget.lr, budget.batch_size, seed, budget.weight_decay, store.progress, "tcsm")
+        model = TCSMNet(copy.deepcopy(reference), correction)
+        _train(model, recipes.denoiser(model, target, schedule=schedule, mask_id=k), budget.tcsm_steps, budget.lr, budget.batch_size, seed, budget.weight_decay, store.progress, "tcsm")
 
     full_key = {**key, "steps": budget.tcsm_steps, "seed": seed, "sizes": vars(sizes), "n_target": len(target)}
     correction = store.get("tcsm-correction", full_key, lambda: zero_correction(cfg), fitted(fit))
@@ -178,7 +140,7 @@ def train_ar_source(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, b
     cfg = dataclasses.replace(backbone(k, x.shape[1], sizes.denoiser_hidden, sizes.denoiser_blocks, sizes.heads), causal=True)
 
     def fit(net):
-        _train(net, lambda m, b, g: ar_loss(m, b, k), x, budget.ar_steps, budget.lr, budget.batch_size, seed,
+        _train(net, recipes.autoregressive(net, x, start_id=k), budget.ar_steps, budget.lr, budget.batch_size, seed,
                budget.weight_decay, store.progress, "autoregressive source")
 
     return store.get("ar-source", {**key, "steps": budget.ar_steps, "seed": seed, "sizes": _denoiser_sizes(sizes)}, lambda: DenoiserNet(cfg), fitted(fit))
@@ -191,7 +153,7 @@ def train_ar2diff(store: ComponentStore, ar_net: DenoiserNet, source: torch.Tens
     k = key["vocab_size"]
 
     def fit_source(net):
-        _train(net, lambda m, b, g: mdlm_loss(m, b, schedule, k, g), source, budget.ar2diff_continue_steps, budget.lr,
+        _train(net, recipes.denoiser(net, source, schedule=schedule, mask_id=k), budget.ar2diff_continue_steps, budget.lr,
                budget.batch_size, seed, budget.weight_decay, store.progress, "ar2diff source")
 
     base = store.get("ar2diff-source", {**key, "steps": budget.ar2diff_continue_steps, "ar_steps": budget.ar_steps, "seed": seed,

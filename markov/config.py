@@ -1,28 +1,37 @@
 """Configuration of the Markov benchmark: the settings, their validation and hashing.
 
-A config file is TOML with the top-level keys of :class:`MarkovConfig` and the tables
-``[models]`` (:class:`ModelSizes`) and ``[training]`` (:class:`TrainingBudget`), read by the
-suite's one loader (:mod:`gtl_verify.config`): every value is type- and range-checked before any
-work, and an error names the dotted key and its value (``training.ratio_steps must be in >= 0,
-got -7``).
+A config file is TOML with the top-level keys of :class:`MarkovConfig` and per-component tables,
+as in the language configs: ``[models.denoiser]`` / ``[models.ratio]`` (``hidden``, ``blocks``,
+``heads``), ``[training]`` (shared ``batch_size``, ``lr``, ``weight_decay``) and
+``[training.source]``, ``.target``, ``.finetune``, ``.ratio``, ``.planner``, ``.tcsm``, ``.ar``,
+``.ar2diff`` (``steps``; ``lr`` for finetune and ratio, ``batch_size`` for ratio). The older flat
+keys (``[models] denoiser_hidden``, ``[training] ratio_steps`` ...) still load, with a deprecation
+note. The file is read by the suite's one loader (:mod:`gtl_verify.config`): every value is type-
+and range-checked before any work, and an error names the dotted key and its value.
 """
 
 from __future__ import annotations
+
+import warnings
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gtl_verify.config import Budget, ConfigError, NetSize, check_sequence, load
+from gtl_verify.config import Budget, ConfigError, NetSize, build, check_sequence, load, read_toml
 from gtl_verify.methods import methods_for
+from gtl_verify.recipes import RATIO_ESTIMATORS
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
 from .presets import PRESETS, is_chain_file, pair_identity, resolve_pair
 
-#: every method of the registry whose components the Markov benchmark provides (all of them: it has exact oracles)
-METHODS = methods_for({"source", "target-only", "fine-tuned", "tcsm", "ar2diff", "oracle"}, {"learned", "oracle"})
-RATIO_ESTIMATORS = ("noisy-classifier", "regression-ratio", "regression-log")
+
+
+def markov_methods() -> tuple[str, ...]:
+    """Every method of the registry whose components the Markov benchmark provides (all of them:
+    it has exact oracles), in registry order (read at call time: registered methods included)."""
+    return methods_for({"source", "target-only", "fine-tuned", "tcsm", "ar2diff", "oracle"}, {"learned", "oracle"})
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ class MarkovConfig:
     presets: tuple[str, ...] = ("paper",)
     n_targets: tuple[int, ...] = (1000, 100, 20)
     seeds: tuple[int, ...] = (0,)
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = field(default_factory=markov_methods)
     n_source: int = 10_000
     length: int = 20
     samples: int = 500
@@ -129,8 +138,8 @@ class MarkovConfig:
             elif p not in PRESETS:
                 raise ConfigError(f"presets must be chosen from {list(PRESETS)} or be .toml/.npz chain files, got {p!r}")
         for m in check_sequence("methods", self.methods):
-            if m not in METHODS:
-                raise ConfigError(f"methods must be chosen from {list(METHODS)}, got {m!r}")
+            if m not in markov_methods():
+                raise ConfigError(f"methods must be chosen from {list(markov_methods())}, got {m!r}")
         if self.ratio_estimator not in RATIO_ESTIMATORS:
             raise ConfigError(f"ratio_estimator must be one of {list(RATIO_ESTIMATORS)}, got {self.ratio_estimator!r}")
         for n in check_sequence("n_targets", self.n_targets):
@@ -179,8 +188,53 @@ class MarkovConfig:
         return config_hash(cells)[:12]
 
 
+#: per-component table -> {key in the table: field of ModelSizes / TrainingBudget}
+MODEL_TABLES = {"denoiser": {"hidden": "denoiser_hidden", "blocks": "denoiser_blocks", "heads": "heads"},
+                "ratio": {"hidden": "ratio_hidden", "blocks": "ratio_blocks", "heads": "heads"}}
+TRAINING_TABLES = {"source": {"steps": "source_steps"}, "target": {"steps": "target_steps"},
+                   "finetune": {"steps": "finetune_steps", "lr": "finetune_lr"},
+                   "ratio": {"steps": "ratio_steps", "batch_size": "ratio_batch_size", "lr": "ratio_lr"},
+                   "planner": {"steps": "planner_steps"}, "tcsm": {"steps": "tcsm_steps"}, "ar": {"steps": "ar_steps"},
+                   "ar2diff": {"steps": "ar2diff_continue_steps"}}
+SHARED_TRAINING = ("batch_size", "lr", "weight_decay")
+
+
+def _from_tables(section: str, data: Any, tables: dict[str, dict[str, str]], shared: tuple[str, ...]) -> Any:
+    """The flat fields of ``[section]`` from its per-component tables; flat keys pass through with
+    a DeprecationWarning. Raises ConfigError naming an unknown key or two different heads."""
+    if not isinstance(data, dict):
+        return data
+    flat: dict[str, Any] = {}
+    fields = {f for table in tables.values() for f in table.values()}
+    old = [k for k, v in data.items() if not isinstance(v, dict) and k in fields and k not in shared]
+    if old:
+        warnings.warn(f"flat keys {section}.{old[0]} ... are deprecated: use the per-component tables "
+                      f"[{section}.<component>] (markov/config.py)", DeprecationWarning, stacklevel=4)
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            flat[key] = value
+            continue
+        if key not in tables:
+            raise ConfigError(f"{section}.{key} is not a component table; choose from {list(tables)}")
+        for name, v in value.items():
+            if name not in tables[key]:
+                raise ConfigError(f"{section}.{key}.{name} is not a setting; choose from {list(tables[key])}")
+            field_name = tables[key][name]
+            if field_name in flat and flat[field_name] != v:
+                raise ConfigError(f"{section}.{key}.{name} must equal the other tables' {name} "
+                                  f"(one setting for every network), got {v!r} and {flat[field_name]!r}")
+            flat[field_name] = v
+    return flat
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> MarkovConfig:
-    """Defaults, updated by a TOML file (top-level keys as in :class:`MarkovConfig`, tables
-    [models] and [training]) and then by ``overrides`` (None values ignored); every value is
-    checked before any work (:func:`gtl_verify.config.load`)."""
-    return load(MarkovConfig(), path, **overrides)
+    """Defaults, updated by a TOML file (top-level keys as in :class:`MarkovConfig` and the
+    per-component tables of the module docstring) and then by ``overrides`` (None values ignored);
+    every value is checked before any work (:func:`gtl_verify.config.load`)."""
+    data = None if path is None else read_toml(path)
+    if data is not None:
+        data = {**data, "models": _from_tables("models", data.get("models", {}), MODEL_TABLES, ()),
+                "training": _from_tables("training", data.get("training", {}), TRAINING_TABLES, SHARED_TRAINING)}
+        data = {k: v for k, v in data.items() if v != {} or k not in ("models", "training")}
+    config = MarkovConfig() if data is None else build(MarkovConfig(), data)
+    return load(config, None, **overrides)

@@ -117,7 +117,6 @@ def paper_comparison(cells: list[dict[str, Any]]) -> tuple[str, list[str], list[
 #: ORACLE_RATIO_BAR.
 BAR_N_MAX = 100
 ORACLE_RATIO_BAR = 0.01
-ABLATIONS = ablations()  # the registry's exact-component ablations
 
 
 def _attribution(g: dict[str, Summary | None]) -> str:
@@ -149,7 +148,7 @@ def bar_checks(grouped: dict[tuple[str, str, int], dict[str, Summary]]) -> tuple
         met = ours.mean <= target if better_if_below else ours.mean >= target
         rows.append([bar, n, ours.interval_text(), fmt(target, 3), "met" if met else f"missed by {fmt(abs(ours.mean - target), 3)}"])
         if not met and ("gtl", n) in kl:
-            notes.append(f"n target = {n}, {bar}: " + _attribution({m: kl.get((m, n)) for m in ("gtl", *ABLATIONS)}) + ".")
+            notes.append(f"n target = {n}, {bar}: " + _attribution({m: kl.get((m, n)) for m in ("gtl", *ablations())}) + ".")
 
     for n in ns:
         gtl = kl.get(("gtl", n))

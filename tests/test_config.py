@@ -55,13 +55,20 @@ def test_markov_cli_refuses_bad_config_before_any_work(tmp_path, capsys):
 def test_committed_markov_grids_keep_their_meaning(name):
     import tomllib
 
+    from markov.config import MODEL_TABLES, TRAINING_TABLES
+
     raw = tomllib.loads((ROOT / "markov" / name).read_text())
     config = load_markov(ROOT / "markov" / name)
     flat = config.to_dict()
+    tables = {"models": MODEL_TABLES, "training": TRAINING_TABLES}
     for key, value in raw.items():
         if isinstance(value, dict):
             for inner, v in value.items():
-                assert flat[key][inner] == v
+                if isinstance(v, dict):  # a per-component table
+                    for setting, w in v.items():
+                        assert flat[key][tables[key][inner][setting]] == w
+                else:
+                    assert flat[key][inner] == v
         else:
             assert flat[key] == (list(value) if isinstance(value, list) else value) or tuple(flat[key]) == tuple(value)
 
@@ -102,3 +109,32 @@ def test_values_keep_their_toml_type_so_hashes_stay(tmp_path):
     config = load(MarkovConfig(), path)
     assert config.gamma == 1 and isinstance(config.gamma, int)
     assert load(MarkovConfig()).hash() == MarkovConfig().hash()
+
+
+def test_markov_per_component_tables_load_like_the_old_flat_keys(tmp_path):
+    new = tmp_path / "new.toml"
+    new.write_text('[models.denoiser]\nhidden = 16\nblocks = 1\nheads = 2\n[models.ratio]\nhidden = 8\nheads = 2\n'
+                   '[training]\nbatch_size = 8\n[training.ratio]\nsteps = 7\nlr = 0.01\nbatch_size = 4\n[training.ar2diff]\nsteps = 3\n')
+    old = tmp_path / "old.toml"
+    old.write_text('[models]\ndenoiser_hidden = 16\ndenoiser_blocks = 1\nratio_hidden = 8\nheads = 2\n'
+                   '[training]\nbatch_size = 8\nratio_steps = 7\nratio_lr = 0.01\nratio_batch_size = 4\nar2diff_continue_steps = 3\n')
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = load_markov(new)
+    with pytest.warns(DeprecationWarning, match="flat keys models.denoiser_hidden"):
+        assert load_markov(old) == loaded
+    assert (loaded.models.ratio_hidden, loaded.training.ratio_steps, loaded.training.ar2diff_continue_steps) == (8, 7, 3)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[models.critic]\nhidden = 8\n", "models.critic is not a component table"),
+    ("[training.ratio]\nwarmup = 3\n", "training.ratio.warmup is not a setting"),
+    ("[models.denoiser]\nheads = 2\n[models.ratio]\nheads = 4\n", "models.ratio.heads must equal"),
+])
+def test_markov_component_table_errors_name_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_markov(path)

@@ -48,8 +48,10 @@ def test_unknown_method_is_named():
 
 
 def test_both_pipelines_read_their_methods_from_the_registry():
-    from language.config import METHODS as LANGUAGE
-    from markov.config import METHODS as MARKOV
+    from language.config import language_methods
+    from markov.config import markov_methods
+
+    LANGUAGE, MARKOV = language_methods(), markov_methods()
 
     assert MARKOV == tuple(M.METHODS)  # the Markov benchmark has every component, exact ones included
     assert LANGUAGE == ("source-only", "target-only", "fine-tuned", "gtl", "gtl-planner", "tcsm")
@@ -57,13 +59,51 @@ def test_both_pipelines_read_their_methods_from_the_registry():
     assert MARKOV.index("gtl") == 3 and MARKOV.index("ar2diff") == 8
 
 
-def test_a_new_method_appears_wherever_its_components_exist(monkeypatch):
-    new = M.Method("gtl-greedy", "source", "learned", rule="gtl", description="example")
-    monkeypatch.setitem(M.METHODS, new.name, new)
-    assert "gtl-greedy" in M.methods_for({"source", "target-only", "fine-tuned", "tcsm"}, {"learned"})
-    assert "gtl-greedy" in M.methods_for({"source", "oracle"}, {"learned", "oracle"})
-    assert "gtl-greedy" not in M.methods_for({"source"}, set())
-    assert M.ablations() == ("gtl-oracle-ratio", "gtl-oracle-denoiser")
+@pytest.fixture
+def registered():
+    """The README's "Extending" example: GTL with another rule, and an exact-ratio ablation of it,
+    registered in one place (the registry; restored after the test)."""
+    from gtl_verify.rules import GTL
+
+    methods, rules = dict(M.METHODS), dict(M.RULES)
+    M.register(M.Method("gtl-top2", "source", "learned", rule="gtl-top2", description="GTL over 2 candidates"),
+               rule=lambda candidates: GTL(candidates=2))
+    M.register(M.Method("gtl-top2-oracle-ratio", "source", "oracle", rule="gtl-top2", ablation=True,
+                        description="gtl-top2 guided by the exact ratio"))
+    yield ("gtl-top2", "gtl-top2-oracle-ratio")
+    for registry, saved in ((M.METHODS, methods), (M.RULES, rules)):
+        registry.clear()
+        registry.update(saved)
+
+
+def test_a_registered_method_appears_in_both_pipelines_and_the_reports(registered):
+    from language.config import SamplingConfig, language_methods
+    import argparse
+
+    from markov.benchmark import add_arguments
+    from markov.config import MarkovConfig, markov_methods
+    from reports import render_markov
+
+    new, ablation = registered
+    assert markov_methods()[-2:] == registered and MarkovConfig().methods[-2:] == registered
+    assert markov_methods().index("ar2diff") == 8  # appended: the committed cells keep their seeds
+    assert new in language_methods() and ablation not in language_methods()  # no exact ratio there
+    assert new in SamplingConfig().methods and MarkovConfig(methods=(new,)).methods == (new,)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert new in parser.parse_args(["--methods", new]).methods
+    assert render_markov.ablations()[-1] == ablation
+    parts = M.method_parts(new, FakeProvider(), candidates=8)
+    assert parts.rule.candidates == 2
+
+
+def test_register_rejects_taken_names_and_unknown_rules(registered):
+    with pytest.raises(ValueError, match="method name 'gtl' is taken"):
+        M.register(M.Method("gtl", "source", "learned", rule="gtl"))
+    with pytest.raises(ValueError, match="method.rule must be one of .* got 'nope'"):
+        M.register(M.Method("other", "source", "learned", rule="nope"))
+    with pytest.raises(ValueError, match="rule name 'gtl' is taken"):
+        M.register(M.Method("other", "source", "learned", rule="gtl"), rule=lambda c: None)
 
 
 def test_language_run_takes_a_seed():

@@ -129,3 +129,12 @@ def test_markov_folder_summary_covers_every_finished_cell_and_recomputes_damaged
 
     assert timeless(again.cells) == timeless(smaller.cells)  # recomputed from the stored models: the same value
     assert json.loads(cell.read_text())["metrics"]
+
+
+def test_component_ids_are_typed_and_shared_by_writers_and_readers():
+    from gtl_verify.store import ComponentId
+    from language.components import CLEAN
+
+    assert CLEAN.at(0.3) == ComponentId("clean classifier", 0.3) and CLEAN.at(0.3).name == "clean classifier 0.3"
+    assert CLEAN.name == "clean classifier" and hash(CLEAN.at(1)) == hash(CLEAN.at(1.0))
+    assert CLEAN.at(0.3) != CLEAN.at(0.05)
