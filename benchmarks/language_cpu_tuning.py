@@ -25,7 +25,8 @@ The trainer has no learning-rate decay; the cosine schedule is applied here by a
 that sets each step's rate (patched in for the duration of one :func:`train` call only).
 
 Results go to ``--out`` (JSON, rewritten after every candidate; a candidate already there with the
-same settings is skipped, so an interrupted run resumes) and a Markdown table beside it.
+same settings is skipped, so an interrupted run resumes) and a Markdown table beside it (a hand-written
+section of that file starting at ``## Recommendation`` is kept when the table is rewritten).
 
 Run: ``OMP_NUM_THREADS=2 python -m benchmarks.language_cpu_tuning --budget-s 180``.
 """
@@ -312,6 +313,78 @@ def parse_sampling(text: str, length: int) -> tuple[int, int | None]:
     return steps, (top_k or None)
 
 
+# ------------------------------------------------------------------ report
+KEEP_FROM = "## Recommendation"
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return f"{x:.{digits}g}" if isinstance(x, (int, float)) and math.isfinite(x) else "-"
+
+
+def table_rows(results: dict[str, Any]) -> list[str]:
+    head = ("| candidate | params | step (s) | steps | epochs | train (s) | held-out nats/token | held-out nats/char "
+            "| sampling T / top-k | distinct-1 | distinct-2 | word distinct-2 | gen. ppl | held-out ppl | ratio | sample (s) |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, r in results["candidates"].items():
+        elbo, held = r["held_out_elbo"], r["held_out"]
+        for s in r["sampling"]:
+            rows.append(f"| {name} | {r['parameters'] / 1e6:.2f}M | {_fmt(r['step_s'])} | {r['steps']} | {_fmt(r['epochs'], 2)} "
+                        f"| {r['train_s']:.0f} | {_fmt(elbo['nats_per_token'])} | {_fmt(elbo['nats_per_char'])} "
+                        f"| {s['steps']} / {s['top_k'] or 'off'} | {_fmt(s['distinct_1'])} | {_fmt(s['distinct_2'])} "
+                        f"| {_fmt(s['word_distinct_2'])} | {_fmt(s['perplexity'])} | {_fmt(held['perplexity'])} "
+                        f"| {_fmt(s['perplexity_ratio'])} | {s['sample_s']:.1f} |")
+    return rows
+
+
+def held_out_rows(results: dict[str, Any]) -> list[str]:
+    rows = ["| candidate | vocabulary | train segments | distinct-1 | distinct-2 | word distinct-1 | word distinct-2 | load before / after |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, r in results["candidates"].items():
+        h = r["held_out"]
+        rows.append(f"| {name} | {r['vocab_size']} | {r['train_segments']} | {_fmt(h['distinct_1'])} | {_fmt(h['distinct_2'])} "
+                    f"| {_fmt(h['word_distinct_1'])} | {_fmt(h['word_distinct_2'])} "
+                    f"| {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f} |")
+    return rows
+
+
+def snippet_lines(results: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for name, r in results["candidates"].items():
+        for s in r["sampling"]:
+            out.append(f"- **{name}**, T = {s['steps']}, top-k {s['top_k'] or 'off'}:")
+            out.extend(f"  - `{t[:120]}`" for t in s["snippets"][:2])
+    return out
+
+
+def render_markdown(results: dict[str, Any], previous: str = "") -> str:
+    """The measured tables; the hand-written part of ``previous`` from ``## Recommendation`` on is kept."""
+    st = results.get("settings", {})
+    lines = ["# Fastest CPU settings for the source (CS) MDLM denoiser", "",
+             f"Every candidate trains for {st.get('budget_s', '?')} s of wall clock (step time probed first; "
+             f"{results.get('threads', '?')} torch threads on the shared 2-core machine, load averages per candidate below), "
+             f"then draws {st.get('samples', '?')} unguided samples per sampling setting. Held-out: "
+             f"{st.get('samples', '?')} held-out CS segments measured the same way. distinct-n over model token ids "
+             "(as the pipeline) and over whitespace words of the decoded text (comparable across tokenizers). "
+             "Generative perplexity: MDLM-ELBO perplexity under the candidate's own denoiser "
+             f"({st.get('perplexity_draws', '?')} draws per row); ratio = samples / held-out. "
+             "Produced by `benchmarks/language_cpu_tuning.py`; numbers in `language-cpu-tuning.json`.", "",
+             "## Candidates", "", *table_rows(results), "", "## Held-out CS (per tokenizer and segment length)", "",
+             *held_out_rows(results), "", "## Samples (first two of each setting, first 120 characters)", "",
+             *snippet_lines(results), ""]
+    text = "\n".join(lines)
+    keep = previous.find(KEEP_FROM)
+    return text + ("\n" + previous[keep:] if keep >= 0 else "")
+
+
+def write_outputs(results: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(out)
+    md = out.with_suffix(".md")
+    md.write_text(render_markdown(results, md.read_text() if md.is_file() else ""))
+
+
 # ------------------------------------------------------------------ driver
 def settings_key(c: Candidate, args: argparse.Namespace) -> str:
     return config_hash({"candidate": asdict(c), "budget_s": args.budget_s, "samples": args.samples, "seed": args.seed,
@@ -347,6 +420,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("reports/runs/language-cpu-tuning.json"))
     p.add_argument("--cache-dir", type=Path, default=Path("runs/language-cpu-tuning"))
+    p.add_argument("--report-only", action="store_true", help="rewrite the Markdown from --out without training")
     args = p.parse_args(argv)
     if not args.budget_s > 0:
         p.error(f"--budget-s must be > 0, got {args.budget_s}")
@@ -366,14 +440,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir = data_mod.resolve_data_dir(args.data_dir)
     results: dict[str, Any] = {"candidates": {}}
     if args.out.is_file():
         try:
             results = json.loads(args.out.read_text())
         except json.JSONDecodeError:
-            print(f"results file {args.out} is damaged; starting it again (move it away to keep it)", file=sys.stderr)
+            print(f"results file {args.out} is damaged; move it away (or repair it) and rerun", file=sys.stderr)
             return 1
+    if args.report_only:
+        if not results["candidates"]:
+            print(f"--report-only: no results in {args.out}", file=sys.stderr)
+            return 1
+        write_outputs(results, args.out)
+        return 0
+    data_dir = data_mod.resolve_data_dir(args.data_dir)
     texts = load_texts(data_dir, args.max_abstracts, args.cache_dir / "texts.json", args.seed)
     tokenizers: dict = {}
     results["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "candidates"}
@@ -391,10 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{c.name}: {res['steps']} steps, held-out {res['held_out_elbo']['nats_per_char']:.3f} nats/char, "
               f"distinct-2 {best['distinct_2']:.3f} (held-out {res['held_out']['distinct_2']:.3f}), "
               f"ppl ratio {best['perplexity_ratio']:.2f}", file=sys.stderr)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(args.out)
+        write_outputs(results, args.out)
     return 0
 
 

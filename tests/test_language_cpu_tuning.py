@@ -95,6 +95,13 @@ def test_tiny_candidate_end_to_end_and_resume(tmp_path, data_dir, capsys):
         assert math.isfinite(row["perplexity"]) and row["perplexity"] > 1
         assert len(row["snippets"]) == 3 and all(isinstance(s, str) for s in row["snippets"])
     assert res["held_out_elbo"]["nats_per_char"] > 0
+    md = out.with_suffix(".md")
+    assert "| bpe0k-L16-16x1-b8-cosine-lr0.003 |" in md.read_text()
+    md.write_text(md.read_text() + "\n## Recommendation\n\nhand-written\n")
     capsys.readouterr()
     assert tuning.main(argv) == 0
     assert "done already" in capsys.readouterr().err
+    assert tuning.main(argv + ["--report-only"]) == 0
+    assert md.read_text().count("## Recommendation\n\nhand-written") == 1
+    (tmp_path / "broken.json").write_text("{")
+    assert tuning.main(argv[:-4] + ["--out", str(tmp_path / "broken.json")]) == 1
