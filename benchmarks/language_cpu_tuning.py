@@ -239,13 +239,28 @@ def fit(c: Candidate, packed: Packed, budget_s: float, lr_floor: float, seed: in
     step_s = (time.perf_counter() - started) / PROBE_STEPS
     steps = max(c.warmup + 1, int(budget_s / step_s))
     net = build(c, packed, seed)
+    cpu_started = time.process_time()
     config = TrainConfig(steps=steps, batch_size=c.batch, lr=c.lr, warmup=c.warmup, seed=seed, log_every=max(1, steps // 10))
     with scheduled_adamw(lambda k: lr_factor(k, steps, c.warmup, c.schedule, lr_floor)):
         result = train(net, loss, packed.train, config, progress=False)
+    cpu_s = time.process_time() - cpu_started
     tail = result.losses[-max(1, steps // 20):]
-    return net, {"probe_step_s": step_s, "steps": result.steps, "train_s": result.wall_time_s,
+    return net, {"loss_curve": loss_curve(result.losses, 20), "probe_step_s": step_s, "train_cpu_s": cpu_s, "cpu_s_per_step": cpu_s / max(1, result.steps), "steps": result.steps, "train_s": result.wall_time_s,
                  "step_s": result.wall_time_s / max(1, result.steps), "final_train_loss": sum(tail) / len(tail),
                  "parameters": count_parameters(net), "epochs": result.steps * c.batch / packed.train.shape[0]}
+
+
+def loss_curve(losses: Sequence[float], points: int) -> list[tuple[int, float]]:
+    """(last step, mean training loss) of ``points`` equal chunks of the steps: below one epoch every
+    batch is unseen, so this traces the held-out MDLM loss (nats per token) against steps."""
+    n = len(losses)
+    bounds = sorted({round(n * (i + 1) / points) for i in range(points)} - {0})
+    out, start = [], 0
+    for end in bounds:
+        chunk = losses[start:end]
+        out.append((end, sum(chunk) / len(chunk)))
+        start = end
+    return out
 
 
 # ------------------------------------------------------------------ evaluation
@@ -322,13 +337,14 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 
 def table_rows(results: dict[str, Any]) -> list[str]:
-    head = ("| candidate | params | step (s) | steps | epochs | train (s) | held-out nats/token | held-out nats/char "
+    head = ("| candidate | budget (s) | params | step (s) | CPU s/step | steps | epochs | train (s) | held-out nats/token | held-out nats/char "
             "| sampling T / top-k | distinct-1 | distinct-2 | word distinct-2 | gen. ppl | held-out ppl | ratio | sample (s) |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results["candidates"].items():
         elbo, held = r["held_out_elbo"], r["held_out"]
         for s in r["sampling"]:
-            rows.append(f"| {name} | {r['parameters'] / 1e6:.2f}M | {_fmt(r['step_s'])} | {r['steps']} | {_fmt(r['epochs'], 2)} "
+            budget = r.get("settings", {}).get("budget_s", "?")
+            rows.append(f"| {name} | {budget} | {r['parameters'] / 1e6:.2f}M | {_fmt(r['step_s'])} | {_fmt(r.get('cpu_s_per_step', math.nan))} | {r['steps']} | {_fmt(r['epochs'], 2)} "
                         f"| {r['train_s']:.0f} | {_fmt(elbo['nats_per_token'])} | {_fmt(elbo['nats_per_char'])} "
                         f"| {s['steps']} / {s['top_k'] or 'off'} | {_fmt(s['distinct_1'])} | {_fmt(s['distinct_2'])} "
                         f"| {_fmt(s['word_distinct_2'])} | {_fmt(s['perplexity'])} | {_fmt(held['perplexity'])} "
@@ -401,6 +417,8 @@ def run_candidate(c: Candidate, texts: dict[str, list[str]], tokenizers: dict, a
               "train_segments": int(packed.train.shape[0]), "val_segments": int(packed.val.shape[0]),
               "train_tokens": int(packed.train.numel()), **fit_info, **evaluate(c, net, packed, args)}
     result["wall_s"] = time.perf_counter() - started
+    result["settings"] = {"budget_s": args.budget_s, "samples": args.samples, "perplexity_draws": args.perplexity_draws,
+                          "elbo_rows": args.elbo_rows, "threads": torch.get_num_threads()}
     result["load_before"], result["load_after"] = list(load_before), list(os.getloadavg())
     return result
 

@@ -69,6 +69,7 @@ def test_lr_schedule_values_and_patched_optimizer():
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
     assert tuning.lr_factor(50, 110, 10, "constant", 0.1) == 1.0
+    assert tuning.loss_curve([4.0, 2.0, 3.0, 1.0, 5.0], 2) == [(2, 3.0), (5, 3.0)]
     seen = []
     p = torch.nn.Parameter(torch.zeros(2))
     with tuning.scheduled_adamw(lambda k: 1.0 / (k + 1)):
@@ -95,6 +96,7 @@ def test_tiny_candidate_end_to_end_and_resume(tmp_path, data_dir, capsys):
         assert math.isfinite(row["perplexity"]) and row["perplexity"] > 1
         assert len(row["snippets"]) == 3 and all(isinstance(s, str) for s in row["snippets"])
     assert res["held_out_elbo"]["nats_per_char"] > 0
+    assert res["loss_curve"][-1][0] == res["steps"]
     md = out.with_suffix(".md")
     assert "| bpe0k-L16-16x1-b8-cosine-lr0.003 |" in md.read_text()
     md.write_text(md.read_text() + "\n## Recommendation\n\nhand-written\n")
