@@ -376,7 +376,8 @@ def render_markdown(results: dict[str, Any], previous: str = "") -> str:
     """The measured tables; the hand-written part of ``previous`` from ``## Recommendation`` on is kept."""
     st = results.get("settings", {})
     lines = ["# Fastest CPU settings for the source (CS) MDLM denoiser", "",
-             f"Every candidate trains for {st.get('budget_s', '?')} s of wall clock (step time probed first; "
+             "Every candidate trains for a wall-clock budget (column `budget`; the step count comes from a probe of "
+             "the step time, so a load change moves the real training time, column `train`; "
              f"{results.get('threads', '?')} torch threads on the shared 2-core machine, load averages per candidate below), "
              f"then draws {st.get('samples', '?')} unguided samples per sampling setting. Held-out: "
              f"{st.get('samples', '?')} held-out CS segments measured the same way. distinct-n over model token ids "
