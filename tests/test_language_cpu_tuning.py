@@ -1,0 +1,109 @@
+"""benchmarks/language_cpu_tuning.py: argument handling, the learning-rate schedule, and one tiny
+candidate end to end on synthetic arXiv data (trained, sampled, measured, resumed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import lzma
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ("model energy field network quantum learning graph wave lattice data spin flow optimal "
+         "sparse kernel random policy agent neural convex bound proof").split()
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("language_cpu_tuning", ROOT / "benchmarks" / "language_cpu_tuning.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["language_cpu_tuning"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+tuning = _load()
+
+
+def _write(path: Path, category: str, n: int) -> None:
+    lines = []
+    for i in range(n):
+        words = [WORDS[(i * 7 + k * 3 + k * k) % len(WORDS)] for k in range(20 + i % 7)]
+        lines.append(json.dumps({"id": f"{category}-{i}", "abstract": " ".join(words) + ".", "categories": category}))
+    path.write_bytes(lzma.compress(("\n".join(lines) + "\n").encode()))
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "arxiv"
+    d.mkdir()
+    _write(d / "arxiv_cs.jsonl.xz", "cs.LG", 120)
+    _write(d / "arxiv_physics.jsonl.xz", "physics.optics", 20)
+    return d
+
+
+def test_candidate_parsing_and_errors():
+    c = tuning.parse_candidate("bpe:4096:64:192:4:16:1e-3:constant")
+    assert (c.tokenizer, c.vocab, c.length, c.hidden, c.blocks, c.batch, c.lr, c.schedule) == (
+        "bpe", 4096, 64, 192, 4, 16, 1e-3, "constant")
+    assert c.name == "bpe4k-L64-192x4-b16-constant-lr0.001"
+    for bad, match in [("bpe:4096:64", "expected tokenizer"), ("gpt2:0:64:128:2", "tokenizer must be one of"),
+                       ("bpe:4096:64:130:2", "multiple of heads"), ("bpe:4096:64:128:2:32:2e-3:linear", "schedule must be"),
+                       ("bpe:x:64:128:2", "invalid literal")]:
+        with pytest.raises(Exception, match=match):
+            tuning.parse_candidate(bad)
+    with pytest.raises(SystemExit):
+        tuning.parse_args(["--budget-s", "0"])
+    with pytest.raises(SystemExit):
+        tuning.parse_args(["--sampling", "L/x"])
+    assert tuning.parse_sampling("L/8", 32) == (32, 8)
+    assert tuning.parse_sampling("16", 32) == (16, None)
+
+
+def test_lr_schedule_values_and_patched_optimizer():
+    f = lambda k: tuning.lr_factor(k, 110, 10, "cosine", 0.1)  # noqa: E731
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
+    assert tuning.lr_factor(50, 110, 10, "constant", 0.1) == 1.0
+    assert tuning.loss_curve([4.0, 2.0, 3.0, 1.0, 5.0], 2) == [(2, 3.0), (5, 3.0)]
+    seen = []
+    p = torch.nn.Parameter(torch.zeros(2))
+    with tuning.scheduled_adamw(lambda k: 1.0 / (k + 1)):
+        opt = torch.optim.AdamW([p], lr=0.5)
+        for _ in range(3):
+            p.grad = torch.ones(2)
+            opt.step()
+            seen.append(opt.param_groups[0]["lr"])
+    assert seen == pytest.approx([0.5, 0.25, 0.5 / 3])
+    assert torch.optim.AdamW is not type(opt)  # the patch ends with the context
+
+
+def test_tiny_candidate_end_to_end_and_resume(tmp_path, data_dir, capsys):
+    out = tmp_path / "tuning.json"
+    argv = ["--data-dir", str(data_dir), "--candidate", "bpe:300:16:16:1:8:3e-3:cosine", "--budget-s", "0.2",
+            "--samples", "4", "--sampling", "4/0", "L/4", "--elbo-rows", "4", "--perplexity-draws", "1",
+            "--max-abstracts", "100", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    assert tuning.main(argv) == 0
+    res = json.loads(out.read_text())["candidates"]["bpe0k-L16-16x1-b8-cosine-lr0.003"]
+    assert res["steps"] >= 51 and res["vocab_size"] <= 300
+    assert [(r["steps"], r["top_k"]) for r in res["sampling"]] == [(4, None), (16, 4)]
+    for row in res["sampling"] + [res["held_out"]]:
+        assert 0 < row["distinct_1"] <= 1 and 0 < row["distinct_2"] <= 1
+        assert math.isfinite(row["perplexity"]) and row["perplexity"] > 1
+        assert len(row["snippets"]) == 3 and all(isinstance(s, str) for s in row["snippets"])
+    assert res["held_out_elbo"]["nats_per_char"] > 0
+    assert res["loss_curve"][-1][0] == res["steps"]
+    md = out.with_suffix(".md")
+    assert "| bpe0k-L16-16x1-b8-cosine-lr0.003 |" in md.read_text()
+    md.write_text(md.read_text() + "\n## Recommendation\n\nhand-written\n")
+    capsys.readouterr()
+    assert tuning.main(argv) == 0
+    assert "done already" in capsys.readouterr().err
+    assert tuning.main(argv + ["--report-only"]) == 0
+    assert md.read_text().count("## Recommendation\n\nhand-written") == 1
+    (tmp_path / "broken.json").write_text("{")
+    assert tuning.main(argv[:-4] + ["--out", str(tmp_path / "broken.json")]) == 1
