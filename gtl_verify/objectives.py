@@ -247,12 +247,16 @@ def _check_smoothing(smoothing: float) -> float:
     return eps
 
 
-def classifier_loss(logit: torch.Tensor, label: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    """Binary cross-entropy of the source logit (label 1 = source, 0 = target), mean over the batch:
+def classifier_loss(logit: torch.Tensor, label: torch.Tensor, smoothing: float = 0.0, *,
+                    reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy of the source logit (label 1 = source, 0 = target), mean over the batch
+    (``reduction`` ``mean``) or per row [B] (``none``):
 
         y_eps = (1 - eps) y + eps (1 - y),   loss = -[y_eps log d + (1 - y_eps) log(1 - d)],  d = sigmoid(logit).
 
     With smoothing eps the population optimum is d_eps = (1 - eps) d* + eps (1 - d*)."""
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     eps = _check_smoothing(smoothing)
     logit = logit.reshape(-1)
     label = label.reshape(-1).to(logit.dtype)
@@ -261,7 +265,7 @@ def classifier_loss(logit: torch.Tensor, label: torch.Tensor, smoothing: float =
     if bool(((label != 0) & (label != 1)).any()):
         raise ValueError("label must hold only 0 (target) and 1 (source)")
     target = label * (1 - eps) + (1 - label) * eps
-    return F.binary_cross_entropy_with_logits(logit, target)
+    return F.binary_cross_entropy_with_logits(logit, target, reduction=reduction)
 
 
 def classifier_log_ratio(logit: torch.Tensor, n_source: int, n_target: int, smoothing: float = 0.0) -> torch.Tensor:

@@ -12,11 +12,16 @@ from hypothesis import strategies as st
 from gtl_verify.estimators import (
     ESTIMATORS,
     EstimatorBudget,
+    check_fit_inputs,
     get_estimator,
     level_free_rmse,
     ratio_diagnostics,
 )
+from gtl_verify import recipes
+from gtl_verify.config import Budget, NetSize
 from gtl_verify.estimators.base import CheckedSequenceRatio
+from gtl_verify.estimators.classifiers import sequence_net, noisy_classifier
+from gtl_verify.training import train
 from gtl_verify.objectives import mask_tokens
 from gtl_verify.schedules import LogLinearSchedule
 from gtl_verify.testing.strategies import chain_pairs, seeds
@@ -126,11 +131,38 @@ def fit(name="noisy-classifier", source=SOURCE, target=TARGET, **kw):
     (lambda: fit(mask_id=1), "mask_id must be >= vocab_size 3"),
     (lambda: get_estimator("paper").fit(SOURCE, TARGET, {"steps": 2}, schedule=SCHEDULE, vocab_size=3), "budget must be an EstimatorBudget"),
     (lambda: EstimatorBudget(steps=-1), "steps"),
+    (lambda: EstimatorBudget(hidden=6, heads=4), "hidden must be divisible by heads=4"),
+    (lambda: EstimatorBudget.from_parts({"steps": 2}, NetSize()), "train must be a gtl_verify.config.Budget"),
+    (lambda: EstimatorBudget.from_parts(Budget(), None), "size must be a gtl_verify.config.NetSize"),
 ])
 def test_bad_input_gets_a_one_line_error_naming_it(call, match):
     with pytest.raises(ValueError, match=match) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+def test_budget_is_the_shared_budget_and_net_size():
+    b = EstimatorBudget(steps=300, batch_size=6, lr=1e-3, weight_decay=0.0, hidden=16, blocks=1, heads=2)
+    assert b.train == Budget(steps=300, batch_size=6, lr=1e-3, weight_decay=0.0, warmup=30)
+    assert b.size == NetSize(hidden=16, blocks=1, heads=2, cond=8)
+    assert EstimatorBudget.from_parts(b.train, b.size) == b
+    cfg, net = b.train_config(seed=5), b.backbone(3, 4, time_conditioning=True)
+    assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup, cfg.seed) == (300, 6, 1e-3, 30, 5)
+    assert (net.hidden, net.blocks, net.heads, net.cond, net.num_embeddings, net.time_conditioning) == (16, 1, 2, 8, 4, True)
+
+
+def test_classifiers_train_by_the_shared_recipes():
+    """The estimators' classifiers are the pipelines' recipes: training the same seeded network on
+    recipes.noisy_classifier directly gives identical weights."""
+    inputs = check_fit_inputs(SOURCE, TARGET, vocab_size=3, mask_id=3, schedule=SCHEDULE, denoiser=None, seed=2,
+                              needs_denoiser=False, name="noisy-classifier")
+    fitted = noisy_classifier(inputs, TINY, time_conditioning=True)
+    again = sequence_net(inputs, TINY, "noisy-time", True)
+    recipe = recipes.noisy_classifier(again, SOURCE, TARGET, TINY.batch_size, schedule=SCHEDULE, mask_id=3,
+                                      time_conditioned=True)
+    train(again, recipe.loss, recipe.data, TINY.train_config(2), progress=False)
+    for a, b in zip(fitted.parameters(), again.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_nan_in_a_ratio_output_names_the_estimator():

@@ -23,6 +23,7 @@ from gtl_verify.estimators.losses import (
     ratio_space_loss,
     site_nce_loss,
 )
+from gtl_verify.objectives import classifier_loss, cycle_loss, ratio_regression_loss
 from gtl_verify.testing.exact import exact_components
 from gtl_verify.testing.strategies import chain_pairs, pairs, seeds
 
@@ -220,3 +221,18 @@ def test_one_hot_labels_reduce_to_the_token_cross_entropy():
     want = -(guided * masked).sum(-1).mean()
     assert float(got) == pytest.approx(float(want), abs=1e-12)
     assert float(log_space_loss(torch.tensor([1.0]), torch.tensor([3.0]))) == pytest.approx(4.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seeds, st.integers(2, 9))
+def test_unweighted_losses_are_the_training_objectives(seed, batch):
+    """With no weights the estimators' losses are the per-batch objectives the shared recipes train
+    with (:mod:`gtl_verify.objectives`): one definition for training and the population checks."""
+    g = torch.Generator().manual_seed(seed)
+    pred, lab = torch.randn(batch, generator=g, dtype=torch.float64), torch.randn(batch, generator=g, dtype=torch.float64)
+    y = torch.randint(2, (batch,), generator=g).double()
+    assert torch.allclose(noisy_classifier_loss(pred, y), classifier_loss(-pred, y), atol=TOL)
+    assert torch.allclose(ratio_space_loss(pred, lab), ratio_regression_loss(pred, lab, "ratio"), atol=TOL)
+    pt, c = pred.flip(0), lab.flip(0)
+    expected = ratio_regression_loss(pred, lab, "log") + cycle_loss(pt, c, 0.1, "log")
+    assert torch.allclose(paper_loss(pred, lab, pt, c, cycle_weight=0.1), expected, atol=TOL)

@@ -16,46 +16,64 @@ from typing import Any, Callable
 
 import torch
 
+from ..config import Budget, NetSize
 from ..networks import BackboneConfig
 from ..schedules import Schedule
 from ..training import TrainConfig
-from ..validation import check_int_range, check_real_range
+from ..validation import check_int_range
 
 DenoiserFn = Callable[..., torch.Tensor]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class EstimatorBudget:
-    """Optimisation and size budget of one fit: ``steps`` AdamW steps of ``batch_size`` rows at
-    rate ``lr`` (weight decay ``weight_decay``) for each network an estimator trains, and the
-    backbone sizes ``hidden`` / ``blocks`` / ``heads`` of those networks."""
+    """Optimisation and size budget of one fit: ``train`` (:class:`gtl_verify.config.Budget`: AdamW
+    steps, batch size, rate, weight decay, warm-up) for each network an estimator trains, and
+    ``size`` (:class:`gtl_verify.config.NetSize`) of those networks' backbones.
 
-    steps: int = 1000
-    batch_size: int = 128
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    hidden: int = 32
-    blocks: int = 2
-    heads: int = 4
+    ``EstimatorBudget(steps, batch_size, lr, weight_decay, hidden, blocks, heads)`` builds both from
+    the experiment's flat settings (warm-up over min(100, steps // 10) steps, conditioning size
+    max(hidden // 2, 2)); :meth:`from_parts` takes them as they are. Values are checked by Budget
+    and NetSize (ValueError naming the bad one)."""
 
-    def __post_init__(self) -> None:
-        check_int_range("steps", self.steps, 0)
-        check_int_range("batch_size", self.batch_size, 2)
-        check_real_range("lr", self.lr, 0.0, open_low=True)
-        check_real_range("weight_decay", self.weight_decay, 0.0)
-        check_int_range("hidden", self.hidden, 2)
-        check_int_range("blocks", self.blocks, 1)
-        check_int_range("heads", self.heads, 1)
+    train: Budget
+    size: NetSize
+
+    def __init__(self, steps: int = 1000, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 0.01,
+                 hidden: int = 32, blocks: int = 2, heads: int = 4) -> None:
+        train = Budget(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=min(100, steps // 10))
+        self._set(train, NetSize(hidden=hidden, blocks=blocks, heads=heads, cond=max(hidden // 2, 2)))
+
+    @classmethod
+    def from_parts(cls, train: Budget, size: NetSize) -> "EstimatorBudget":
+        """The budget of ``train`` and ``size`` as given; ValueError if either has the wrong type."""
+        budget = cls.__new__(cls)
+        budget._set(train, size)
+        return budget
+
+    def _set(self, train: Budget, size: NetSize) -> None:
+        if not isinstance(train, Budget):
+            raise ValueError(f"train must be a gtl_verify.config.Budget, got {type(train).__name__}")
+        if not isinstance(size, NetSize):
+            raise ValueError(f"size must be a gtl_verify.config.NetSize, got {type(size).__name__}")
+        object.__setattr__(self, "train", train)
+        object.__setattr__(self, "size", size)
+
+    @property
+    def batch_size(self) -> int:
+        return self.train.batch_size
 
     def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                           seed=seed, warmup=min(100, self.steps // 10))
+        b = self.train
+        return TrainConfig(steps=b.steps, batch_size=b.batch_size, lr=b.lr, weight_decay=b.weight_decay, seed=seed,
+                           warmup=b.warmup, grad_clip=b.grad_clip, ema=b.ema)
 
     def backbone(self, vocab_size: int, length: int, *, time_conditioning: bool = False) -> BackboneConfig:
         """Bidirectional DiT backbone over tokens 0..K (mask id K)."""
-        return BackboneConfig(vocab_size=vocab_size, num_embeddings=vocab_size + 1, max_length=length, hidden=self.hidden,
-                              blocks=self.blocks, heads=self.heads, cond=max(self.hidden // 2, 2),
-                              time_conditioning=time_conditioning)
+        n = self.size
+        return BackboneConfig(vocab_size=vocab_size, num_embeddings=vocab_size + 1, max_length=length, hidden=n.hidden,
+                              blocks=n.blocks, heads=n.heads, cond=n.cond, mlp_ratio=n.mlp_ratio, dropout=n.dropout,
+                              positions=n.positions, time_conditioning=time_conditioning)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,6 +1,8 @@
-"""Minibatch draws shared by the estimators: balanced clean rows of both domains and masked rows.
+"""Minibatch draws of the single-site estimators: rows of one domain and masked rows.
 
-Every draw uses the CPU generator the training loop passes in (seeded, reproducible).
+Every draw uses the CPU generator the training loop passes in (seeded, reproducible). The
+sequence-level estimators draw through :mod:`gtl_verify.recipes` (balanced rows of both domains:
+:func:`gtl_verify.training.balanced_batches`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,6 @@ from ..schedules import Schedule
 def rows(x: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
     """``count`` rows of ``x`` [N, L] drawn uniformly with replacement."""
     return x[torch.randint(len(x), (count,), generator=gen)]
-
-
-def balanced(source: torch.Tensor, target: torch.Tensor, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(source rows [batch // 2, L], target rows [batch // 2, L]): equal class priors pi_s = pi_t."""
-    half = max(batch // 2, 1)
-    return rows(source, half, gen), rows(target, half, gen)
 
 
 def masked(x: torch.Tensor, schedule: Schedule, mask_id: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

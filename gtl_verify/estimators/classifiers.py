@@ -12,51 +12,43 @@ trained with binary cross-entropy on balanced batches (pi_s = pi_t, so no prior 
 
 from __future__ import annotations
 
-import torch
-
+from .. import recipes
 from ..learned import ClassifierRatio
 from ..networks import SequenceNet
 from ..training import build_seeded, config_hash, train
-from . import batches
 from .base import CheckedSequenceRatio, EstimatorBudget, FitInputs, RatioEstimator
-from .losses import noisy_classifier_loss
 
 
-def _net(inputs: FitInputs, budget: EstimatorBudget, role: str, time_conditioning: bool = False) -> SequenceNet:
+def sequence_net(inputs: FitInputs, budget: EstimatorBudget, role: str, time_conditioning: bool = False) -> SequenceNet:
+    """A one-output :class:`~gtl_verify.networks.SequenceNet` of the budget's size, its initial
+    weights seeded by (``role``, seed, backbone)."""
     cfg = budget.backbone(inputs.vocab_size, inputs.length, time_conditioning=time_conditioning)
     digest = config_hash({"role": role, "seed": inputs.seed, "model": cfg.to_dict()})
     return build_seeded(lambda: SequenceNet(cfg), digest)
 
 
-def _fit_classifier(net: SequenceNet, inputs: FitInputs, budget: EstimatorBudget, *, noisy: bool, label: str) -> SequenceNet:
-    uses_time = net.config.time_conditioning
-
-    def draw(gen: torch.Generator):
-        xs, xt = batches.balanced(inputs.source, inputs.target, budget.batch_size, gen)
-        x = torch.cat([xs, xt])
-        y = torch.cat([torch.ones(len(xs)), torch.zeros(len(xt))])
-        if not noisy:
-            return x, torch.zeros(len(x)), y
-        z, t = batches.masked(x, inputs.schedule, inputs.mask_id, gen)
-        return z, t.float(), y
-
-    def loss(model, batch, gen):
-        z, t, y = batch
-        return noisy_classifier_loss(-model(z, t if uses_time else None)[:, 0], y)
-
-    train(net, loss, draw, budget.train_config(inputs.seed), progress=False, description=label)
+def fit_recipe(net: SequenceNet, recipe: recipes.Recipe, inputs: FitInputs, budget: EstimatorBudget,
+               label: str) -> SequenceNet:
+    """``net`` trained in place on a :class:`gtl_verify.recipes.Recipe` within ``budget``; returned in eval mode."""
+    train(net, recipe.loss, recipe.data, budget.train_config(inputs.seed), progress=False, description=label)
     return net.eval()
 
 
 def clean_classifier(inputs: FitInputs, budget: EstimatorBudget) -> SequenceNet:
-    """Classifier of clean sequences; -logit estimates log r_0(x) = log q(x)/p(x)."""
-    return _fit_classifier(_net(inputs, budget, "clean"), inputs, budget, noisy=False, label="clean classifier")
+    """Classifier of clean sequences (:func:`gtl_verify.recipes.clean_classifier`); -logit
+    estimates log r_0(x) = log q(x)/p(x)."""
+    net = sequence_net(inputs, budget, "clean")
+    recipe = recipes.clean_classifier(net, inputs.source, inputs.target, budget.batch_size)
+    return fit_recipe(net, recipe, inputs, budget, "clean classifier")
 
 
 def noisy_classifier(inputs: FitInputs, budget: EstimatorBudget, *, time_conditioning: bool) -> SequenceNet:
-    """Classifier of noisy z_t of both domains (t ~ U[0, 1] per row); -logit estimates log r(z)."""
-    net = _net(inputs, budget, "noisy-time" if time_conditioning else "noisy", time_conditioning)
-    return _fit_classifier(net, inputs, budget, noisy=True, label="noisy classifier")
+    """Classifier of noisy z_t of both domains, t ~ U[0, 1] per row
+    (:func:`gtl_verify.recipes.noisy_classifier`); -logit estimates log r(z)."""
+    net = sequence_net(inputs, budget, "noisy-time" if time_conditioning else "noisy", time_conditioning)
+    recipe = recipes.noisy_classifier(net, inputs.source, inputs.target, budget.batch_size, schedule=inputs.schedule,
+                                      mask_id=inputs.mask_id, time_conditioned=time_conditioning)
+    return fit_recipe(net, recipe, inputs, budget, "noisy classifier")
 
 
 class NoisyClassifier(RatioEstimator):

@@ -1,5 +1,9 @@
 """The estimators' losses as pure, optionally weighted functions of tensors.
 
+The sequence-level losses are the per-row terms of :mod:`gtl_verify.objectives` that the training
+recipes (:mod:`gtl_verify.recipes`) minimise (``classifier_loss``, ``ratio_regression_loss``),
+reduced by a weighted mean: one definition serves the training and the population checks.
+
 Weights make the population losses computable exactly: enumerate the noisy states (and clean
 sequences), weight each row by its probability, and the weighted sum is the expectation the
 stochastic training loss estimates (``weight`` None = plain mean over rows). Conventions: log r
@@ -13,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..objectives import ratio_regression_loss
+from ..objectives import classifier_loss, ratio_regression_loss
 
 
 def _weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -30,9 +34,7 @@ def noisy_classifier_loss(log_ratio: torch.Tensor, label: torch.Tensor, weight: 
         E_{p_t} softplus(log r(z)) + E_{q_t} softplus(-log r(z)),
 
     minimised pointwise at log r(z) = log q_t(z) / p_t(z) (the logit identity of THEORY section 5)."""
-    logit = -log_ratio.reshape(-1)
-    per = F.binary_cross_entropy_with_logits(logit, label.reshape(-1).to(logit.dtype), reduction="none")
-    return _weighted_mean(per, weight)
+    return _weighted_mean(classifier_loss(-log_ratio, label, reduction="none"), weight)
 
 
 def ratio_space_loss(log_ratio: torch.Tensor, clean_log_ratio: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
