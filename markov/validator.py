@@ -295,8 +295,9 @@ def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int 
 def setting_record(rule, preset: str, *, exact_length: int, length: int, samples: int, ratio_drift: float, seed: int,
                    learned_n_target: int | None) -> dict:
     """What determines a validation's results (stored in them): the rule's name, the pair's identity
-    (a preset name, or a chain file's absolute path and content hash) and every option but the device."""
-    identity = pair_identity(str(Path(preset).resolve()) if is_chain_file(preset) else preset)
+    (a preset name, or a chain file's content hash, :func:`markov.presets.pair_identity`) and every
+    option but the device."""
+    identity = pair_identity(preset)
     return {"rule": rule_name(rule), "pair": identity, "exact_length": exact_length, "length": length,
             "samples": samples, "ratio_drift": ratio_drift, "seed": seed, "learned_n_target": learned_n_target}
 
