@@ -262,10 +262,45 @@ def test_plugin_gives_an_outside_project_its_fixtures(pytester):
 
     root = Path(__file__).resolve().parents[1]
     entry = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
-    assert entry == {"gtl_verify": "gtl_verify.testing.plugin"}
+    assert entry == {"gtl_verify.testing.plugin": "gtl_verify.testing.plugin"}
     pytester.makepyfile(test_mine=(root / "tests" / "test_user_guidance_example.py").read_text())
     run = pytester.runpytest_inprocess("-p", "no:gtl_verify", "-p", "gtl_verify.testing.plugin", "-k", "target_law")
     run.assert_outcomes(passed=6, deselected=1)
+
+
+@pytest.mark.parametrize("route", ["-p", "pytest_plugins"])
+def test_installed_entry_point_and_the_readme_routes_register_one_plugin(tmp_path, route):
+    """With the package installed (its pytest11 entry point, as pyproject.toml names it) AND the README's
+    ``-p gtl_verify.testing.plugin`` or ``pytest_plugins = [...]``, pytest starts and the fixtures work:
+    both routes register the plugin under one name. The install is a dist-info made from pyproject.toml;
+    the checkout's own installed entry point is blocked by its name for this run."""
+    import subprocess
+    import sys
+    import tomllib
+    from importlib.metadata import entry_points
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    entry = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
+    site = tmp_path / "site"
+    info = site / "gtl_verify_probe-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gtl-verify-probe\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[pytest11]\n" + "".join(f"{k} = {v}\n" for k, v in entry.items()))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_mine.py").write_text("def test_fixture(gtl_chain_pair):\n    assert gtl_chain_pair.vocab_size >= 2\n")
+    args = ["-p", "gtl_verify.testing.plugin"] if route == "-p" else []
+    if route == "pytest_plugins":
+        (project / "conftest.py").write_text('pytest_plugins = ["gtl_verify.testing.plugin"]\n')
+    blocked = [f"-p no:{e.name}" for e in entry_points(group="pytest11")
+               if e.value == "gtl_verify.testing.plugin" and e.name not in entry]
+    env = {**__import__("os").environ, "PYTHONPATH": f"{site}:{root}"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          *" ".join(blocked).split(), *args, str(project)],
+                         cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "error" not in run.stdout.lower()
 
 
 def test_a_users_markov_module_shadowing_the_package_is_named(monkeypatch, tmp_path):
