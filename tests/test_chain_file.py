@@ -173,3 +173,45 @@ def test_the_same_pair_twice_is_refused(tmp_path):
         check_distinct_pairs([str(path), str(copy)])
     with pytest.raises(ValueError, match="paper is given twice"):
         check_distinct_pairs(["paper", "paper"])
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("0.9, 0.1", "'0.9', 0.1", r"source.transition holds '0.9', not a real number"),
+    ("0.9, 0.1", "true, 0.1", r"source.transition holds True, not a real number"),
+    ('name = "two tokens"', "name = {a=1}", r"name must be a non-empty string, got \{'a': 1\}"),
+    ('name = "two tokens"', "name = 3", r"name must be a non-empty string, got 3"),
+    ("tolerance = 1e-3", 'tolerance = "1e-3"', r"tolerance must be a number, got '1e-3'"),
+])
+def test_values_that_are_not_numbers_or_names_are_refused(tmp_path, old, new, message):
+    path = write(tmp_path, PAIR_TOML.replace(old, new))
+    with pytest.raises(ChainFileError, match=rf"^{tmp_path / 'pair.toml'}: {message}"):
+        load_chain_pair(path)
+
+
+def test_encoding_and_directories_are_named_with_the_file(tmp_path):
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + PAIR_TOML.encode())
+    assert load_chain_pair(bom).name == "two tokens"  # a UTF-8 BOM is read as UTF-8
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(PAIR_TOML.replace("two tokens", "caf\u00e9").encode("latin-1"))
+    with pytest.raises(ChainFileError, match=r"latin.toml: not UTF-8 text \(byte 0xe9"):
+        load_chain_pair(latin)
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(ChainFileError, match=r"folder.toml: a directory, not a chain file"):
+        load_chain_pair(tmp_path / "folder.toml")
+
+
+def test_npz_values_of_the_wrong_kind_or_size_are_named(tmp_path):
+    arrays = {f"{side}_{f}": getattr(getattr(make_pair("paper"), side), f).numpy() for side in ("source", "target")
+              for f in ("initial", "transition")}
+    cases = {"complex": ({"source_transition": arrays["source_transition"].astype(complex)},
+                         r"source.transition holds .*j\) \(dtype complex128\), not a real number"),
+             "boolean": ({"target_initial": np.ones(5, dtype=bool)}, r"target.initial holds .*True.* \(dtype bool\)"),
+             "tolerance": ({"tolerance": np.array([1e-6, 1e-6])}, r"tolerance must be a single value, got an array of shape \(2,\)"),
+             "name": ({"name": np.array(["a", "b"])}, r"name must be a single value"),
+             "numeric name": ({"name": np.array(3)}, r"name must be a non-empty string, got 3")}
+    for label, (change, message) in cases.items():
+        path = tmp_path / f"{label.replace(' ', '-')}.npz"
+        np.savez(path, **{**arrays, **change})
+        with pytest.raises(ChainFileError, match=rf"^{path}: {message}"):
+            load_chain_pair(path)
