@@ -208,7 +208,7 @@ def test_references_name_bad_inputs():
     oracle_pair = make_pair("paper")
     with pytest.raises(ValueError, match="pair must be a ChainPair, HMMPair or EnumerationOracle, got str"):
         exact_components("paper")
-    with pytest.raises(ValueError, match=r"z must be a batch of states \[B, L\]"):
+    with pytest.raises(ValueError, match=r"z must have shape \(batch, length\)"):
         assert_ratio_calibrated(exact_components(oracle_pair).ratio, oracle_pair, torch.tensor([5, 5]))
     assert format_state(torch.tensor([2, 5, 0]), 5) == "[2, M, 0]"
 
@@ -319,3 +319,59 @@ def test_a_users_markov_module_shadowing_the_package_is_named(monkeypatch, tmp_p
     with pytest.raises(ImportError, match="shadows gtl-verify's markov package"):
         testing.random_hmm_pair  # noqa: B018 - the lazy import is the behaviour under test
     importlib.invalidate_caches()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"s": 0.8, "t": 0.2}, r"s must be smaller than t, got s=0.8, t=0.2"),
+    ({"s": 0.5, "t": 0.5}, r"s must be smaller than t"),
+    ({"s": -0.1}, r"^s must be in \[0, 1\], got -0.1"),
+    ({"t": 1.5}, r"^t must be in \[0, 1\], got 1.5"),
+    ({"tol": -1e-9}, r"^tol must be in \[0, inf\), got -1e-09"),
+    ({"tol": float("nan")}, r"^tol must be in \[0, inf\), got nan"),
+    ({"z": torch.tensor([5, 5, 5])}, r"^z must have shape \(batch, length\), got \(3,\)"),
+    ({"z": torch.tensor([[5.0, 0.7, 5.0]])}, r"^z must be an integer tensor, got torch.float32"),
+    ({"z": torch.tensor([[6, 5, 5]])}, r"^z has a token outside 0..5"),
+])
+def test_step_assertion_refuses_a_wrong_setup_before_work(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        assert_rule_matches_exact_step(GTL(), make_pair("paper"), **kwargs)
+
+
+@pytest.mark.parametrize("tol", [-1.0, float("nan"), float("inf")])
+def test_every_assertion_refuses_a_tolerance_that_is_not_a_finite_real_at_least_zero(tol):
+    pair, z = make_pair("paper"), torch.tensor([[5, 5, 5]])
+    comp = exact_components(pair)
+    for check in (lambda: assert_sampler_law_exact(GTL(), pair, 2, tol=tol),
+                  lambda: assert_ratio_calibrated(comp.ratio, pair, z, tol=tol),
+                  lambda: assert_denoiser_exact(comp.source, pair, z, tol=tol)):
+        with pytest.raises(ValueError, match="^tol must be in"):
+            check()
+
+
+def test_sampler_law_assertion_names_a_setup_it_cannot_check():
+    pair = make_pair("paper")
+    with pytest.raises(ValueError, match=r"^length 8 is too large for the exact law: \(K\+1\)\*\*L = 1679616"):
+        assert_sampler_law_exact(GTL(), pair, 8)
+    with pytest.raises(ValueError, match=r"^gamma must be 1 in assert_sampler_law_exact .* got 2"):
+        assert_sampler_law_exact(GTL(), pair, 2, gamma=2)
+
+
+def test_a_ratio_model_with_the_wrong_number_of_values_fails_the_assertion():
+    pair, z = make_pair("paper"), torch.tensor([[5, 5, 5], [0, 5, 5]])
+    comp = exact_components(pair)
+    with pytest.raises(AssertionError, match=r"ratio model returned shape \(3,\) \(3 values\), expected \(2,\)"):
+        assert_ratio_calibrated(lambda z, t: torch.zeros(3), pair, z)
+    assert_ratio_calibrated(lambda z, t: comp.ratio(z, t)[:, None], pair, z)  # [B, 1] is the same values
+
+
+@settings(max_examples=15)
+@given(oracles("masked", max_noisy_states=300), st.data())
+def test_masked_states_draws_from_an_enumeration_oracle(oracle, data):
+    comp = exact_components(oracle)
+    length = comp.fixed_length
+    z = data.draw(masked_states(oracle, length))
+    assert z.shape[1] == length and (z == comp.mask_id).all(-1)[0]
+    post = comp.source(z, torch.full((len(z),), 0.5)).exp()  # NaN rows: a state the source cannot produce
+    assert not torch.isnan(post[z == comp.mask_id]).any()
+    with pytest.raises(ValueError, match=f"length must be {length}"):
+        data.draw(masked_states(oracle, length + 1))
