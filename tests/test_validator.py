@@ -525,3 +525,20 @@ def test_ancestral_not_exact_verdicts_cite_the_discretisation_error():
         assert verdict.startswith("not exact")
         assert verdict.endswith(f"the sampler's own discretisation error here: full guidance TV {reference:.3g}")
     assert "discretisation" not in rows[("mine", "exact: left-to-right")]["verdict"]
+
+
+def test_target_only_tokens_are_explained_with_the_best_achievable_tv(tmp_path):
+    """The source never emits token 1; the target is uniform: at length 2 the target puts 3/4 on sequences
+    the source cannot produce, so every rule's exact TV is >= 3/4 = the best achievable, and both are said."""
+    from markov.validator import target_only_note
+
+    path = tmp_path / "sonly.toml"
+    path.write_text("[source]\ninitial = [1.0, 0.0]\ntransition = [[1.0, 0.0], [1.0, 0.0]]\n"
+                    "[target]\ninitial = [0.5, 0.5]\ntransition = [[0.5, 0.5], [0.5, 0.5]]\n")
+    res = validate(GTL(name="mine"), str(path), exact_length=2, length=4, samples=8, progress=False)
+    note = next(n for n in res["notes"] if "cannot produce" in n)
+    assert "mass 0.75 on sequences of length 2" in note and "best achievable exact TV is 0.75" in note
+    exact = [r for r in res["rules"] if r["exact_tv"] is not None]
+    assert exact and all(r["exact_tv"] >= 0.75 - 1e-12 for r in exact)
+    assert all("best achievable TV 0.75" in r["verdict"] for r in exact if r["verdict"].startswith("not exact"))
+    assert target_only_note(make_pair("paper"), 3) == (None, 0.0)
