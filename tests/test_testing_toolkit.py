@@ -375,3 +375,15 @@ def test_masked_states_draws_from_an_enumeration_oracle(oracle, data):
     assert not torch.isnan(post[z == comp.mask_id]).any()
     with pytest.raises(ValueError, match=f"length must be {length}"):
         data.draw(masked_states(oracle, length + 1))
+
+
+def test_a_float32_output_failing_the_default_tolerance_names_its_dtype():
+    pair, z = make_pair("paper"), torch.tensor([[5, 5, 5], [0, 5, 5]])
+    comp = exact_components(pair)
+    with pytest.raises(AssertionError, match=r"note: the output is torch.float32 \(round-off 1.2e-07 > tolerance 1e-09\)"):
+        assert_denoiser_exact(lambda z, t: comp.source(z, t).float() + 1e-4, pair, z, tol=1e-9)
+    with pytest.raises(AssertionError, match=r"the output is torch.float32"):
+        assert_ratio_calibrated(lambda z, t: comp.ratio(z, t).float() + 1e-4, pair, z, tol=1e-9)
+    with pytest.raises(AssertionError) as info:
+        assert_denoiser_exact(lambda z, t: comp.source(z, t) + 1e-4, pair, z, tol=1e-9)  # float64: no note
+    assert "the output is" not in str(info.value)

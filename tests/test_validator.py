@@ -463,6 +463,7 @@ def test_probability_warning_flags_nonnegative_outputs(seed, m, k, reveal_only):
     assert "looks like probabilities, expected log-weights" in probability_warning(probs, reveal_only, k)
     assert "looks like probabilities" in probability_warning(torch.zeros(m, k + 1), reveal_only, k)
     assert probability_warning(probs.log(), reveal_only, k) is None
+    assert probability_warning(torch.zeros(m, 2), reveal_only, 1) is None  # K = 1: log-weight 0 is a law
 
 
 def test_validator_warns_about_a_rule_returning_probabilities(capsys):

@@ -57,6 +57,16 @@ def _locate(bad: torch.Tensor, positions: torch.Tensor, z: torch.Tensor, mask_id
     return j, i, f"z = {format_state(z[b], mask_id)} (row {b}), masked position {i}"
 
 
+def _dtype_note(out, tol: float) -> str:
+    """For a floating output coarser than the tolerance (float32 round-off 1.2e-07 > the default 1e-9),
+    a note naming its dtype; otherwise ''."""
+    dtype = getattr(out, "dtype", None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or torch.finfo(dtype).eps <= tol:
+        return ""
+    return (f"\n  note: the output is {dtype} (round-off {torch.finfo(dtype).eps:.2g} > tolerance {tol:g}): compute in "
+            "float64 or pass a tol above that round-off")
+
+
 def _check_tol(tol: float) -> float:
     """``tol`` as a float, or ValueError: it must be a finite real >= 0 (NaN would fail every check)."""
     return check_real_range("tol", tol, 0.0)
@@ -109,7 +119,8 @@ def assert_rule_matches_exact_step(rule, pair, z: torch.Tensor | None = None, *,
     name = rule_name(rule)
     where = f"at the step t={t:g} -> s={s:g} (gamma={gamma:g})"
     step = make_step_input(comp, z, s, t, gamma, schedule)
-    got = _step_probs(name, rule(step), step.positions.shape[0], comp.vocab_size, where)
+    out = rule(step)
+    got = _step_probs(name, out, step.positions.shape[0], comp.vocab_size, where)
     tv = total_variation(want, got)
     bad = ~(tv <= tol)  # NaN counts as a difference
     if not bad.any():
@@ -124,7 +135,7 @@ def assert_rule_matches_exact_step(rule, pair, z: torch.Tensor | None = None, *,
         f"  TV = {float(tv[j]):.6g} > tolerance {tol:g}; {int(bad.sum())} of {len(tv)} masked positions differ, "
         f"largest TV {float(tv.max()):.6g}\n"
         "  expected: stay = (1-a_s)/(1-a_t); tokens = (a_s-a_t)/(1-a_t) * p^(1-gamma) q^gamma, normalised over the "
-        "candidates (p, q: exact source and target posteriors at the position)")
+        "candidates (p, q: exact source and target posteriors at the position)" + _dtype_note(out, tol))
 
 
 def _sequence_labels(vocab_size: int, length: int) -> list[str]:
@@ -216,14 +227,16 @@ def assert_ratio_calibrated(ratio_model, pair, z, *, t: float = 0.5, tol: float 
     z = _as_states(comp, z)
     tt = torch.full((z.shape[0],), t, dtype=torch.float32)
     want = comp.ratio(z, tt).to(DTYPE)
-    got = _model_output("ratio model", ratio_model(z, tt), want.shape)
+    out = ratio_model(z, tt)
+    got = _model_output("ratio model", out, want.shape)
     bad = _log_mismatch(got, want, tol)
     if bad.any():
         b = int(bad.nonzero()[0, 0])
         raise AssertionError(
             f"ratio model is not calibrated: at z = {format_state(z[b], comp.mask_id)} (row {b}) it gives "
             f"log r = {float(got[b]):.6g}, the exact log q_t(z)/p_t(z) is {float(want[b]):.6g} "
-            f"(|diff| {abs(float(got[b] - want[b])):.3g} > tolerance {tol:g}); {int(bad.sum())} of {len(bad)} states differ")
+            f"(|diff| {abs(float(got[b] - want[b])):.3g} > tolerance {tol:g}); {int(bad.sum())} of {len(bad)} states differ"
+            + _dtype_note(out, tol))
     if not hasattr(ratio_model, "single_site"):
         return
     masked = z == comp.mask_id
@@ -253,7 +266,8 @@ def assert_denoiser_exact(denoiser, pair, z, *, which: str = "source", t: float 
     if torch.isnan(want[z == comp.mask_id]).any():
         b = int(torch.isnan(want).any(-1).any(-1).nonzero()[0, 0])
         raise ValueError(f"state z = {format_state(z[b], comp.mask_id)} has probability 0 under the {which}")
-    got = torch.as_tensor(denoiser(z, tt)).detach().to(DTYPE)
+    out = denoiser(z, tt)
+    got = torch.as_tensor(out).detach().to(DTYPE)
     if got.shape != want.shape:
         raise AssertionError(f"denoiser returned shape {tuple(got.shape)}, expected [B, L, K] = {tuple(want.shape)}")
     got = got.exp()
@@ -267,5 +281,6 @@ def assert_denoiser_exact(denoiser, pair, z, *, which: str = "source", t: float 
     raise AssertionError(
         f"denoiser differs from the exact {which} posterior p(x^i = v | z) at {place}:\n"
         f"{law_table(want[masked][j], got[masked][j], labels)}\n"
-        f"  TV = {float(tv[j]):.6g} > tolerance {tol:g}; {int(bad.sum())} of {len(tv)} masked positions differ")
+        f"  TV = {float(tv[j]):.6g} > tolerance {tol:g}; {int(bad.sum())} of {len(tv)} masked positions differ"
+        + _dtype_note(out, tol))
 
