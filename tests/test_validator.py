@@ -543,3 +543,8 @@ def test_target_only_tokens_are_explained_with_the_best_achievable_tv(tmp_path):
     assert exact and all(r["exact_tv"] >= 0.75 - 1e-12 for r in exact)
     assert all("best achievable TV 0.75" in r["verdict"] for r in exact if r["verdict"].startswith("not exact"))
     assert target_only_note(make_pair("paper"), 3) == (None, 0.0)
+    from reports.builder import build_report
+    from gtl_verify.provenance import provenance, write_results
+
+    written = write_results(tmp_path / "results.json", "validation", res, provenance())
+    assert "best achievable exact TV is 0.75" in build_report(written, tmp_path / "report").read_text()
