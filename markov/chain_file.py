@@ -19,7 +19,9 @@ identity emissions). NumPy (``.npz``): arrays ``source_initial``, ``source_trans
 ``target_initial``, ``target_transition`` and optionally ``source_emission``, ``target_emission``,
 ``tolerance`` (a scalar) and ``name``.
 
-Every law is checked before use: finite, non-negative, each row summing to 1 within ``tolerance``
+TOML files are UTF-8 (a leading BOM is allowed); ``name`` must be a string and every entry an integer
+or float (booleans, strings such as ``'0.9'`` and complex numbers are refused). Every law is checked
+before use: finite, non-negative, each row summing to 1 within ``tolerance``
 (then renormalised in float64), square transitions matching the initial law, the same vocabulary
 for source and target. A violation raises ``ValueError`` with one line naming the file, the matrix,
 the row and the value, e.g. ``pair.toml: source.transition row 1 sums to 0.98, not 1 (tolerance 1e-06)``.
@@ -47,8 +49,27 @@ class ChainFileError(ValueError):
     """A chain file that cannot be used; the message is one line naming the file and the fault."""
 
 
+def _leaf_fault(value) -> object | None:
+    """The first entry of a nested list/array that is not a real number (bool, str, complex, table...),
+    or None when every entry is an int or float."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "iuf":
+            return None
+        return value.reshape(-1)[0] if value.size else None
+    if isinstance(value, (list, tuple)):
+        return next((f for f in (_leaf_fault(v) for v in value) if f is not None), None)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return value
+    return None
+
+
 def _matrix(where: str, name: str, value, dims: int) -> np.ndarray:
-    """A float64 array with ``dims`` dimensions, or ChainFileError naming it."""
+    """A float64 array with ``dims`` dimensions, or ChainFileError naming it (also for entries that are
+    not real numbers: booleans, strings such as '0.9', complex numbers)."""
+    fault = _leaf_fault(value)
+    if fault is not None:
+        kind = f" (dtype {value.dtype})" if isinstance(value, np.ndarray) else ""
+        raise ChainFileError(f"{where}: {name} holds {fault!r}{kind}, not a real number")
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -97,6 +118,8 @@ def _model(where: str, side: str, fields: dict, tolerance: float) -> MarkovChain
 
 
 def _tolerance(where: str, value) -> float:
+    if isinstance(value, (bool, str, np.bool_)):
+        raise ChainFileError(f"{where}: tolerance must be a number, got {value!r}")
     try:
         tolerance = float(value)
     except (TypeError, ValueError):
@@ -107,9 +130,14 @@ def _tolerance(where: str, value) -> float:
 
 
 def _read_toml(path: Path) -> tuple[dict, dict]:
-    """(top-level settings, {side: fields}) of a TOML chain file."""
+    """(top-level settings, {side: fields}) of a TOML chain file (UTF-8, a leading BOM allowed)."""
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ChainFileError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                             "save the chain file as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ChainFileError(f"{path}: invalid TOML: {exc}") from None
     unknown = sorted(set(data) - {"name", "tolerance", *SIDES})
@@ -137,6 +165,9 @@ def _read_npz(path: Path) -> tuple[dict, dict]:
     unknown = sorted(set(arrays) - known)
     if unknown:
         raise ChainFileError(f"{path}: unknown array {unknown[0]!r} (expected <source|target>_<{'|'.join(FIELDS)}>)")
+    for key in ("name", "tolerance"):
+        if key in arrays and arrays[key].size != 1:
+            raise ChainFileError(f"{path}: {key} must be a single value, got an array of shape {arrays[key].shape}")
     settings = {key: arrays[key].item() for key in ("name", "tolerance") if key in arrays}
     return settings, {side: {f: arrays[f"{side}_{f}"] for f in FIELDS if f"{side}_{f}" in arrays} for side in SIDES}
 
@@ -149,14 +180,16 @@ def load_chain_pair(path: str | Path) -> ChainPair | HMMPair:
     with one line naming the file and the fault."""
     path = Path(path)
     if not path.is_file():
-        raise ChainFileError(f"{path}: no such chain file")
+        raise ChainFileError(f"{path}: " + ("a directory, not a chain file" if path.is_dir() else "no such chain file"))
     readers = {".toml": _read_toml, ".npz": _read_npz}
     if path.suffix not in readers:
         raise ChainFileError(f"{path}: chain files must end in .toml or .npz, got {path.suffix or 'no suffix'!r}")
     settings, sides = readers[path.suffix](path)
     tolerance = _tolerance(str(path), settings.get("tolerance", DEFAULT_TOLERANCE))
     source, target = (_model(str(path), side, sides[side], tolerance) for side in SIDES)
-    name = str(settings.get("name", path.stem))
+    name = settings.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise ChainFileError(f"{path}: name must be a non-empty string, got {name!r}")
     if source.vocab_size != target.vocab_size:
         raise ChainFileError(f"{path}: the target has {target.vocab_size} tokens and the source {source.vocab_size}; "
                              "both must use the same vocabulary")

@@ -20,9 +20,25 @@ def run_benchmark_from_args(args: argparse.Namespace) -> int:
     if args.samples is not None:
         check_int_range("--samples", args.samples, 2)
         _check_samples_memory(args)
+    check_distinct_pairs((args.preset or []) + (args.chains or []))
     device = check_device("--device", args.device)
     check_output_dir("--out", args.out or Path("runs"))
     return benchmark.run_from_args(args, device=device)
+
+
+def check_distinct_pairs(names: list[str]) -> None:
+    """Raise ValueError (one line) when two of the presets and chain files name the same pair: the same
+    preset twice, or two chain files of one content (markov.presets.pair_identity), which would count
+    that pair twice in every table."""
+    from .presets import pair_identity
+
+    seen: dict[str, str] = {}
+    for name in names:
+        identity = pair_identity(name)
+        if identity in seen:
+            same = "is given twice" if seen[identity] == name else f"has the same content as {seen[identity]}"
+            raise ValueError(f"--preset/--chains: {name} {same}; give each pair once")
+        seen[identity] = name
 
 
 def _check_samples_memory(args: argparse.Namespace) -> None:

@@ -178,15 +178,34 @@ def resolve_pair(name: str, *, seed: int = 0, overlap: float = 0.0) -> ChainPair
     return ChainPair(source, pair.target, pair.name)
 
 
+def content_digest(pair) -> str:
+    """SHA-256 (first 16 hex digits) of a pair's validated float64 laws: for the source then the target,
+    each of ``initial``, ``transition`` and (hidden Markov models) ``emission`` with its shape. The
+    display name is not part of it, so one content under any file name or path has one digest."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for side in ("source", "target"):
+        for field in ("initial", "transition", "emission"):
+            value = getattr(getattr(pair, side), field, None)
+            if value is None:
+                continue
+            array = np.ascontiguousarray(value.detach().cpu().to(torch.float64).numpy())
+            digest.update(f"{side}.{field}{array.shape};".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
 def pair_identity(name: str) -> str:
-    """What determines the pair called ``name``: the preset name, or for a chain file its path and the
-    SHA-256 of its content (so caches keyed by it never mix two versions of one file)."""
+    """What determines the pair called ``name`` (the key of every cache and store entry built on it):
+    the preset name, or for a chain file the :func:`content_digest` of its validated laws. Neither the
+    path as typed nor the file's name enters, so copies of one content share results and a changed
+    matrix never reuses them. Raises ChainFileError for a bad file."""
     if not is_chain_file(name):
         return name
-    import hashlib
-    from pathlib import Path
+    from .chain_file import load_chain_pair
 
-    return f"{name} (sha256 {hashlib.sha256(Path(name).read_bytes()).hexdigest()[:16]})"
+    return f"chain file sha256 {content_digest(load_chain_pair(name))}"
 
 
 def pair_name(name: str) -> str:

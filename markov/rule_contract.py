@@ -95,9 +95,10 @@ def output_fault(out: object, step: StepInput, reveal_only: bool) -> str | None:
 def probability_warning(out: torch.Tensor, reveal_only: bool, vocab_size: int) -> str | None:
     """A warning when every used weight of ``out`` [M, K + 1] is finite and >= 0 (probabilities, not
     log-weights: log-weights of a normalised law are <= 0, and exp-sums of rows of probabilities
-    lie in [K, e K], far from 1); None otherwise."""
+    lie in [K, e K], far from 1); None otherwise, and always for K = 1: there a single token's
+    log-weight 0 (with or without a stay-masked slot) is a valid law and tells nothing apart."""
     used = out[:, :vocab_size] if reveal_only else out
-    if used.numel() == 0 or not (torch.isfinite(used).all() and (used >= 0).all()):
+    if vocab_size == 1 or used.numel() == 0 or not (torch.isfinite(used).all() and (used >= 0).all()):
         return None
     exp_sum = float(used.exp().sum(-1).max())
     return (f"outputs are all >= 0 (row exp-sum up to {exp_sum:.3g}, far from 1): looks like probabilities, "

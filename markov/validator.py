@@ -260,6 +260,29 @@ def discrimination_note(pair, length: int) -> str | None:
             f"setting cannot discriminate (the unguided sampler is as close to q); choose a longer --exact-length")
 
 
+def target_only_note(pair, length: int) -> tuple[str | None, float]:
+    """(note, mass): the target's mass on sequences of ``length`` the source cannot produce, and a note
+    when it is positive. The ratio is +inf there and no guidance of this source can reach them
+    (docs/conventions.md section 1), so every sampler's TV to q is at least that mass; the target
+    restricted to the source's support (renormalised) attains it: the best achievable TV."""
+    mass = float(pair.target.table(length)[pair.source.table(length) == 0].sum())
+    if mass <= 0:
+        return None, 0.0
+    return (f"note: the target puts mass {mass:.3g} on sequences of length {length} the source cannot produce "
+            "(density ratio +inf; no guidance of this source can reach them, docs/conventions.md section 1): "
+            f"the best achievable exact TV is {mass:.3g}"), mass
+
+
+def _with_best_achievable(rows: list[dict], best_tv: float) -> list[dict]:
+    """Beside each "not exact" verdict of an enumerable setting, the best TV any guidance of the source
+    can reach when the target has mass the source cannot produce (:func:`target_only_note`)."""
+    if best_tv > 0:
+        for row in rows:
+            if row["exact_tv"] is not None and row["verdict"].startswith("not exact"):
+                row["verdict"] += f"; best achievable TV {best_tv:.3g} (target mass the source cannot produce)"
+    return rows
+
+
 def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int = 64, samples: int = 2000,
              ratio_drift: float = 0.0, seed: int = 0, learned_n_target: int | None = None,
              models_dir: Path | None = None, learned_config: MarkovConfig | None = None, progress: bool = True,
@@ -280,7 +303,9 @@ def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int 
     denoiser = oracle.source_denoiser()
     schedule = LogLinearSchedule()
     rules = {rule_name(rule): rule, "gtl (top-2)": GTL(candidates=min(2, k)), "full guidance": GTL(), "unguided": Unguided()}
-    rows = _exact_rows(rules, denoiser, ratio, schedule, exact_length, pair.target.table(exact_length), progress)
+    target_only, best_tv = target_only_note(pair, exact_length)
+    rows = _with_best_achievable(_exact_rows(rules, denoiser, ratio, schedule, exact_length,
+                                             pair.target.table(exact_length), progress), best_tv)
     rows += _long_rows(rules, denoiser, ratio, pair, schedule, length, samples, seed, "long", progress, device)
     if learned_n_target is not None:
         learned_denoiser, learned_ratio = learned_components(preset, seed, learned_n_target, length, models_dir,
@@ -289,14 +314,16 @@ def validate(rule, preset: str = "paper", *, exact_length: int = 4, length: int 
                            f"long, learned (n target {learned_n_target})", progress, torch.device("cpu"))
     record = setting_record(rule, preset, exact_length=exact_length, length=length, samples=samples,
                             ratio_drift=ratio_drift, seed=seed, learned_n_target=learned_n_target)
-    return {"preset": pair.name, **record, "rules": rows, "notes": [n for n in [discrimination_note(pair, exact_length)] if n]}
+    notes = [n for n in [discrimination_note(pair, exact_length), target_only] if n]
+    return {"preset": pair.name, **record, "rules": rows, "notes": notes}
 
 
 def setting_record(rule, preset: str, *, exact_length: int, length: int, samples: int, ratio_drift: float, seed: int,
                    learned_n_target: int | None) -> dict:
     """What determines a validation's results (stored in them): the rule's name, the pair's identity
-    (a preset name, or a chain file's absolute path and content hash) and every option but the device."""
-    identity = pair_identity(str(Path(preset).resolve()) if is_chain_file(preset) else preset)
+    (a preset name, or a chain file's content hash, :func:`markov.presets.pair_identity`) and every
+    option but the device."""
+    identity = pair_identity(preset)
     return {"rule": rule_name(rule), "pair": identity, "exact_length": exact_length, "length": length,
             "samples": samples, "ratio_drift": ratio_drift, "seed": seed, "learned_n_target": learned_n_target}
 

@@ -102,6 +102,11 @@ def render_validation(results: dict[str, Any], meta: dict[str, Any], ctx: Contex
     table = markdown_table(headers, [[r["rule"], r["setting"]] + [r[k] for k, _ in VALIDATION_METRICS] + [r["notes"] or "-"]
                                      for r in rules])
     sections = [("Rules against exact ground truth", table)]
+    notes = S.field(results, "notes", "results", required=False, default=[])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise S.ResultsError(f"results.notes must be a list of strings, got {notes!r}")
+    if notes:
+        sections.append(("Notes on the pair", "\n".join(f"- {n.removeprefix('note: ')}" for n in notes)))
 
     tv: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in rules:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
+
 from gtl_verify.methods import ablations
 from gtl_verify.results import MarkovResults
 from markov.presets import PRESETS
@@ -197,6 +199,19 @@ def _paper_sections(cells: list[dict[str, Any]], grouped: dict) -> tuple[list[tu
     return sections, summary
 
 
+def target_only_note(source, target) -> str | None:
+    """A one-line note naming the tokens the target's transitions lead to and the source's never do
+    (a zero column of the source matrix, a positive one of the target's): the target's mass on them is
+    unreachable by any guidance of the source (density ratio +inf, docs/conventions.md section 1)."""
+    src, tgt = np.asarray(source, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    tokens = [v for v in range(src.shape[1]) if src[:, v].max() <= 0 < tgt[:, v].max()]
+    if not tokens:
+        return None
+    return (f"Note: target-only token(s) {', '.join(map(str, tokens))}: the target's transitions lead to them and the "
+            "source's never do, so no guidance of this source reaches that mass (density ratio +inf; "
+            "docs/conventions.md section 1) and every method's KL keeps a floor from it.")
+
+
 def _preset_section(preset: str, data: dict[str, Any], grouped: dict, metric_keys: list[str], ctx: Context
                     ) -> tuple[tuple[str, str] | None, str | None]:
     """One preset's metric table, KL-vs-n figure and transition heatmaps, with its headline sentence."""
@@ -228,6 +243,8 @@ def _preset_section(preset: str, data: dict[str, Any], grouped: dict, metric_key
         best = min(((grouped[(preset, m, n_min)]["transition_kl"].mean, m) for m in methods if (preset, m, n_min) in grouped))
         headline = f"preset `{preset}`: best at n target = {n_min} is {best[1]} (KL {fmt(best[0], 3)})"
     spec = data["presets"].get(preset)
+    if spec is not None and (note := target_only_note(spec["source"], spec["target"])):
+        parts.insert(0, note)
     if spec is not None:
         panels = [("true source", spec["source"]), ("true target", spec["target"])]
         if pcells:

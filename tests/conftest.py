@@ -12,10 +12,13 @@ torch.set_default_dtype(torch.float32)
 
 
 def pytest_configure(config):
-    # the pytest11 entry point registers the toolkit's fixtures once the package is installed;
-    # a checkout whose installed metadata predates it registers them here
-    if not config.pluginmanager.hasplugin("gtl_verify"):
-        config.pluginmanager.import_plugin("gtl_verify.testing.plugin")
+    # the pytest11 entry point (named "gtl_verify.testing.plugin", like `-p` and `pytest_plugins` name it)
+    # registers the toolkit's fixtures once the package is installed; a checkout whose installed metadata
+    # predates it (or names it otherwise) registers them here, unless the module is registered already
+    import gtl_verify.testing.plugin as plugin
+
+    if not config.pluginmanager.is_registered(plugin):
+        config.pluginmanager.register(plugin, "gtl_verify.testing.plugin")
 
 
 def pytest_addoption(parser):

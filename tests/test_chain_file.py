@@ -128,10 +128,90 @@ def test_resolve_pair_reads_presets_and_chain_files(tmp_path):
     pair, mixed = load_chain_pair(path), resolve_pair(str(path), overlap=0.25)
     torch.testing.assert_close(mixed.source.transition, 0.75 * pair.source.transition + 0.25 * pair.target.transition)
     assert torch.equal(resolve_pair(str(path), overlap=1.0).source.transition, pair.target.transition)
-    assert pair_identity("paper") == "paper" and pair_identity(str(path)).startswith(f"{path} (sha256 ")
+    assert pair_identity("paper") == "paper" and pair_identity(str(path)).startswith("chain file sha256 ")
     before = pair_identity(str(path))
     path.write_text(PAIR_TOML.replace("0.9, 0.1", "0.8, 0.2"))
     assert pair_identity(str(path)) != before
     hmm = save_chain_pair(make_hmm_pair("regime"), tmp_path / "regime.toml")
     with pytest.raises(ValueError, match="regime.toml: holds hidden Markov models"):
         resolve_pair(str(hmm))
+
+
+def test_pair_identity_is_the_content_not_the_path_or_name(tmp_path, monkeypatch):
+    """One content under two spellings of its path, another folder and another name has one identity
+    (the store key that seeds the weights), so it gets identical results; a changed matrix does not."""
+    from markov.config import load_config
+    from markov.presets import pair_identity
+    from markov.validator import setting_record
+
+    (tmp_path / "a").mkdir()
+    path = write(tmp_path / "a", PAIR_TOML, "sonly.toml")
+    renamed = write(tmp_path, PAIR_TOML.replace('"two tokens"', '"other label"'), "copy.toml")
+    monkeypatch.chdir(tmp_path / "a")
+    spellings = ["sonly.toml", str(path), "../a/sonly.toml", str(renamed)]
+    assert len({pair_identity(p) for p in spellings}) == 1
+    npz = save_chain_pair(load_chain_pair(path), tmp_path / "same.npz")  # same laws to round-off, other format
+    np.testing.assert_allclose(load_chain_pair(npz).source.transition, load_chain_pair(path).source.transition)
+    records = {str(setting_record("gtl", p, exact_length=3, length=4, samples=8, ratio_drift=0.0, seed=0,
+                                  learned_n_target=None)) for p in spellings}
+    assert len(records) == 1
+    hashes = {load_config(None, presets=[p]).cell_hash() for p in spellings}
+    assert len(hashes) == 1
+    changed = write(tmp_path, PAIR_TOML.replace("0.9, 0.1", "0.8, 0.2"), "changed.toml")
+    assert pair_identity(str(changed)) != pair_identity("sonly.toml")
+
+
+def test_the_same_pair_twice_is_refused(tmp_path):
+    from markov.cli import check_distinct_pairs
+
+    path = write(tmp_path, PAIR_TOML)
+    copy = write(tmp_path, PAIR_TOML.replace('"two tokens"', '"copy"'), "copy.toml")
+    check_distinct_pairs(["paper", str(path)])
+    with pytest.raises(ValueError, match="pair.toml is given twice"):
+        check_distinct_pairs([str(path), str(path)])
+    with pytest.raises(ValueError, match="copy.toml has the same content as .*pair.toml"):
+        check_distinct_pairs([str(path), str(copy)])
+    with pytest.raises(ValueError, match="paper is given twice"):
+        check_distinct_pairs(["paper", "paper"])
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("0.9, 0.1", "'0.9', 0.1", r"source.transition holds '0.9', not a real number"),
+    ("0.9, 0.1", "true, 0.1", r"source.transition holds True, not a real number"),
+    ('name = "two tokens"', "name = {a=1}", r"name must be a non-empty string, got \{'a': 1\}"),
+    ('name = "two tokens"', "name = 3", r"name must be a non-empty string, got 3"),
+    ("tolerance = 1e-3", 'tolerance = "1e-3"', r"tolerance must be a number, got '1e-3'"),
+])
+def test_values_that_are_not_numbers_or_names_are_refused(tmp_path, old, new, message):
+    path = write(tmp_path, PAIR_TOML.replace(old, new))
+    with pytest.raises(ChainFileError, match=rf"^{tmp_path / 'pair.toml'}: {message}"):
+        load_chain_pair(path)
+
+
+def test_encoding_and_directories_are_named_with_the_file(tmp_path):
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + PAIR_TOML.encode())
+    assert load_chain_pair(bom).name == "two tokens"  # a UTF-8 BOM is read as UTF-8
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(PAIR_TOML.replace("two tokens", "caf\u00e9").encode("latin-1"))
+    with pytest.raises(ChainFileError, match=r"latin.toml: not UTF-8 text \(byte 0xe9"):
+        load_chain_pair(latin)
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(ChainFileError, match=r"folder.toml: a directory, not a chain file"):
+        load_chain_pair(tmp_path / "folder.toml")
+
+
+def test_npz_values_of_the_wrong_kind_or_size_are_named(tmp_path):
+    arrays = {f"{side}_{f}": getattr(getattr(make_pair("paper"), side), f).numpy() for side in ("source", "target")
+              for f in ("initial", "transition")}
+    cases = {"complex": ({"source_transition": arrays["source_transition"].astype(complex)},
+                         r"source.transition holds .*j\) \(dtype complex128\), not a real number"),
+             "boolean": ({"target_initial": np.ones(5, dtype=bool)}, r"target.initial holds .*True.* \(dtype bool\)"),
+             "tolerance": ({"tolerance": np.array([1e-6, 1e-6])}, r"tolerance must be a single value, got an array of shape \(2,\)"),
+             "name": ({"name": np.array(["a", "b"])}, r"name must be a single value"),
+             "numeric name": ({"name": np.array(3)}, r"name must be a non-empty string, got 3")}
+    for label, (change, message) in cases.items():
+        path = tmp_path / f"{label.replace(' ', '-')}.npz"
+        np.savez(path, **{**arrays, **change})
+        with pytest.raises(ChainFileError, match=rf"^{path}: {message}"):
+            load_chain_pair(path)

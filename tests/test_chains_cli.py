@@ -91,7 +91,7 @@ def test_validate_default_folders_keep_each_pair_and_use_the_files_name(pair_fil
     assert folders == [f"runs/validate/{rule}/diagonal", f"runs/validate/{rule}/three-tokens"]
     chains = tmp_path / f"runs/validate/{rule}/three-tokens"
     results = json.loads((chains / "results.json").read_text())["results"]
-    assert results["preset"] == "three tokens" and "pair.toml" in results["pair"]
+    assert results["preset"] == "three tokens" and results["pair"].startswith("chain file sha256 ")  # content, not path
     report = (chains / "results.md").read_text()
     assert "# Guidance-rule validation (preset three tokens)" in report and "pair.toml" not in report.split("## Provenance")[0]
 

@@ -224,6 +224,19 @@ def test_markov_without_paper_preset_and_empty_lists(tmp_path, out):
         build_report(write(tmp_path, "m5", "markov-benchmark", {}), out)  # not a Markov results file
 
 
+def test_markov_report_notes_target_only_tokens(tmp_path, out):
+    from reports.render_markov import target_only_note
+
+    source, target = [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0]], [[0.4, 0.3, 0.3]] * 3
+    res = {"presets": {"p": {"vocab_size": 3, "source_transition": source, "target_transition": target},
+                       "q": {"vocab_size": 3, "source_transition": target, "target_transition": target}},
+           "cells": [{"preset": name, "n_target": 5, "method": "gtl", "seed": 0, "metrics": {"transition_kl": 0.5}}
+                     for name in ("p", "q")]}
+    text = build_report(write(tmp_path, "m6", "markov-benchmark", res), out).read_text()
+    assert text.count("target-only token(s) 2:") == 1  # p only: its source reaches 1 (from 2), never 2
+    assert target_only_note(target, target) is None
+
+
 def test_validation_report(tmp_path, out):
     md = build_report(write(tmp_path, "val", "validation", validation_results()), out)
     text = md.read_text()

@@ -208,7 +208,7 @@ def test_references_name_bad_inputs():
     oracle_pair = make_pair("paper")
     with pytest.raises(ValueError, match="pair must be a ChainPair, HMMPair or EnumerationOracle, got str"):
         exact_components("paper")
-    with pytest.raises(ValueError, match=r"z must be a batch of states \[B, L\]"):
+    with pytest.raises(ValueError, match=r"z must have shape \(batch, length\)"):
         assert_ratio_calibrated(exact_components(oracle_pair).ratio, oracle_pair, torch.tensor([5, 5]))
     assert format_state(torch.tensor([2, 5, 0]), 5) == "[2, M, 0]"
 
@@ -262,10 +262,45 @@ def test_plugin_gives_an_outside_project_its_fixtures(pytester):
 
     root = Path(__file__).resolve().parents[1]
     entry = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
-    assert entry == {"gtl_verify": "gtl_verify.testing.plugin"}
+    assert entry == {"gtl_verify.testing.plugin": "gtl_verify.testing.plugin"}
     pytester.makepyfile(test_mine=(root / "tests" / "test_user_guidance_example.py").read_text())
     run = pytester.runpytest_inprocess("-p", "no:gtl_verify", "-p", "gtl_verify.testing.plugin", "-k", "target_law")
     run.assert_outcomes(passed=6, deselected=1)
+
+
+@pytest.mark.parametrize("route", ["-p", "pytest_plugins"])
+def test_installed_entry_point_and_the_readme_routes_register_one_plugin(tmp_path, route):
+    """With the package installed (its pytest11 entry point, as pyproject.toml names it) AND the README's
+    ``-p gtl_verify.testing.plugin`` or ``pytest_plugins = [...]``, pytest starts and the fixtures work:
+    both routes register the plugin under one name. The install is a dist-info made from pyproject.toml;
+    the checkout's own installed entry point is blocked by its name for this run."""
+    import subprocess
+    import sys
+    import tomllib
+    from importlib.metadata import entry_points
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    entry = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
+    site = tmp_path / "site"
+    info = site / "gtl_verify_probe-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gtl-verify-probe\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[pytest11]\n" + "".join(f"{k} = {v}\n" for k, v in entry.items()))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_mine.py").write_text("def test_fixture(gtl_chain_pair):\n    assert gtl_chain_pair.vocab_size >= 2\n")
+    args = ["-p", "gtl_verify.testing.plugin"] if route == "-p" else []
+    if route == "pytest_plugins":
+        (project / "conftest.py").write_text('pytest_plugins = ["gtl_verify.testing.plugin"]\n')
+    blocked = [f"-p no:{e.name}" for e in entry_points(group="pytest11")
+               if e.value == "gtl_verify.testing.plugin" and e.name not in entry]
+    env = {**__import__("os").environ, "PYTHONPATH": f"{site}:{root}"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          *" ".join(blocked).split(), *args, str(project)],
+                         cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "error" not in run.stdout.lower()
 
 
 def test_a_users_markov_module_shadowing_the_package_is_named(monkeypatch, tmp_path):
@@ -284,3 +319,71 @@ def test_a_users_markov_module_shadowing_the_package_is_named(monkeypatch, tmp_p
     with pytest.raises(ImportError, match="shadows gtl-verify's markov package"):
         testing.random_hmm_pair  # noqa: B018 - the lazy import is the behaviour under test
     importlib.invalidate_caches()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"s": 0.8, "t": 0.2}, r"s must be smaller than t, got s=0.8, t=0.2"),
+    ({"s": 0.5, "t": 0.5}, r"s must be smaller than t"),
+    ({"s": -0.1}, r"^s must be in \[0, 1\], got -0.1"),
+    ({"t": 1.5}, r"^t must be in \[0, 1\], got 1.5"),
+    ({"tol": -1e-9}, r"^tol must be in \[0, inf\), got -1e-09"),
+    ({"tol": float("nan")}, r"^tol must be in \[0, inf\), got nan"),
+    ({"z": torch.tensor([5, 5, 5])}, r"^z must have shape \(batch, length\), got \(3,\)"),
+    ({"z": torch.tensor([[5.0, 0.7, 5.0]])}, r"^z must be an integer tensor, got torch.float32"),
+    ({"z": torch.tensor([[6, 5, 5]])}, r"^z has a token outside 0..5"),
+])
+def test_step_assertion_refuses_a_wrong_setup_before_work(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        assert_rule_matches_exact_step(GTL(), make_pair("paper"), **kwargs)
+
+
+@pytest.mark.parametrize("tol", [-1.0, float("nan"), float("inf")])
+def test_every_assertion_refuses_a_tolerance_that_is_not_a_finite_real_at_least_zero(tol):
+    pair, z = make_pair("paper"), torch.tensor([[5, 5, 5]])
+    comp = exact_components(pair)
+    for check in (lambda: assert_sampler_law_exact(GTL(), pair, 2, tol=tol),
+                  lambda: assert_ratio_calibrated(comp.ratio, pair, z, tol=tol),
+                  lambda: assert_denoiser_exact(comp.source, pair, z, tol=tol)):
+        with pytest.raises(ValueError, match="^tol must be in"):
+            check()
+
+
+def test_sampler_law_assertion_names_a_setup_it_cannot_check():
+    pair = make_pair("paper")
+    with pytest.raises(ValueError, match=r"^length 8 is too large for the exact law: \(K\+1\)\*\*L = 1679616"):
+        assert_sampler_law_exact(GTL(), pair, 8)
+    with pytest.raises(ValueError, match=r"^gamma must be 1 in assert_sampler_law_exact .* got 2"):
+        assert_sampler_law_exact(GTL(), pair, 2, gamma=2)
+
+
+def test_a_ratio_model_with_the_wrong_number_of_values_fails_the_assertion():
+    pair, z = make_pair("paper"), torch.tensor([[5, 5, 5], [0, 5, 5]])
+    comp = exact_components(pair)
+    with pytest.raises(AssertionError, match=r"ratio model returned shape \(3,\) \(3 values\), expected \(2,\)"):
+        assert_ratio_calibrated(lambda z, t: torch.zeros(3), pair, z)
+    assert_ratio_calibrated(lambda z, t: comp.ratio(z, t)[:, None], pair, z)  # [B, 1] is the same values
+
+
+@settings(max_examples=15)
+@given(oracles("masked", max_noisy_states=300), st.data())
+def test_masked_states_draws_from_an_enumeration_oracle(oracle, data):
+    comp = exact_components(oracle)
+    length = comp.fixed_length
+    z = data.draw(masked_states(oracle, length))
+    assert z.shape[1] == length and (z == comp.mask_id).all(-1)[0]
+    post = comp.source(z, torch.full((len(z),), 0.5)).exp()  # NaN rows: a state the source cannot produce
+    assert not torch.isnan(post[z == comp.mask_id]).any()
+    with pytest.raises(ValueError, match=f"length must be {length}"):
+        data.draw(masked_states(oracle, length + 1))
+
+
+def test_a_float32_output_failing_the_default_tolerance_names_its_dtype():
+    pair, z = make_pair("paper"), torch.tensor([[5, 5, 5], [0, 5, 5]])
+    comp = exact_components(pair)
+    with pytest.raises(AssertionError, match=r"note: the output is torch.float32 \(round-off 1.2e-07 > tolerance 1e-09\)"):
+        assert_denoiser_exact(lambda z, t: comp.source(z, t).float() + 1e-4, pair, z, tol=1e-9)
+    with pytest.raises(AssertionError, match=r"the output is torch.float32"):
+        assert_ratio_calibrated(lambda z, t: comp.ratio(z, t).float() + 1e-4, pair, z, tol=1e-9)
+    with pytest.raises(AssertionError) as info:
+        assert_denoiser_exact(lambda z, t: comp.source(z, t) + 1e-4, pair, z, tol=1e-9)  # float64: no note
+    assert "the output is" not in str(info.value)

@@ -463,6 +463,7 @@ def test_probability_warning_flags_nonnegative_outputs(seed, m, k, reveal_only):
     assert "looks like probabilities, expected log-weights" in probability_warning(probs, reveal_only, k)
     assert "looks like probabilities" in probability_warning(torch.zeros(m, k + 1), reveal_only, k)
     assert probability_warning(probs.log(), reveal_only, k) is None
+    assert probability_warning(torch.zeros(m, 2), reveal_only, 1) is None  # K = 1: log-weight 0 is a law
 
 
 def test_validator_warns_about_a_rule_returning_probabilities(capsys):
@@ -525,3 +526,25 @@ def test_ancestral_not_exact_verdicts_cite_the_discretisation_error():
         assert verdict.startswith("not exact")
         assert verdict.endswith(f"the sampler's own discretisation error here: full guidance TV {reference:.3g}")
     assert "discretisation" not in rows[("mine", "exact: left-to-right")]["verdict"]
+
+
+def test_target_only_tokens_are_explained_with_the_best_achievable_tv(tmp_path):
+    """The source never emits token 1; the target is uniform: at length 2 the target puts 3/4 on sequences
+    the source cannot produce, so every rule's exact TV is >= 3/4 = the best achievable, and both are said."""
+    from markov.validator import target_only_note
+
+    path = tmp_path / "sonly.toml"
+    path.write_text("[source]\ninitial = [1.0, 0.0]\ntransition = [[1.0, 0.0], [1.0, 0.0]]\n"
+                    "[target]\ninitial = [0.5, 0.5]\ntransition = [[0.5, 0.5], [0.5, 0.5]]\n")
+    res = validate(GTL(name="mine"), str(path), exact_length=2, length=4, samples=8, progress=False)
+    note = next(n for n in res["notes"] if "cannot produce" in n)
+    assert "mass 0.75 on sequences of length 2" in note and "best achievable exact TV is 0.75" in note
+    exact = [r for r in res["rules"] if r["exact_tv"] is not None]
+    assert exact and all(r["exact_tv"] >= 0.75 - 1e-12 for r in exact)
+    assert all("best achievable TV 0.75" in r["verdict"] for r in exact if r["verdict"].startswith("not exact"))
+    assert target_only_note(make_pair("paper"), 3) == (None, 0.0)
+    from reports.builder import build_report
+    from gtl_verify.provenance import provenance, write_results
+
+    written = write_results(tmp_path / "results.json", "validation", res, provenance())
+    assert "best achievable exact TV is 0.75" in build_report(written, tmp_path / "report").read_text()

@@ -20,11 +20,12 @@ from __future__ import annotations
 import torch
 
 from ..enumeration import enumerate_sequences
-from ..exact_law import planner_law
+from ..exact_law import MAX_STATES, planner_law
 from ..planners import LeftToRightPlanner
 from ..rules import rule_name
 from ..samplers import SamplerConfig
 from ..schedules import LogLinearSchedule, Schedule
+from ..validation import check_real_range, check_times, check_tokens
 from .exact import DTYPE, ExactComponents, exact_components, exact_guided_step, format_state, make_step_input
 
 MAX_ROWS = 12  # outcomes listed in a failure message
@@ -56,6 +57,30 @@ def _locate(bad: torch.Tensor, positions: torch.Tensor, z: torch.Tensor, mask_id
     return j, i, f"z = {format_state(z[b], mask_id)} (row {b}), masked position {i}"
 
 
+def _dtype_note(out, tol: float) -> str:
+    """For a floating output coarser than the tolerance (float32 round-off 1.2e-07 > the default 1e-9),
+    a note naming its dtype; otherwise ''."""
+    dtype = getattr(out, "dtype", None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or torch.finfo(dtype).eps <= tol:
+        return ""
+    return (f"\n  note: the output is {dtype} (round-off {torch.finfo(dtype).eps:.2g} > tolerance {tol:g}): compute in "
+            "float64 or pass a tol above that round-off")
+
+
+def _check_tol(tol: float) -> float:
+    """``tol`` as a float, or ValueError: it must be a finite real >= 0 (NaN would fail every check)."""
+    return check_real_range("tol", tol, 0.0)
+
+
+def _as_states(comp: ExactComponents, z) -> torch.Tensor:
+    """z as int64 [B, L], or ValueError: an integer tensor of two dimensions (float token ids are refused,
+    not truncated) with entries in 0..K (K = the mask id) and a length the components answer for."""
+    z = torch.as_tensor(z)
+    check_tokens("z", z, comp.mask_id + 1)
+    comp.check_length(z.shape[1])
+    return z.long()
+
+
 def _step_probs(name: str, out, m: int, k: int, where: str) -> torch.Tensor:
     """The rule's output as probabilities [M, K+1], or an AssertionError saying what is wrong with it."""
     if not torch.is_tensor(out):
@@ -81,17 +106,21 @@ def assert_rule_matches_exact_step(rule, pair, z: torch.Tensor | None = None, *,
     default: the all-mask state of ``length``). The rule gets the exact source denoiser and the
     exact ratio; its [M, K + 1] log-weights, normalised, must be within TV ``tol`` of
     :func:`~gtl_verify.testing.exact.exact_guided_step` with the same ``candidates`` (None: all K).
+    Raises ValueError (the test's setup, before any work) unless 0 <= s < t <= 1, ``tol`` is a finite
+    real >= 0 and z is an integer [B, L] tensor of ids in 0..K.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not the toolkit's
+    tol = _check_tol(tol)
+    s, t = check_times(s, t)
     comp = exact_components(pair)
-    z = (torch.full((1, comp.check_length(length)), comp.mask_id) if z is None else torch.as_tensor(z)).long()
-    comp.check_length(z.shape[1])
+    z = torch.full((1, comp.check_length(length)), comp.mask_id) if z is None else _as_states(comp, z)
     schedule = schedule or LogLinearSchedule()
     want = exact_guided_step(comp, z, s, t, gamma, schedule, candidates)
     name = rule_name(rule)
     where = f"at the step t={t:g} -> s={s:g} (gamma={gamma:g})"
     step = make_step_input(comp, z, s, t, gamma, schedule)
-    got = _step_probs(name, rule(step), step.positions.shape[0], comp.vocab_size, where)
+    out = rule(step)
+    got = _step_probs(name, out, step.positions.shape[0], comp.vocab_size, where)
     tv = total_variation(want, got)
     bad = ~(tv <= tol)  # NaN counts as a difference
     if not bad.any():
@@ -106,7 +135,7 @@ def assert_rule_matches_exact_step(rule, pair, z: torch.Tensor | None = None, *,
         f"  TV = {float(tv[j]):.6g} > tolerance {tol:g}; {int(bad.sum())} of {len(tv)} masked positions differ, "
         f"largest TV {float(tv.max()):.6g}\n"
         "  expected: stay = (1-a_s)/(1-a_t); tokens = (a_s-a_t)/(1-a_t) * p^(1-gamma) q^gamma, normalised over the "
-        "candidates (p, q: exact source and target posteriors at the position)")
+        "candidates (p, q: exact source and target posteriors at the position)" + _dtype_note(out, tol))
 
 
 def _sequence_labels(vocab_size: int, length: int) -> list[str]:
@@ -128,13 +157,23 @@ def assert_sampler_law_exact(rule, pair, length: int, *, planner=None, temperatu
     the exact ratio has exactly the target's law over the K^L sequences of ``length``.
 
     The law is propagated exactly (no sampling noise). planner: default left-to-right at temperature 0;
-    any planner and temperature are exact for an exact rule at gamma = 1. Returns the
+    any planner and temperature are exact for an exact rule at gamma = 1, the only gamma whose exact
+    output law is the target's (gamma != 1 raises ValueError: the reference would be wrong). Raises
+    ValueError, before any work, when (K + 1)^length exceeds the exact propagation's
+    :data:`~gtl_verify.exact_law.MAX_STATES` or ``tol`` is not a finite real >= 0. Returns the
     :class:`~gtl_verify.exact_law.ExactLaw` on success. (The ancestral sampler is not covered: it
     reveals the positions of one step independently given z_t, so it is exact only as T -> infinity.)
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not the toolkit's
+    tol = _check_tol(tol)
+    if check_real_range("gamma", gamma) != 1.0:
+        raise ValueError(f"gamma must be 1 in assert_sampler_law_exact (only at gamma = 1 is the exact law the "
+                         f"target's), got {gamma}; check other gammas step by step with assert_rule_matches_exact_step")
     comp = exact_components(pair)
     length = comp.check_length(length)
+    if (comp.vocab_size + 1) ** length > MAX_STATES:
+        raise ValueError(f"length {length} is too large for the exact law: (K+1)**L = {(comp.vocab_size + 1) ** length} "
+                         f"noisy states exceed {MAX_STATES} (K = {comp.vocab_size}); use a shorter length")
     schedule = schedule or LogLinearSchedule()
     name = rule_name(rule)
     config = SamplerConfig(1, length, gamma=gamma, rule=rule, temperature=temperature, final_argmax=False)
@@ -160,19 +199,20 @@ def assert_sampler_law_exact(rule, pair, length: int, *, planner=None, temperatu
         f"(mass left on masked states {law.leftover_mass:.3g})" + _outside_source_note(source, target))
 
 
-def _as_states(comp: ExactComponents, z) -> torch.Tensor:
-    z = torch.as_tensor(z).long()
-    if z.dim() != 2:
-        raise ValueError(f"z must be a batch of states [B, L], got shape {tuple(z.shape)}")
-    comp.check_length(z.shape[1])
-    return z
-
-
 def _log_mismatch(got: torch.Tensor, want: torch.Tensor, tol: float) -> torch.Tensor:
     """Bool mask of entries that differ: infinities must match with sign, finite ones within tol."""
     same_inf = (torch.isinf(got) & torch.isinf(want) & (torch.sign(got) == torch.sign(want)))
     close = (got - want).abs() <= tol
     return ~(same_inf | (torch.isfinite(got) & torch.isfinite(want) & close))
+
+
+def _model_output(what: str, out, shape: tuple[int, ...]) -> torch.Tensor:
+    """A model's output as float64 of ``shape`` (a [B] output may also come as [B, 1]), or an
+    AssertionError naming the shapes: a wrong number of values is the model's fault."""
+    got = torch.as_tensor(out).detach().to(DTYPE)
+    if got.numel() != torch.Size(shape).numel():
+        raise AssertionError(f"{what} returned shape {tuple(got.shape)} ({got.numel()} values), expected {tuple(shape)}")
+    return got.reshape(shape)
 
 
 def assert_ratio_calibrated(ratio_model, pair, z, *, t: float = 0.5, tol: float = 1e-8) -> None:
@@ -182,23 +222,26 @@ def assert_ratio_calibrated(ratio_model, pair, z, *, t: float = 0.5, tol: float 
 
     States impossible under the source have log r = +inf (target-only mass); under both, -inf."""
     __tracebackhide__ = True  # pytest shows the caller's line, not the toolkit's
+    tol = _check_tol(tol)
     comp = exact_components(pair)
     z = _as_states(comp, z)
     tt = torch.full((z.shape[0],), t, dtype=torch.float32)
     want = comp.ratio(z, tt).to(DTYPE)
-    got = torch.as_tensor(ratio_model(z, tt)).detach().to(DTYPE).reshape(want.shape)
+    out = ratio_model(z, tt)
+    got = _model_output("ratio model", out, want.shape)
     bad = _log_mismatch(got, want, tol)
     if bad.any():
         b = int(bad.nonzero()[0, 0])
         raise AssertionError(
             f"ratio model is not calibrated: at z = {format_state(z[b], comp.mask_id)} (row {b}) it gives "
             f"log r = {float(got[b]):.6g}, the exact log q_t(z)/p_t(z) is {float(want[b]):.6g} "
-            f"(|diff| {abs(float(got[b] - want[b])):.3g} > tolerance {tol:g}); {int(bad.sum())} of {len(bad)} states differ")
+            f"(|diff| {abs(float(got[b] - want[b])):.3g} > tolerance {tol:g}); {int(bad.sum())} of {len(bad)} states differ"
+            + _dtype_note(out, tol))
     if not hasattr(ratio_model, "single_site"):
         return
     masked = z == comp.mask_id
     want_site = comp.ratio.single_site(z, tt).to(DTYPE)[masked]
-    got_site = torch.as_tensor(ratio_model.single_site(z, tt)).detach().to(DTYPE)[masked]
+    got_site = _model_output("ratio model's single_site", ratio_model.single_site(z, tt), (*z.shape, comp.vocab_size))[masked]
     bad = _log_mismatch(got_site, want_site, tol).any(-1)
     if bad.any():
         j, _, place = _locate(bad, masked.nonzero(), z, comp.mask_id)
@@ -212,6 +255,7 @@ def assert_denoiser_exact(denoiser, pair, z, *, which: str = "source", t: float 
     """Assert that ``denoiser(z)`` [B, L, K] gives the exact posterior p(x^i = v | z) of the ``which``
     law ("source" or "target") at every masked position of z [B, L], within TV ``tol`` per position."""
     __tracebackhide__ = True  # pytest shows the caller's line, not the toolkit's
+    tol = _check_tol(tol)
     comp = exact_components(pair)
     if which not in ("source", "target"):
         raise ValueError(f"which must be 'source' or 'target', got {which!r}")
@@ -222,7 +266,8 @@ def assert_denoiser_exact(denoiser, pair, z, *, which: str = "source", t: float 
     if torch.isnan(want[z == comp.mask_id]).any():
         b = int(torch.isnan(want).any(-1).any(-1).nonzero()[0, 0])
         raise ValueError(f"state z = {format_state(z[b], comp.mask_id)} has probability 0 under the {which}")
-    got = torch.as_tensor(denoiser(z, tt)).detach().to(DTYPE)
+    out = denoiser(z, tt)
+    got = torch.as_tensor(out).detach().to(DTYPE)
     if got.shape != want.shape:
         raise AssertionError(f"denoiser returned shape {tuple(got.shape)}, expected [B, L, K] = {tuple(want.shape)}")
     got = got.exp()
@@ -236,5 +281,6 @@ def assert_denoiser_exact(denoiser, pair, z, *, which: str = "source", t: float 
     raise AssertionError(
         f"denoiser differs from the exact {which} posterior p(x^i = v | z) at {place}:\n"
         f"{law_table(want[masked][j], got[masked][j], labels)}\n"
-        f"  TV = {float(tv[j]):.6g} > tolerance {tol:g}; {int(bad.sum())} of {len(tv)} masked positions differ")
+        f"  TV = {float(tv[j]):.6g} > tolerance {tol:g}; {int(bad.sum())} of {len(tv)} masked positions differ"
+        + _dtype_note(out, tol))
 

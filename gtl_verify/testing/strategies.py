@@ -83,18 +83,36 @@ def pairs(vocab=(2, 4)) -> st.SearchStrategy:
 
 @st.composite
 def masked_states(draw, pair, length: int, batch=(1, 6)) -> torch.Tensor:
-    """States z [B, L] (mask id K) possible under both laws of ``pair``: target draws, masked at a
-    random rate per row, kept where the source allows them; row 0 is the all-mask state."""
+    """States z [B, L] (mask id K) possible under both laws of ``pair`` (anything
+    :func:`~gtl_verify.testing.exact.exact_components` takes: chain or HMM pairs, enumeration oracles):
+    target draws, masked at a random rate per row, kept where the source allows them; row 0 is the
+    all-mask state. Raises ValueError for a length the pair does not answer for."""
+    from ..enumeration import enumerate_sequences
     from .exact import exact_components
 
     comp = exact_components(pair)
+    comp.check_length(length)
     gen = torch.Generator().manual_seed(draw(seeds))
     n = draw(st.integers(*batch))
-    x = pair.target.sample(n, length, gen)
+    if hasattr(pair, "target") and hasattr(pair.target, "sample"):
+        x = pair.target.sample(n, length, gen)
+        z = _mask_rows(x, comp.mask_id, gen)
+        return z[torch.isfinite(comp.source.log_obs(z))]
+    # an exact table only (enumeration oracle): draw from the target's table, keep what the source allows
+    sequences = enumerate_sequences(comp.vocab_size, length)
+    x = sequences[torch.multinomial(comp.target_table(length).to(torch.float64), n, replacement=True, generator=gen)]
+    z = _mask_rows(x, comp.mask_id, gen)
+    consistent = ((z[:, None, :] == comp.mask_id) | (z[:, None, :] == sequences[None])).all(-1)
+    return z[consistent.to(torch.float64) @ comp.source_table(length).to(torch.float64) > 0]
+
+
+def _mask_rows(x: torch.Tensor, mask_id: int, gen: torch.Generator) -> torch.Tensor:
+    """x [B, L] with each row masked at its own uniform rate; row 0 fully masked."""
+    n, length = x.shape
     rate = torch.rand(n, 1, generator=gen, dtype=torch.float64)
-    z = torch.where(torch.rand(n, length, generator=gen, dtype=torch.float64) < rate, comp.mask_id, x)
-    z[0] = comp.mask_id
-    return z[torch.isfinite(comp.source.log_obs(z))]
+    z = torch.where(torch.rand(n, length, generator=gen, dtype=torch.float64) < rate, mask_id, x)
+    z[0] = mask_id
+    return z
 
 
 @st.composite
