@@ -3,30 +3,22 @@ candidate end to end on synthetic arXiv data (trained, sampled, measured, resume
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import lzma
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ("model energy field network quantum learning graph wave lattice data spin flow optimal "
          "sparse kernel random policy agent neural convex bound proof").split()
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("language_cpu_tuning", ROOT / "benchmarks" / "language_cpu_tuning.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["language_cpu_tuning"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tuning = _load()
+tuning = load_benchmark("language_cpu_tuning")
 
 
 def _write(path: Path, category: str, n: int) -> None:

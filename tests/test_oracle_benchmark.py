@@ -5,22 +5,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "oracle_throughput.py"
+from benchmark_scripts import load_benchmark
+
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("oracle_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield load_benchmark("oracle_throughput")
+    sys.modules.pop("oracle_throughput", None)
 
 
 def test_tiny_run_writes_ratios_to_the_bare_chain(bench, tmp_path, monkeypatch, capsys):

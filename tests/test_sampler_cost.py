@@ -3,10 +3,8 @@ formula-only rows carry their reason, and the config rows read their sizes throu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -17,18 +15,12 @@ import torch
 from gtl_verify.networks import BackboneConfig
 from gtl_verify.schedules import LogLinearSchedule
 
+from benchmark_scripts import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("sampler_cost", ROOT / "benchmarks" / "sampler_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sampler_cost"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sc = _load_benchmark()
+sc = load_benchmark("sampler_cost")
 CPU = torch.device("cpu")
 
 
