@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .counting import CallCount
+from .learned import _device
 from .networks import Backbone, BackboneConfig, readout
 from .validation import check_int_range
 
@@ -73,12 +74,6 @@ class SingleSiteRatioNet(nn.Module):
         delta = torch.where(masked, site, torch.zeros((), dtype=site.dtype, device=site.device))
         level = None if self.level is None else readout(self.level, h)[..., 0].sum(dim=1)
         return SingleSiteOutput(level, delta)
-
-
-def _device(net: nn.Module) -> torch.device:
-    for p in net.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 class AmortisedRatio:

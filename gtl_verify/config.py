@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .training import TrainConfig
 from .validation import check_int_range, check_real_range
 
 T = TypeVar("T")
@@ -185,15 +186,12 @@ class Budget:
     ema: float = 0.0
 
     def __post_init__(self) -> None:
-        check_int_range("steps", self.steps, 0)
-        check_int_range("batch_size", self.batch_size, 2)
-        check_real_range("lr", self.lr, 0.0, open_low=True)
-        check_real_range("weight_decay", self.weight_decay, 0.0)
-        check_int_range("warmup", self.warmup, 0)
-        check_real_range("grad_clip", self.grad_clip, 0.0)
-        e = check_real_range("ema", self.ema, 0.0, 1.0)
-        if e >= 1.0:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        check_int_range("batch_size", self.batch_size, 2)  # a budget needs 2+ rows (TrainConfig: 1+)
+        self.train_config(seed=0)  # TrainConfig checks the other fields
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The :class:`gtl_verify.training.TrainConfig` of this budget with seed ``seed``."""
+        return TrainConfig(seed=seed, **dataclasses.asdict(self))
 
 
 __all__ = ["Budget", "ConfigError", "NetSize", "as_dict", "build", "check_choice", "check_sequence", "check_type", "load",

@@ -64,9 +64,7 @@ class EstimatorBudget:
         return self.train.batch_size
 
     def train_config(self, seed: int) -> TrainConfig:
-        b = self.train
-        return TrainConfig(steps=b.steps, batch_size=b.batch_size, lr=b.lr, weight_decay=b.weight_decay, seed=seed,
-                           warmup=b.warmup, grad_clip=b.grad_clip, ema=b.ema)
+        return self.train.train_config(seed)
 
     def backbone(self, vocab_size: int, length: int, *, time_conditioning: bool = False) -> BackboneConfig:
         """Bidirectional DiT backbone over tokens 0..K (mask id K)."""
