@@ -21,6 +21,7 @@ from gtl_verify.recipes import Hooks
 from gtl_verify.schedules import LogLinearSchedule, Schedule
 from gtl_verify.store import ComponentId, ComponentStore, Fit, key_digest
 from gtl_verify.training import TrainConfig, train
+from gtl_verify.validation import check_device
 
 from .config import Budget, LanguageConfig, NetSize
 from .vocabulary import Vocabulary
@@ -134,12 +135,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU raises."""
+    """``auto`` -> cuda when available, else cpu; otherwise :func:`gtl_verify.validation.check_device`
+    (``cuda`` without a GPU raises)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("runtime.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
+    return check_device("runtime.device", name)
 
 
 def backbone(size: NetSize, vocab: Vocabulary, length: int, time_conditioning: bool = False) -> BackboneConfig:
