@@ -37,6 +37,7 @@ from gtl_verify.forward import enumerate_sequences
 from gtl_verify.validation import check_int_range, check_mask_id, check_probability, check_real_range, check_tokens
 
 from .chain import DTYPE, MarkovChain
+from .oracle import _log_ratio
 from .presets import ChainPair
 
 HMM_PRESETS = ("regime",)
@@ -197,11 +198,6 @@ class HMMOracle:
     def __call__(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x^i = v | z), [B, L, K] float64 (``t`` is ignored: R3)."""
         return self.posterior(z)[0].to(z.device)
-
-
-def _log_ratio(log_num: torch.Tensor, log_den: torch.Tensor) -> torch.Tensor:
-    """log(num/den), num = 0 read as ratio 0 (-inf) also when den = 0 (the oracle convention)."""
-    return torch.where(torch.isneginf(log_num), -torch.inf, log_num - log_den)
 
 
 class HMMPairOracle:

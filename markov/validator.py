@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import math
 import sys
 import time
 from pathlib import Path
@@ -117,7 +116,6 @@ def learned_components(preset: str, seed: int, n_target: int, length: int, model
     from .benchmark import Cell
     from .components import ComponentStore
 
-    check_int_range("learned n_target", n_target, 1)
     config = dataclasses.replace(base or MarkovConfig(), presets=(preset,), n_targets=(n_target,), seeds=(seed,),
                                  length=length, overlap_n_target=n_target)
     cell = Cell(config, preset, seed, n_target, ComponentStore(models_dir, progress=progress), {})
