@@ -28,7 +28,7 @@ from .planners import position_log_probs
 from .protocols import Denoiser, Planner, SequenceRatio
 from .samplers import SamplerConfig
 from .schedules import Schedule
-from .step import StepContext, check_possible, reverse_step
+from .step import StepContext, argmax_fill, reverse_step
 
 MAX_STATES = 200_000
 
@@ -67,9 +67,7 @@ def _finish(law: torch.Tensor, states: torch.Tensor, ctx: StepContext, vocab_siz
     if leftover > 0 and final_argmax:
         rows = masked_rows & (law > 0)
         z = states[rows]
-        check_possible(ctx.log_probs(z, 0.0), (z == mask_id).nonzero(), final_fill=True)
-        filled = torch.where(z == mask_id, ctx.log_probs(z, 0.0).argmax(-1), z)
-        clean.index_add_(0, sequence_index(filled, vocab_size), law[rows])
+        clean.index_add_(0, sequence_index(argmax_fill(ctx, z), vocab_size), law[rows])
     return ExactLaw(clean, leftover)
 
 

@@ -71,11 +71,9 @@ def mdlm_posterior(token_log_probs: torch.Tensor, alpha_s: float, alpha_t: float
 
 # ------------------------------------------------------------------ gamma schedules
 def check_gamma(value: float, name: str = "gamma") -> float:
-    """Raise unless ``value`` is a finite real >= 0 (gamma = inf is not a guidance strength)."""
-    value = check_real_range(name, value, 0.0)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real >= 0, got {value}")
-    return value
+    """Raise unless ``value`` is a finite real >= 0 (gamma = inf is not a guidance strength;
+    :func:`~gtl_verify.validation.check_real_range` rejects non-finite values)."""
+    return check_real_range(name, value, 0.0)
 
 
 @dataclass(frozen=True)

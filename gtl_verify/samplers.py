@@ -29,7 +29,7 @@ from .planners import choose_positions
 from .protocols import Denoiser, Planner, SequenceRatio
 from .rules import GTL, GuidanceRule
 from .schedules import Schedule
-from .step import StepContext, check_possible, reverse_step
+from .step import StepContext, argmax_fill, reverse_step
 from .validation import check_int_range, check_real_range
 
 
@@ -96,9 +96,7 @@ def _finish(ctx: StepContext, z: torch.Tensor, steps: int, final_argmax: bool, s
     mask_id = ctx.mask_id
     leftover = int((z == mask_id).sum())
     if leftover and final_argmax:
-        check_possible(ctx.log_probs(z, 0.0), (z == mask_id).nonzero(), final_fill=True)
-        best = ctx.log_probs(z, 0.0).argmax(-1)
-        z = torch.where(z == mask_id, best, z)
+        z = argmax_fill(ctx, z)
     ratio = ctx.ratio
     return SampleResult(
         tokens=z, steps=steps,

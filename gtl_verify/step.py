@@ -34,7 +34,7 @@ class StepContext:
 
     ``gamma``: a gamma schedule t -> gamma(t) (see :func:`gtl_verify.guidance.make_gamma`).
     ``top_k``: truncate every step's token law to its k most likely tokens (None: no truncation).
-    The denoiser output is cached while the sequences are unchanged (and the denoiser ignores t)."""
+    The denoiser output is cached while the sequences are unchanged (and t too, if the denoiser uses it)."""
 
     denoiser: CountingDenoiser
     ratio: CountingRatio | None
@@ -43,7 +43,7 @@ class StepContext:
     gamma: guidance.GammaSchedule
     top_k: int | None = None
     planner: CountingPlanner | None = None
-    _cache: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False)
+    _cache: tuple[torch.Tensor, float, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(
@@ -78,20 +78,22 @@ class StepContext:
 
     def log_probs(self, z: torch.Tensor, t: float) -> torch.Tensor:
         """Denoiser log p(x^i = v | z_t) [B, L, K], cast to float64 before any guidance."""
-        if self._cache is not None and not self.denoiser.uses_time and torch.equal(self._cache[0], z):
-            return self._cache[1]
+        if self._cache is not None and (not self.denoiser.uses_time or self._cache[1] == t) and torch.equal(self._cache[0], z):
+            return self._cache[2]
         tt = torch.full((z.shape[0],), t, dtype=torch.float32, device=z.device)
         out = self.denoiser(z, tt).to(torch.float64)
-        self._cache = (z.clone(), out)
+        self._cache = (z.clone(), t, out)
         return out
 
-    def step_input(self, z: torch.Tensor, t: float, s: float, log_probs: torch.Tensor, positions: torch.Tensor) -> StepInput:
-        """The rule's input at step t -> s for the masked ``positions`` [M, 2]."""
+    def step_input(self, z: torch.Tensor, t: float, s: float, log_probs: torch.Tensor, positions: torch.Tensor,
+                   gamma: float | None = None) -> StepInput:
+        """The rule's input at step t -> s for the masked ``positions`` [M, 2] (``gamma``: gamma(t)
+        when the caller already has it)."""
         tt = torch.full((z.shape[0],), t, dtype=torch.float32, device=z.device)
         ratio = self.ratio
         return StepInput(
             z=z, t=t, s=s, alpha_t=float(self.schedule.alpha(t)), alpha_s=float(self.schedule.alpha(s)),
-            log_probs=log_probs, positions=positions, gamma=self.gamma_at(t), mask_id=self.mask_id,
+            log_probs=log_probs, positions=positions, gamma=self.gamma_at(t) if gamma is None else gamma, mask_id=self.mask_id,
             score=None if ratio is None else (lambda tokens: guidance.score_candidates(ratio, z, positions, tokens, tt)),
             sequence_log_ratio=None if ratio is None else (lambda: ratio(z, tt).to(torch.float64)),
             sequence_ratio=ratio,
@@ -132,6 +134,15 @@ def check_possible(log_probs: torch.Tensor, positions: torch.Tensor, z: torch.Te
     raise guidance.ImpossibleStepError(f"denoiser log-probs are {what} {where}: {cause}")
 
 
+def argmax_fill(ctx: StepContext, z: torch.Tensor) -> torch.Tensor:
+    """``z`` [B, L] with every mask filled by the denoiser's arg-max at t = 0 (the documented
+    ``final_argmax`` option); raises as :func:`check_possible` (``final_fill``) for an impossible row."""
+    masked = z == ctx.mask_id
+    log_probs = ctx.log_probs(z, 0.0)
+    check_possible(log_probs, masked.nonzero(), final_fill=True)
+    return torch.where(masked, log_probs.argmax(-1), z)
+
+
 def reverse_step(ctx: StepContext, z: torch.Tensor, t: float, s: float, positions: torch.Tensor, *, reveal_only: bool = False) -> torch.Tensor:
     """Normalised float64 step law [M, K + 1] (last slot: stay masked) of the masked ``positions``
     [M, 2] of ``z`` [B, L] for the step t -> s (0 <= s < t <= 1): the rule's output, the stay slot
@@ -146,7 +157,7 @@ def reverse_step(ctx: StepContext, z: torch.Tensor, t: float, s: float, position
         raise ValueError(f"ratio is None but rule {rule_name(ctx.rule)!r} needs one at gamma={gamma}; pass a ratio or gamma=0")
     log_probs = ctx.log_probs(z, t)
     check_possible(log_probs, positions, z, ctx.mask_id)
-    weights = ctx.rule(ctx.step_input(z, t, s, log_probs, positions))
+    weights = ctx.rule(ctx.step_input(z, t, s, log_probs, positions, gamma))
     expected = (positions.shape[0], ctx.vocab_size + 1)
     if not torch.is_tensor(weights) or tuple(weights.shape) != expected:
         got = tuple(weights.shape) if torch.is_tensor(weights) else type(weights).__name__
