@@ -21,8 +21,7 @@ The perplexity evaluator is the candidate's own denoiser (the pipeline's evaluat
 physics denoiser of the same size, would double the training cost of every candidate); the
 ratio sample / held-out perplexity is what the targets use.
 
-The trainer has no learning-rate decay; the cosine schedule is applied here by an AdamW subclass
-that sets each step's rate (patched in for the duration of one :func:`train` call only).
+The cosine schedule is the trainer's own (``TrainConfig.lr_schedule``, :func:`gtl_verify.training.lr_factor`).
 
 Results go to ``--out`` (JSON, rewritten after every candidate; a candidate already there with the
 same settings is skipped, so an interrupted run resumes) and a Markdown table beside it (a hand-written
@@ -34,7 +33,6 @@ Run: ``OMP_NUM_THREADS=2 python -m benchmarks.language_cpu_tuning --budget-s 180
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -42,8 +40,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
-from unittest import mock
+from typing import Any, Sequence
 
 import torch
 
@@ -53,7 +50,7 @@ from gtl_verify.objectives import mdlm_elbo_nats_per_token, mdlm_loss
 from gtl_verify.rules import Unguided
 from gtl_verify.samplers import SamplerConfig, ancestral_sample
 from gtl_verify.schedules import LogLinearSchedule
-from gtl_verify.training import TrainConfig, config_hash, train
+from gtl_verify.training import LR_SCHEDULES, TrainConfig, config_hash, train
 from gtl_verify.validation import check_int_range, check_real_range
 from language import data as data_mod
 from language import evaluate as ev
@@ -63,7 +60,6 @@ from language.tokenizer import load_bert_tokenizer, tokenizer_info, train_bpe_to
 
 SCHEDULE = LogLinearSchedule()
 TOKENIZERS = ("bert", "bpe")
-LR_SCHEDULES = ("constant", "cosine")
 PROBE_STEPS = 4
 
 
@@ -136,39 +132,6 @@ DEFAULT_CANDIDATES = (
 
 
 # ------------------------------------------------------------------ learning-rate schedule
-def lr_factor(step: int, total: int, warmup: int, schedule: str, floor: float) -> float:
-    """Multiplier of the peak rate at optimiser step ``step`` (0-based) of ``total``: linear warm-up
-    (step + 1) / warmup, then 1 (constant) or floor + (1 - floor) (1 + cos(pi p)) / 2 with
-    p = (step - warmup) / (total - warmup) (cosine, Loshchilov & Hutter 2017)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant" or total <= warmup:
-        return 1.0
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * p))
-
-
-@contextlib.contextmanager
-def scheduled_adamw(factor: Callable[[int], float]):
-    """While active, ``torch.optim.AdamW`` sets each group's rate to ``initial_lr * factor(k)`` before
-    its k-th step (the trainer's own warm-up is overridden)."""
-    base = torch.optim.AdamW
-
-    class ScheduledAdamW(base):  # type: ignore[misc, valid-type]
-        def __init__(self, params, lr: float, **kw) -> None:
-            super().__init__(params, lr=lr, **kw)
-            self.peak, self.k = lr, 0
-
-        def step(self, closure=None):
-            for group in self.param_groups:
-                group["lr"] = self.peak * factor(self.k)
-            self.k += 1
-            return super().step(closure)
-
-    with mock.patch.object(torch.optim, "AdamW", ScheduledAdamW):
-        yield
-
-
 # ------------------------------------------------------------------ data
 def load_texts(data_dir: Path, max_abstracts: int, cache: Path, seed: int = 0) -> dict[str, list[str]]:
     """CS train / validation abstracts (``max_abstracts`` sampled, 10 % held out), cached as JSON."""
@@ -240,9 +203,9 @@ def fit(c: Candidate, packed: Packed, budget_s: float, lr_floor: float, seed: in
     steps = max(c.warmup + 1, int(budget_s / step_s))
     net = build(c, packed, seed)
     cpu_started = time.process_time()
-    config = TrainConfig(steps=steps, batch_size=c.batch, lr=c.lr, warmup=c.warmup, seed=seed, log_every=max(1, steps // 10))
-    with scheduled_adamw(lambda k: lr_factor(k, steps, c.warmup, c.schedule, lr_floor)):
-        result = train(net, loss, packed.train, config, progress=False)
+    config = TrainConfig(steps=steps, batch_size=c.batch, lr=c.lr, warmup=c.warmup, seed=seed, log_every=max(1, steps // 10),
+                         lr_schedule=c.schedule, lr_floor=lr_floor)
+    result = train(net, loss, packed.train, config, progress=False)
     cpu_s = time.process_time() - cpu_started
     tail = result.losses[-max(1, steps // 20):]
     return net, {"loss_curve": loss_curve(result.losses, 20), "probe_step_s": step_s, "train_cpu_s": cpu_s, "cpu_s_per_step": cpu_s / max(1, result.steps), "steps": result.steps, "train_s": result.wall_time_s,

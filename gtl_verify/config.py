@@ -174,8 +174,9 @@ class NetSize:
 @dataclass(frozen=True)
 class Budget:
     """AdamW budget of one learned component: ``steps`` of ``batch_size`` rows at learning rate
-    ``lr`` (linear warm-up over ``warmup`` steps, gradient norm clipped to ``grad_clip``, weight
-    EMA ``ema``; 0 = none)."""
+    ``lr`` (linear warm-up over ``warmup`` steps, then constant or cosine decay to ``lr_floor`` of
+    the peak: ``lr_schedule``, :func:`gtl_verify.training.lr_factor`; gradient norm clipped to
+    ``grad_clip``, weight EMA ``ema``; 0 = none)."""
 
     steps: int = 100
     batch_size: int = 32
@@ -184,6 +185,8 @@ class Budget:
     warmup: int = 0
     grad_clip: float = 1.0
     ema: float = 0.0
+    lr_schedule: str = "constant"
+    lr_floor: float = 0.1
 
     def __post_init__(self) -> None:
         check_int_range("batch_size", self.batch_size, 2)  # a budget needs 2+ rows (TrainConfig: 1+)

@@ -16,9 +16,10 @@ file + ``os.replace``) every ``checkpoint_every`` steps and at the end. A run th
 checkpoint with the same hash resumes from it, and on CPU the final weights are bit-identical to
 an uninterrupted run; a checkpoint written by a different config raises ValueError.
 
-The learning rate warms up linearly over ``warmup`` steps and stays constant afterwards; the
-gradient norm is clipped to ``grad_clip`` (0 = off). With ``ema`` > 0 an exponential moving
-average of the parameters is kept and copied into the model at the end.
+The learning rate warms up linearly over ``warmup`` steps, then stays constant
+(``lr_schedule = "constant"``) or follows a cosine decay toward ``lr_floor`` times the peak at the
+end (``"cosine"``, Loshchilov & Hutter 2017; :func:`lr_factor`); the gradient norm is clipped to
+``grad_clip`` (0 = off). With ``ema`` > 0 an exponential moving average of the parameters is kept and copied into the model at the end.
 """
 
 from __future__ import annotations
@@ -45,6 +46,25 @@ CHECKPOINT_FORMAT = 1
 # fields of TrainConfig that change the optimisation trajectory (steps, logging and checkpoint
 # frequency do not: a run may be extended or checkpointed differently and still resume)
 TRAJECTORY_FIELDS = ("batch_size", "lr", "weight_decay", "warmup", "grad_clip", "seed", "ema")
+# a decaying rate also depends on these (and on the total step count)
+DECAY_FIELDS = ("lr_schedule", "lr_floor", "steps")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str = "constant", floor: float = 0.1) -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` (0-based) of ``total``:
+    linear warm-up (step + 1) / warmup for step < warmup, then 1 (``constant``) or
+    floor + (1 - floor) (1 + cos(pi p)) / 2 with p = (step - warmup) / (total - warmup) clipped to
+    [0, 1] (``cosine``: 1 right after warm-up, decaying toward ``floor`` at step ``total``; Loshchilov & Hutter 2017).
+    Raises ValueError for an unknown ``schedule``."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {schedule!r}")
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    p = min(1.0, (step - warmup) / (total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -95,6 +115,8 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     ema: float = 0.0
+    lr_schedule: str = "constant"
+    lr_floor: float = 0.1
 
     def __post_init__(self) -> None:
         check_int_range("steps", self.steps, 0)
@@ -109,13 +131,18 @@ class TrainConfig:
         ema = check_real_range("ema", self.ema, 0.0, 1.0)
         if ema >= 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if not isinstance(self.lr_schedule, str) or self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        check_real_range("lr_floor", self.lr_floor, 0.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def trajectory_hash(self, extra: str | None = None) -> str:
-        """Hash of the fields that determine the trajectory, combined with an outer config hash."""
-        return config_hash({"train": {k: getattr(self, k) for k in TRAJECTORY_FIELDS}, "outer": extra})
+        """Hash of the fields that determine the trajectory, combined with an outer config hash
+        (a decaying rate adds its schedule, floor and total step count)."""
+        fields = TRAJECTORY_FIELDS + (DECAY_FIELDS if self.lr_schedule != "constant" else ())
+        return config_hash({"train": {k: getattr(self, k) for k in fields}, "outer": extra})
 
 
 @dataclass
@@ -308,9 +335,9 @@ class _Session:
         return self.dp.shard(batch) if self.dp is not None else batch
 
     def update(self, loss_fn: Callable[..., torch.Tensor], forward_model: nn.Module, batch: Any) -> float:
-        """One AdamW step (warm-up rate, gradient clipping, EMA); returns the (rank-mean) loss."""
+        """One AdamW step (scheduled rate, gradient clipping, EMA); returns the (rank-mean) loss."""
         cfg = self.config
-        lr = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+        lr = cfg.lr * lr_factor(self.step, cfg.steps, cfg.warmup, cfg.lr_schedule, cfg.lr_floor)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)

@@ -18,7 +18,7 @@ from gtl_verify.forward import MaskedProcess
 from gtl_verify.networks import BackboneConfig, DenoiserNet
 from gtl_verify.objectives import mdlm_elbo_nats_per_token, mdlm_loss
 from gtl_verify.schedules import LogLinearSchedule
-from gtl_verify.training import TrainConfig, config_hash, load_checkpoint, train
+from gtl_verify.training import TrainConfig, config_hash, load_checkpoint, lr_factor, train
 
 K, L = 3, 8
 
@@ -75,7 +75,8 @@ class Scalar(nn.Module):
 @pytest.mark.parametrize(
     "field, value",
     [("steps", -1), ("batch_size", 0), ("lr", 0.0), ("weight_decay", -1.0), ("warmup", -2), ("grad_clip", -1.0),
-     ("checkpoint_every", -1), ("seed", -1), ("log_every", 0), ("ema", 1.0)],
+     ("checkpoint_every", -1), ("seed", -1), ("log_every", 0), ("ema", 1.0), ("lr_schedule", "linear"),
+     ("lr_schedule", 1), ("lr_floor", 1.5), ("lr_floor", -0.1)],
 )
 def test_invalid_train_config(field, value):
     kwargs = {"steps": 10, "batch_size": 4, field: value}
@@ -92,6 +93,11 @@ def test_config_hash():
     assert cfg.trajectory_hash("x") == TrainConfig(steps=99, batch_size=4, checkpoint_every=3, log_every=7).trajectory_hash("x")
     assert cfg.trajectory_hash("x") != TrainConfig(steps=10, batch_size=4, lr=1e-3).trajectory_hash("x")
     assert cfg.trajectory_hash("x") != cfg.trajectory_hash("y")
+    # a decaying rate depends on the total step count and on its floor
+    cosine = TrainConfig(steps=10, batch_size=4, lr_schedule="cosine")
+    assert cosine.trajectory_hash("x") != cfg.trajectory_hash("x")
+    assert cosine.trajectory_hash("x") != TrainConfig(steps=11, batch_size=4, lr_schedule="cosine").trajectory_hash("x")
+    assert cosine.trajectory_hash("x") != TrainConfig(steps=10, batch_size=4, lr_schedule="cosine", lr_floor=0.0).trajectory_hash("x")
 
 
 def test_train_validates_inputs():
@@ -113,6 +119,31 @@ def test_warmup_and_lr():
     cfg = TrainConfig(steps=1, batch_size=1, lr=0.1, warmup=4, grad_clip=0.0)
     train(model, lambda m, b, g: m.p.sum(), torch.zeros(2, 1), cfg, progress=False)
     assert abs(float(model.p.detach()) + 0.1 / 4) < 1e-8
+
+
+def test_lr_factor_values():
+    assert [lr_factor(k, 10, 4) for k in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    floor = 0.1
+    assert lr_factor(4, 14, 4, "cosine", floor) == 1.0  # right after warm-up
+    assert abs(lr_factor(9, 14, 4, "cosine", floor) - (1 + floor) / 2) < 1e-15  # half way: cos(pi/2) = 0
+    assert lr_factor(14, 14, 4, "cosine", floor) == pytest.approx(floor, abs=1e-15)
+    assert lr_factor(99, 14, 4, "cosine", floor) == pytest.approx(floor, abs=1e-15)  # an extended run stays at the floor
+    decay = [lr_factor(k, 50, 5, "cosine", floor) for k in range(5, 50)]
+    assert all(a >= b for a, b in zip(decay, decay[1:])) and min(decay) > floor
+    assert lr_factor(3, 3, 3, "cosine") == 1.0  # all warm-up: no decay left
+    with pytest.raises(ValueError, match="lr_schedule"):
+        lr_factor(0, 10, 0, "step")
+
+
+def test_cosine_schedule_drives_the_optimiser():
+    """Adam with a constant gradient of 1 moves by exactly the step's rate, so the parameter after
+    the run is minus the sum of the scheduled rates."""
+    model = Scalar()
+    steps, warmup, lr, floor = 12, 3, 0.1, 0.2
+    cfg = TrainConfig(steps=steps, batch_size=1, lr=lr, warmup=warmup, grad_clip=0.0, lr_schedule="cosine", lr_floor=floor)
+    train(model, lambda m, b, g: m.p.sum(), torch.zeros(2, 1), cfg, progress=False)
+    expected = -sum(lr * lr_factor(k, steps, warmup, "cosine", floor) for k in range(steps))
+    assert abs(float(model.p.detach()) - expected) < 1e-6
 
 
 def test_ema_copied_at_end():
