@@ -111,8 +111,8 @@ class MarkovResults(_Results):
 
 @dataclass
 class LanguageResults(_Results):
-    """Results of ``gtl language run`` (kind ``language``): MAUVE rows (method, fraction, seed,
-    mauve), classifier, distinct-n and perplexity rows, the gamma/candidates ablations, per-method
+    """Results of ``gtl language run`` (kind ``language``): MAUVE rows (method, fraction, replicate,
+    k-means seed, mauve), classifier, distinct-n and perplexity rows, the gamma/candidates ablations, per-method
     timing, the held-out physics ceiling ``reference_mauve`` and CS floor ``floor_mauve``, the MAUVE
     size guard ``mauve_guard``, each method's ``truncation``, and the run's provenance details
     (data summary, vocabulary, components, parameters, diagnostics, examples, stage seconds)."""
@@ -120,6 +120,7 @@ class LanguageResults(_Results):
     KIND = "language"
     mauve: list[dict[str, Any]]
     config: dict[str, Any] = field(default_factory=dict)
+    replicates: list[int] = field(default_factory=list)
     classifier: list[dict[str, Any]] = field(default_factory=list)
     distinct: list[dict[str, Any]] = field(default_factory=list)
     perplexity: list[dict[str, Any]] = field(default_factory=list)

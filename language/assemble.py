@@ -3,6 +3,7 @@ timing and provenance details, and the plain-text MAUVE table the CLI prints."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,18 @@ from .run_folder import Run, _jsonable
 
 HELD_OUT = "held-out physics"
 HELD_OUT_SOURCE = "held-out CS"
+
+
+@dataclass
+class Replicate:
+    """The scores of one target-side replicate (``seed``): (sample set, metrics) per method and
+    share, the held-out physics ceiling and CS floor, and the components' held-out diagnostics."""
+
+    seed: int
+    evaluated: list[tuple[Any, dict[str, Any]]]
+    held: dict[str, Any]
+    held_src: dict[str, Any]
+    diagnostics: dict[str, Any]
 
 
 def _timing_rows(evaluated) -> list[dict[str, Any]]:
@@ -53,42 +66,51 @@ def _ablation_rows(cfg, vocab_size: int, abl_rows) -> dict[str, Any]:
     }
 
 
-def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> LanguageResults:
+def _assemble(run: Run, replicates: list[Replicate], abl_rows) -> LanguageResults:
+    """The ``language`` results: every metric row tagged with its ``replicate`` seed; the ceiling and
+    floor MAUVE of the first replicate (their rows and the reference are the same in every one)."""
     cfg, data = run.config, run.data
     fractions = list(cfg.data.fractions)
     f_eval = cfg.evaluator_fraction
     evaluator = f"target-only denoiser ({f_eval * 100:g} % physics), MDLM ELBO perplexity"
     mauve, classifier, distinct, perplexity = [], [], [], []
 
-    def add(method: str, frac: float, r: dict[str, Any], ranked: bool = True) -> None:
+    def add(method: str, frac: float, r: dict[str, Any], replicate: int, ranked: bool = True) -> None:
+        tag = {"method": method, "fraction": frac, "replicate": replicate}
         for s, v in zip(r["seeds"], r["mauve"] if ranked else []):
-            mauve.append({"method": method, "fraction": frac, "seed": s, "mauve": v, "buckets": r["mauve_guard"]["buckets"],
+            mauve.append({**tag, "seed": s, "mauve": v, "buckets": r["mauve_guard"]["buckets"],
                           "meaningful": r["mauve_guard"]["meaningful"]})
         if "classifier" in r:
-            classifier.append({"method": method, "fraction": frac, **r["classifier"]})
+            classifier.append({**tag, **r["classifier"]})
         for n, v in (r.get("distinct") or {}).items():
-            distinct.append({"method": method, "fraction": frac, "n": int(n), "value": v})
+            distinct.append({**tag, "n": int(n), "value": v})
         if "perplexity" in r:
-            perplexity.append({"method": method, "fraction": frac, "value": r["perplexity"]["perplexity"],
+            perplexity.append({**tag, "value": r["perplexity"]["perplexity"],
                                "nats_per_token": r["perplexity"]["nats_per_token"], "evaluator": evaluator})
 
     examples = {}
-    for s, r in evaluated:
-        # source-only does not depend on the target share: one sample set, listed at every share
-        for frac in (fractions if s.method == "source-only" else [s.fraction]):
-            add(s.method, frac, r)
-        examples[f"{s.method} {s.fraction:g}" if s.method != "source-only" else s.method] = r["example"]
+    for rep in replicates:
+        for s, r in rep.evaluated:
+            # source-only does not depend on the target share: one sample set, listed at every share
+            for frac in (fractions if s.method == "source-only" else [s.fraction]):
+                add(s.method, frac, r, rep.seed)
+            examples.setdefault(f"{s.method} {s.fraction:g}" if s.method != "source-only" else s.method, r["example"])
 
-    def held_out(name: str, r: dict[str, Any]) -> dict[str, Any]:
+    def held_out(name: str, key: str) -> dict[str, Any]:
         # held-out segments against the reference at the methods' sample size: physics is the
         # ceiling, CS the floor (kept out of the MAUVE rows so that they are not ranked as methods)
-        add(name, f_eval, r, ranked=False)
+        for rep in replicates:
+            add(name, f_eval, getattr(rep, key), rep.seed, ranked=False)
+        r = getattr(replicates[0], key)
         examples[name] = r["example"]
         return {"method": name, "samples": r["mauve_guard"]["samples"], "seeds": r["seeds"], "mauve": r["mauve"],
                 "mauve_mean": float(np.mean(r["mauve"])), "mauve_std": float(np.std(r["mauve"])),
                 "buckets": r["mauve_guard"]["buckets"], "meaningful": r["mauve_guard"]["meaningful"]}
 
-    reference, floor = held_out(HELD_OUT, held), held_out(HELD_OUT_SOURCE, held_src)
+    reference, floor = held_out(HELD_OUT, "held"), held_out(HELD_OUT_SOURCE, "held_src")
+    evaluated = [pair for rep in replicates for pair in rep.evaluated]
+    held, held_src = replicates[0].held, replicates[0].held_src
+    diagnostics = {str(rep.seed): rep.diagnostics for rep in replicates}
 
     timing_rows = _timing_rows(evaluated)
     ablations = _ablation_rows(cfg, data.vocab.size, abl_rows)
@@ -103,7 +125,9 @@ def _assemble(run: Run, evaluated, held, held_src, abl_rows, diagnostics) -> Lan
         "data": data.summary,
         "vocabulary": data.vocab.to_dict(),
         "mauve_features": ev.MAUVE_DESCRIPTION,
-        "mauve_note": "seeds are MAUVE k-means seeds on one sample set per method and target share",
+        "mauve_note": ("replicate: the seed of the target-side replicate (components trained on the physics share, "
+                       "samples, evaluation draws); seed: the MAUVE k-means seed on that replicate's sample set"),
+        "replicates": [rep.seed for rep in replicates],
         "perplexity_evaluator": (f"{evaluator}: exp of the negative ELBO (nats/token) of the samples under the denoiser "
                                  f"trained here on {f_eval * 100:g} % of the physics segments (an upper bound on its "
                                  "perplexity); the target-only samples at that share are scored by their own generator"),

@@ -30,26 +30,30 @@ RATIO = ComponentId("ratio network")
 PLANNER = ComponentId("planner")
 
 
-def _fit_denoiser(run: Run, net: nn.Module, data: torch.Tensor, budget, name: str, ckpt, digest):
+def _fit_denoiser(run: Run, net: nn.Module, data: torch.Tensor, budget, name: str, ckpt, digest, source_side: bool = False):
     recipe = recipes.denoiser(net, data, schedule=run.schedule, mask_id=run.data.vocab.mask_id, hooks=run.hooks)
-    return run.fit(net, recipe.loss, recipe.data, budget, name, ckpt, digest)
+    return run.fit(net, recipe.loss, recipe.data, budget, name, ckpt, digest, source_side=source_side)
 
 
-def _base_key(run: Run) -> dict[str, Any]:
-    return {"data": run.data.hash, "vocab": run.data.vocab.to_dict(), "seed": run.config.seed}
+def _base_key(run: Run, source_side: bool = False) -> dict[str, Any]:
+    """Identity shared by every component key: data, vocabulary and seed (the config's seed for the
+    source-side components, the replicate's for the target-side ones)."""
+    return {"data": run.data.hash, "vocab": run.data.vocab.to_dict(),
+            "seed": run.config.seed if source_side else run.target_seed}
 
 
 def source_denoiser(run: Run) -> DenoiserNet:
     """MDLM denoiser trained on the source (CS) training segments."""
     cfg = run.config
-    key = {**_base_key(run), "stage": "source-denoiser", "size": vars(cfg.models.denoiser), "budget": vars(cfg.training.source)}
+    key = {**_base_key(run, source_side=True), "stage": "source-denoiser", "size": vars(cfg.models.denoiser),
+           "budget": vars(cfg.training.source)}
     data = run.data
 
     def build():
         return DenoiserNet(backbone(cfg.models.denoiser, data.vocab, data.length))
 
     def fit(net, ckpt, digest):
-        return _fit_denoiser(run, net, data.source_train, cfg.training.source, SOURCE.name, ckpt, digest)
+        return _fit_denoiser(run, net, data.source_train, cfg.training.source, SOURCE.name, ckpt, digest, source_side=True)
 
     return run.component(SOURCE, key, build, fit)
 
@@ -195,12 +199,12 @@ def planner(run: Run, hooks: recipes.Hooks = recipes.NO_HOOKS) -> NetworkPlanner
     src = run.nets.get(SOURCE) or source_denoiser(run)
     features = cfg.sampling.planner_log_prob_features
     budget = cfg.training.planner
-    key = {**_base_key(run), "stage": "planner", "size": vars(cfg.models.planner), "budget": vars(budget),
+    key = {**_base_key(run, source_side=True), "stage": "planner", "size": vars(cfg.models.planner), "budget": vars(budget),
            "denoiser": run.keys[SOURCE], "features": features}
     def fit(net, ckpt, digest):
         recipe = recipes.planner(net, src, data.source_train, schedule=run.schedule, mask_id=data.vocab.mask_id,
                                  log_prob_features=features, hooks=run.hooks)
-        return run.fit(net, recipe.loss, recipe.data, budget, PLANNER.name, ckpt, digest)
+        return run.fit(net, recipe.loss, recipe.data, budget, PLANNER.name, ckpt, digest, source_side=True)
 
     net = run.component(PLANNER, key, lambda: PositionNet(backbone(cfg.models.planner, data.vocab, data.length),
                                                             log_prob_features=features), fit)

@@ -1,6 +1,6 @@
 """Configuration of the arXiv CS -> Physics pipeline: dataclasses, TOML loading and validation.
 
-A config file is TOML with top-level ``seed`` and the tables ``[data]``, ``[models.<net>]``
+A config file is TOML with top-level ``seed`` (and optionally ``seeds``) and the tables ``[data]``, ``[models.<net>]``
 (``denoiser``, ``ratio``, ``classifier``, ``planner``), ``[training.<component>]`` (``source``,
 ``target``, ``finetune``, ``classifier``, ``noisy_classifier``, ``ratio``, ``planner``),
 ``[ratio]``, ``[sampling]``, ``[evaluation]`` and ``[runtime]``. Every key missing from the file
@@ -276,10 +276,17 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class LanguageConfig:
-    """Every setting of a ``gtl language run`` (recorded in full in the results)."""
+    """Every setting of a ``gtl language run`` (recorded in full in the results).
+
+    ``seed`` fixes the source side, shared by every replicate: the data split, tokenizer, target
+    shares, MAUVE reference rows, the source denoiser and the planner. ``seeds`` (empty = ``(seed,)``)
+    are the target-side replicates: for each, every component trained on the physics share
+    (target-only, fine-tuned, TCSM, classifiers, ratio, AR2Diff fine-tune), every sample set and
+    evaluation draw is seeded anew; the reported intervals are over these replicates."""
 
     name: str = "custom"
     seed: int = 0
+    seeds: tuple[int, ...] = ()
     data: DataConfig = field(default_factory=DataConfig)
     models: Models = field(default_factory=Models)
     training: Training = field(default_factory=Training)
@@ -292,6 +299,10 @@ class LanguageConfig:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
         check_int_range("seed", self.seed, 0)
+        for s in check_sequence("seeds", self.seeds, allow_empty=True):
+            check_int_range("seeds", s, 0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must not repeat, got {list(self.seeds)}")
         if self.sampling.ablation_fraction not in self.data.fractions and (
             self.sampling.gamma_sweep or self.sampling.candidates_sweep
         ):
@@ -306,6 +317,11 @@ class LanguageConfig:
 
     def hash(self) -> str:
         return config_hash(self.to_dict())[:12]
+
+    @property
+    def replicate_seeds(self) -> tuple[int, ...]:
+        """Seeds of the target-side replicates (``seeds``, or ``(seed,)`` when empty)."""
+        return self.seeds or (self.seed,)
 
     @property
     def evaluator_fraction(self) -> float:

@@ -33,8 +33,6 @@ nn.Module loop, so wrapping the networks for data parallelism stays possible.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import torch
 from tqdm.auto import tqdm
 
@@ -42,7 +40,7 @@ from gtl_verify.provenance import InvocationClock, provenance, write_results
 from gtl_verify.results import LanguageResults
 from gtl_verify.storage import RunLock
 
-from .assemble import HELD_OUT, HELD_OUT_SOURCE, _assemble, mauve_table
+from .assemble import HELD_OUT, HELD_OUT_SOURCE, Replicate, _assemble, mauve_table
 from .components import (
     Components,
     clean_classifier,
@@ -65,46 +63,66 @@ from .vocabulary import Vocabulary, observed_vocabulary
 
 
 def run_pipeline(config: LanguageConfig, root: str | Path, progress: bool = True) -> LanguageResults:
-    """Run (or resume) every stage in ``root`` and return the ``language`` results."""
+    """Run (or resume) every stage in ``root`` for every replicate seed of ``config`` and return the
+    ``language`` results (rows tagged with their replicate)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if config.runtime.threads:
         torch.set_num_threads(config.runtime.threads)
     run = Run(config, root, progress, resolve_device(config.runtime.device))
-    cfg = config
     with run.stage("data"):
         prepare_data(run)
-    train_components(run)
-    data = run.data
-
-    # samples of every method
-    sets: list[SampleSet] = []
-    with run.stage("sampling"):
-        for method in cfg.sampling.methods:
-            for f in ([cfg.data.fractions[0]] if method == "source-only" else cfg.data.fractions):
-                sets.append(draw_samples(run, method, f))
-        abl: dict[str, list[tuple[Any, SampleSet]]] = {"gamma": [], "candidates": []}
-        fa, na = cfg.sampling.ablation_fraction, cfg.sampling.ablation_samples
-        for g in cfg.sampling.gamma_sweep:
-            abl["gamma"].append((g, draw_samples(run, "gtl", fa, samples=na, gamma=g, tag=f"gamma-{g:g}")))
-        for n in cfg.sampling.candidates_sweep:
-            abl["candidates"].append((n, draw_samples(run, "gtl", fa, samples=na, candidates=n, tag=f"n-{n}")))
-
-    with run.stage("evaluation"):
-        run.log("evaluation: loading the MiniLM feature model")
-        e = make_evaluator(run)
-        evaluated = [(s, evaluate_samples(e, s.tokens, tag=f"{s.method}-{s.fraction:g}-{s.tag}"))
-                     for s in tqdm(sets, desc="evaluating", disable=not progress, leave=False)]
-        held = evaluate_samples(e, data.held_out_rows, tag="held-out-physics")
-        floor_rows = torch.randperm(data.source_val.shape[0], generator=torch.Generator().manual_seed(run.seed("floor")))
-        held_src = evaluate_samples(e, data.source_val[floor_rows[:cfg.sampling.samples]], perplexity=False, tag="held-out-cs")
-        abl_rows = {k: [(x, s, evaluate_samples(e, s.tokens, distinct=False, perplexity=False,
-                                                 tag=f"ablation-{s.tag}")) for x, s in v] for k, v in abl.items()}
-        diagnostics = _diagnostics(run, e)
-
-    results = _assemble(run, evaluated, held, held_src, abl_rows, diagnostics)
+    replicates: list[Replicate] = []
+    evaluator: Evaluator | None = None
+    ablations: dict[str, list] = {"gamma": [], "candidates": []}
+    for i, seed in enumerate(config.replicate_seeds):
+        run.replicate = seed
+        run.log(f"replicate seed {seed} ({i + 1} of {len(config.replicate_seeds)})")
+        train_components(run)
+        sets = _draw_method_samples(run)
+        with run.stage("evaluation"):
+            if evaluator is None:
+                run.log("evaluation: loading the MiniLM feature model")
+            evaluator = make_evaluator(run, evaluator)
+            replicates.append(_evaluate_replicate(run, evaluator, sets))
+        if i == 0:  # the gamma and candidates sweeps: diagnostics of the first replicate
+            ablations = _ablations(run, evaluator)
+    results = _assemble(run, replicates, ablations)
     run.log("done: " + ", ".join(f"{k} {v:.0f}s" for k, v in run.stage_seconds.items()))
     return results
+
+
+def _draw_method_samples(run: Run) -> list[SampleSet]:
+    """``sampling.samples`` sequences of every method at every target share (source-only once)."""
+    cfg = run.config
+    with run.stage("sampling"):
+        return [draw_samples(run, method, f) for method in cfg.sampling.methods
+                for f in ([cfg.data.fractions[0]] if method == "source-only" else cfg.data.fractions)]
+
+
+def _evaluate_replicate(run: Run, e: Evaluator, sets: list[SampleSet]) -> Replicate:
+    """Every metric of the replicate's sample sets, of the held-out physics ceiling and the held-out
+    CS floor (the same rows in every replicate), and the components' held-out diagnostics."""
+    cfg, data = run.config, run.data
+    evaluated = [(s, evaluate_samples(e, s.tokens, tag=f"{s.method}-{s.fraction:g}-{s.tag}"))
+                 for s in tqdm(sets, desc="evaluating", disable=not run.progress, leave=False)]
+    held = evaluate_samples(e, data.held_out_rows, tag="held-out-physics")
+    floor_rows = torch.randperm(data.source_val.shape[0], generator=torch.Generator().manual_seed(run.source_seed("floor")))
+    held_src = evaluate_samples(e, data.source_val[floor_rows[:cfg.sampling.samples]], perplexity=False, tag="held-out-cs")
+    return Replicate(run.target_seed, evaluated, held, held_src, _diagnostics(run, e))
+
+
+def _ablations(run: Run, e: Evaluator) -> dict[str, list]:
+    """GTL at the ablation share for every value of the gamma and candidates sweeps."""
+    cfg = run.config.sampling
+    fa, na = cfg.ablation_fraction, cfg.ablation_samples
+    with run.stage("sampling"):
+        sets = {"gamma": [(g, draw_samples(run, "gtl", fa, samples=na, gamma=g, tag=f"gamma-{g:g}")) for g in cfg.gamma_sweep],
+                "candidates": [(n, draw_samples(run, "gtl", fa, samples=na, candidates=n, tag=f"n-{n}"))
+                               for n in cfg.candidates_sweep]}
+    with run.stage("evaluation"):
+        return {k: [(x, s, evaluate_samples(e, s.tokens, distinct=False, perplexity=False, tag=f"ablation-{s.tag}"))
+                    for x, s in v] for k, v in sets.items()}
 
 
 def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple[LanguageResults, Path, Path]:
@@ -115,7 +133,7 @@ def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple
 
     with RunLock(out), InvocationClock(out) as clock:
         results = run_pipeline(config, out, progress)
-        meta = provenance(config.to_dict(), [config.seed], clock.elapsed(), clock.parts())
+        meta = provenance(config.to_dict(), list(config.replicate_seeds), clock.elapsed(), clock.parts())
         path = write_results(Path(out) / "results.json", "language", results, meta)
         report = build_report(path, out)
     return results, path, report

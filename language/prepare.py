@@ -82,7 +82,7 @@ def prepare_data(run: Run) -> PreparedData:
     ev.check_held_out("physics", target_val.shape[0], payload["counts"]["target_val"],
                       {"MAUVE reference (evaluation.reference_texts)": n_ref, "ceiling (sampling.samples)": n_held})
     ev.check_held_out("CS", source_val.shape[0], payload["counts"]["source_val"], {"floor (sampling.samples)": n_held})
-    perm = torch.randperm(target_val.shape[0], generator=torch.Generator().manual_seed(run.seed("reference")))
+    perm = torch.randperm(target_val.shape[0], generator=torch.Generator().manual_seed(run.source_seed("reference")))
     summary = dict(payload["summary"])
     summary.update({"abstracts": payload["counts"], "segments": {k: int(v.shape[0]) for k, v in seg.items()},
                     "segment_length": cfg.segment_length, "tokenizer": info.name, "vocabulary": vocab.to_dict(),

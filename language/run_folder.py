@@ -4,6 +4,7 @@ data, with the helpers every stage shares (stage timing, autocast/compile on CUD
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -20,7 +21,7 @@ from gtl_verify.networks import BackboneConfig
 from gtl_verify.recipes import Hooks
 from gtl_verify.schedules import LogLinearSchedule, Schedule
 from gtl_verify.store import ComponentId, ComponentStore, Fit, key_digest
-from gtl_verify.training import TrainConfig, train
+from gtl_verify.training import train
 from gtl_verify.validation import check_device
 
 from .config import Budget, LanguageConfig, NetSize
@@ -57,6 +58,8 @@ class Run:
     progress: bool = True
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     data: PreparedData | None = None
+    #: seed of the current target-side replicate (None: the config's ``seed``); see :meth:`seed`
+    replicate: int | None = None
     nets: dict[ComponentId, nn.Module] = field(default_factory=dict)
     keys: dict[ComponentId, str] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -90,8 +93,20 @@ class Run:
         """The runtime's bf16 autocast and torch.compile (CUDA only), for training and sampling."""
         return Hooks(device=self.device, bf16=self.config.runtime.bf16, compile=self.config.runtime.compile)
 
+    @property
+    def target_seed(self) -> int:
+        """Seed of the current replicate: every component trained on the physics share, every
+        sample set and evaluation draw (the config's ``seed`` unless a replicate is set)."""
+        return self.config.seed if self.replicate is None else self.replicate
+
     def seed(self, name: str) -> int:
-        return (self.config.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
+        """Seed of the target-side random stream ``name`` of the current replicate."""
+        return _stream_seed(self.target_seed, name)
+
+    def source_seed(self, name: str) -> int:
+        """Seed of the source-side stream ``name`` (source denoiser, planner, reference and floor
+        rows), shared by every replicate: the config's ``seed``."""
+        return _stream_seed(self.config.seed, name)
 
     # ---------------------------------------------------------- component store
     def component(self, cid: ComponentId, key: dict[str, Any], build: Callable[[], nn.Module], fit: Fit) -> nn.Module:
@@ -112,14 +127,18 @@ class Run:
     def trained(self) -> list[str]:
         return self.store.trained
 
-    def fit(self, net: nn.Module, loss_fn, data, budget: Budget, name: str, ckpt: Path, digest: str):
-        """Train ``net`` with :func:`gtl_verify.training.train` (checkpointed, resumable)."""
+    def fit(self, net: nn.Module, loss_fn, data, budget: Budget, name: str, ckpt: Path, digest: str, *, source_side: bool = False):
+        """Train ``net`` with :func:`gtl_verify.training.train` (checkpointed, resumable), seeded by
+        :meth:`source_seed` (``source_side``) or :meth:`seed` of ``name``."""
         if budget.steps == 0:
             return None
-        cfg = TrainConfig(steps=budget.steps, batch_size=budget.batch_size, lr=budget.lr, weight_decay=budget.weight_decay,
-                          warmup=budget.warmup, grad_clip=budget.grad_clip, ema=budget.ema,
-                          checkpoint_every=self.config.runtime.checkpoint_every, seed=self.seed(name))
+        seed = self.source_seed(name) if source_side else self.seed(name)
+        cfg = dataclasses.replace(budget.train_config(seed), checkpoint_every=self.config.runtime.checkpoint_every)
         return train(net, loss_fn, data, cfg, checkpoint_path=ckpt, progress=self.progress, config_hash=digest, description=name)
+
+
+def _stream_seed(seed: int, name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
 
 
 def _payload(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def draw_samples(run: Run, method: str, fraction: float, *, samples: int | None 
     key = {"method": method, "fraction": fraction if method != "source-only" else None, "samples": samples,
            "components": [run.keys[c] for c in ids], "steps": cfg.steps, "top_k": cfg.top_k, "batch": cfg.batch,
            "temperature": cfg.planner_temperature if method == "gtl-planner" else None,
-           "gamma": gamma if guided else None, "candidates": candidates if guided else None, "seed": run.config.seed}
+           "gamma": gamma if guided else None, "candidates": candidates if guided else None, "seed": run.target_seed}
     digest = config_hash(key)[:16]
     path = run.root / "samples" / f"{slug(method)}-{fraction:g}-{tag}-{digest}.pt"
     payload = load_torch_cache(path, lambda p: _payload(p, ("tokens", "cost")))

@@ -45,11 +45,16 @@ class Evaluator:
         return ev.sentence_features(texts, self.model, self.run.config.evaluation.feature_batch, str(self.run.device))
 
 
-def make_evaluator(run: Run) -> Evaluator:
+def make_evaluator(run: Run, previous: Evaluator | None = None) -> Evaluator:
+    """The yardsticks of the current replicate: its clean classifier and target-only perplexity
+    evaluator at the evaluator fraction; the feature model and the reference features (the same
+    for every replicate) are taken from ``previous`` when given."""
     cfg = run.config
     f_eval = cfg.evaluator_fraction
     classifier = clean_classifier(run, f_eval)
     evaluator = target_denoiser(run, f_eval)
+    if previous is not None:
+        return Evaluator(run, classifier, evaluator, previous.reference, previous.model)
     model = ev.load_feature_model(str(run.device) if run.on_cuda else "cpu", progress=run.progress)
     e = Evaluator(run, classifier, evaluator, np.empty((0, 0)), model)
     e.reference = e.features(e.texts(run.data.reference_rows))
