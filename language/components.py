@@ -1,16 +1,17 @@
-"""The learned components of the language pipeline (source, target-only, fine-tuned and TCSM
-denoisers; clean and noisy classifiers; ratio network; planner), each trained once through the run's
+"""The learned components of the language pipeline (source, target-only, fine-tuned, TCSM and
+AR2Diff denoisers; clean and noisy classifiers; ratio network; planner), each trained once through the run's
 component store, and :class:`Components`, the pipeline's provider for the method registry."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from gtl_verify.baselines import TCSMNet, zero_correction
+from gtl_verify.baselines import TCSMNet, diffusion_from_ar, zero_correction
 from gtl_verify.learned import ClassifierRatio, NetworkPlanner, NetworkRatio
 from gtl_verify.networks import DenoiserNet, PositionNet, SequenceNet
 from gtl_verify import recipes
@@ -28,6 +29,9 @@ CLEAN = ComponentId("clean classifier")
 NOISY = ComponentId("noisy classifier")
 RATIO = ComponentId("ratio network")
 PLANNER = ComponentId("planner")
+AR_SOURCE = ComponentId("autoregressive source")
+AR2DIFF_SOURCE = ComponentId("ar2diff source denoiser")
+AR2DIFF = ComponentId("ar2diff denoiser")
 
 
 def _fit_denoiser(run: Run, net: nn.Module, data: torch.Tensor, budget, name: str, ckpt, digest, source_side: bool = False):
@@ -75,24 +79,71 @@ def target_denoiser(run: Run, fraction: float) -> DenoiserNet:
     return run.component(cid, key, build, fit)
 
 
-def finetuned_denoiser(run: Run, fraction: float) -> DenoiserNet:
-    """The source denoiser fine-tuned on the kept physics segments."""
+def _finetuned(run: Run, base: ComponentId, base_net: DenoiserNet, role: ComponentId, fraction: float, stage: str) -> DenoiserNet:
+    """The denoiser ``base_net`` (component ``base``) fine-tuned on the kept physics segments with
+    ``[training.finetune]``, stored as ``role.at(fraction)``."""
     cfg = run.config
-    source = run.nets.get(SOURCE) or source_denoiser(run)
-    key = {**_base_key(run), "stage": "finetuned-denoiser", "fraction": fraction, "init": run.keys[SOURCE],
-           "budget": vars(cfg.training.finetune)}
+    key = {**_base_key(run), "stage": stage, "fraction": fraction, "init": run.keys[base], "budget": vars(cfg.training.finetune)}
     data = run.data
-    cid = FINE_TUNED.at(fraction)
+    cid = role.at(fraction)
 
     def build():
-        net = DenoiserNet(source.config)
-        net.load_state_dict(source.state_dict())
+        net = DenoiserNet(base_net.config)
+        net.load_state_dict(base_net.state_dict())
         return net
 
     def fit(net, ckpt, digest):
         return _fit_denoiser(run, net, data.target_train[fraction], cfg.training.finetune, cid.name, ckpt, digest)
 
     return run.component(cid, key, build, fit)
+
+
+def finetuned_denoiser(run: Run, fraction: float) -> DenoiserNet:
+    """The source denoiser fine-tuned on the kept physics segments."""
+    source = run.nets.get(SOURCE) or source_denoiser(run)
+    return _finetuned(run, SOURCE, source, FINE_TUNED, fraction, "finetuned-denoiser")
+
+
+def ar_source(run: Run) -> DenoiserNet:
+    """Causal transformer of the denoiser's size ``[models.denoiser]`` trained by next-token
+    prediction on the CS segments (start token = mask id) with ``[training.ar]``: the first stage
+    of AR2Diff (Han et al. 2024, arXiv 2401.17181)."""
+    cfg = run.config
+    data = run.data
+    key = {**_base_key(run, source_side=True), "stage": "ar-source", "size": vars(cfg.models.denoiser),
+           "budget": vars(cfg.training.ar)}
+
+    def build():
+        return DenoiserNet(dataclasses.replace(backbone(cfg.models.denoiser, data.vocab, data.length), causal=True))
+
+    def fit(net, ckpt, digest):
+        recipe = recipes.autoregressive(net, data.source_train, start_id=data.vocab.mask_id, hooks=run.hooks)
+        return run.fit(net, recipe.loss, recipe.data, cfg.training.ar, AR_SOURCE.name, ckpt, digest, source_side=True)
+
+    return run.component(AR_SOURCE, key, build, fit)
+
+
+def ar2diff_source(run: Run) -> DenoiserNet:
+    """AR2Diff's source denoiser: the bidirectional network with the autoregressive model's weights
+    (:func:`gtl_verify.baselines.diffusion_from_ar`), trained on the CS segments with the MDLM loss
+    for ``[training.ar2diff]`` (so ``ar.steps + ar2diff.steps`` is its whole source budget)."""
+    cfg = run.config
+    data = run.data
+    ar = run.nets.get(AR_SOURCE) or ar_source(run)
+    key = {**_base_key(run, source_side=True), "stage": "ar2diff-source", "init": run.keys[AR_SOURCE],
+           "budget": vars(cfg.training.ar2diff)}
+
+    def fit(net, ckpt, digest):
+        return _fit_denoiser(run, net, data.source_train, cfg.training.ar2diff, AR2DIFF_SOURCE.name, ckpt, digest, source_side=True)
+
+    return run.component(AR2DIFF_SOURCE, key, lambda: diffusion_from_ar(ar), fit)
+
+
+def ar2diff_denoiser(run: Run, fraction: float) -> DenoiserNet:
+    """AR2Diff: :func:`ar2diff_source` fine-tuned on the kept physics segments like the plain
+    fine-tune (``[training.finetune]``)."""
+    base = run.nets.get(AR2DIFF_SOURCE) or ar2diff_source(run)
+    return _finetuned(run, AR2DIFF_SOURCE, base, AR2DIFF, fraction, "ar2diff-denoiser")
 
 
 def tcsm_denoiser(run: Run, fraction: float) -> TCSMNet:
@@ -225,7 +276,7 @@ class Components:
         f = self.fraction
         net = {"source": lambda: self.run.nets.get(SOURCE) or source_denoiser(self.run),
                "target-only": lambda: target_denoiser(self.run, f), "fine-tuned": lambda: finetuned_denoiser(self.run, f),
-               "tcsm": lambda: tcsm_denoiser(self.run, f)}[which]()
+               "tcsm": lambda: tcsm_denoiser(self.run, f), "ar2diff": lambda: ar2diff_denoiser(self.run, f)}[which]()
         return self.run.hooks.sampling(net)
 
     def ratio(self, which: str):
@@ -239,7 +290,7 @@ class Components:
     def component_ids(self, method: Method) -> list[ComponentId]:
         f = self.fraction
         denoiser = {"source": [SOURCE], "target-only": [TARGET_ONLY.at(f)], "fine-tuned": [FINE_TUNED.at(f)],
-                    "tcsm": [SOURCE, TCSM.at(f)]}
+                    "tcsm": [SOURCE, TCSM.at(f)], "ar2diff": [AR2DIFF.at(f)]}
         return (denoiser[method.denoiser] + ([ratio_network_id(self.run, f)] if method.guided else [])
                 + ([PLANNER] if method.planner else []))
 
@@ -260,6 +311,9 @@ def train_components(run: Run) -> None:
         with run.stage("tcsm corrections"):
             if "tcsm" in methods:
                 tcsm_denoiser(run, f)
+        with run.stage("ar2diff denoisers"):
+            if "ar2diff" in methods:
+                ar2diff_denoiser(run, f)
     for f in cfg.data.fractions:
         with run.stage("classifiers and ratio"):
             if f == cfg.evaluator_fraction:

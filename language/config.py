@@ -2,7 +2,8 @@
 
 A config file is TOML with top-level ``seed`` (and optionally ``seeds``) and the tables ``[data]``, ``[models.<net>]``
 (``denoiser``, ``ratio``, ``classifier``, ``planner``), ``[training.<component>]`` (``source``,
-``target``, ``finetune``, ``classifier``, ``noisy_classifier``, ``ratio``, ``planner``),
+``target``, ``finetune``, ``classifier``, ``noisy_classifier``, ``ratio``, ``planner``, ``ar``,
+``ar2diff``),
 ``[ratio]``, ``[sampling]``, ``[evaluation]`` and ``[runtime]``. Every key missing from the file
 takes the default below; an unknown key raises ValueError naming it and the valid keys.
 
@@ -32,9 +33,9 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def language_methods() -> tuple[str, ...]:
-    """The registry's methods whose components this pipeline trains (no exact oracles, no AR source
-    model), in registry order (read at call time: registered methods included)."""
-    return methods_for({"source", "target-only", "fine-tuned", "tcsm"}, {"learned"})
+    """The registry's methods whose components this pipeline trains (no exact oracles), in registry
+    order (read at call time: registered methods included)."""
+    return methods_for({"source", "target-only", "fine-tuned", "tcsm", "ar2diff"}, {"learned"})
 
 
 def guided_methods() -> tuple[str, ...]:
@@ -124,7 +125,10 @@ class Models:
 class Training:
     """Budgets: source denoiser (MDLM on CS), target-only denoisers, fine-tuning of the source
     denoiser, clean classifier, noisy (time-dependent) classifier, ratio network and planner. The
-    TCSM correction network (method ``tcsm``) is trained with the ratio network's budget."""
+    TCSM correction network (method ``tcsm``) is trained with the ratio network's budget. AR2Diff
+    (method ``ar2diff``): ``ar`` trains the autoregressive source model, ``ar2diff`` continues its
+    weights as an MDLM denoiser on CS (so ``ar.steps + ar2diff.steps`` is its source budget, beside
+    the source denoiser's ``source.steps``), then ``finetune`` on the physics share."""
 
     source: Budget = field(default_factory=lambda: Budget(steps=400, lr=1e-3, warmup=40))
     target: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3, warmup=20))
@@ -133,6 +137,8 @@ class Training:
     noisy_classifier: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3))
     ratio: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3))
     planner: Budget = field(default_factory=lambda: Budget(steps=100, lr=1e-3))
+    ar: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3, warmup=20))
+    ar2diff: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3, warmup=20))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from gtl_verify.training import config_hash
 
 from . import evaluate as ev
 from .segments import decode
-from .components import CLEAN, FINE_TUNED, SOURCE, TARGET_ONLY, clean_classifier, target_denoiser
+from .components import AR2DIFF, CLEAN, FINE_TUNED, SOURCE, TARGET_ONLY, clean_classifier, target_denoiser
 from .run_folder import Run, _jsonable
 
 
@@ -106,7 +106,7 @@ def _diagnostics(run: Run, e: Evaluator) -> dict[str, Any]:
     out["source_denoiser_on_source_val"] = elbo(run.nets[SOURCE], data.source_val)
     out["source_denoiser_on_target_val"] = elbo(run.nets[SOURCE], data.target_val)
     for f in cfg.data.fractions:
-        for cid in (TARGET_ONLY.at(f), FINE_TUNED.at(f)):
+        for cid in (TARGET_ONLY.at(f), FINE_TUNED.at(f), AR2DIFF.at(f)):
             if cid in run.nets:
                 out[f"{cid.name} on target_val"] = elbo(run.nets[cid], data.target_val)
     if data.target_val.shape[0] and data.source_val.shape[0]:

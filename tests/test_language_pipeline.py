@@ -239,7 +239,12 @@ def test_named_configs_load_and_paper_sizes():
     assert (r.hidden, r.cond, r.blocks) == (96, 48, 8)
     assert paper.data.segment_length == 512 and paper.data.tokenizer == "bert" and paper.data.vocabulary == "full"
     assert paper.data.fractions == (1.0, 0.3, 0.05, 0.01)
-    assert load_config("cpu").data.tokenizer == "bert"
+    cpu = load_config("cpu")
+    assert cpu.data.tokenizer == "bpe" and cpu.replicate_seeds == (0, 1, 2) and cpu.training.source.lr_schedule == "cosine"
+    # AR2Diff's source budget (autoregressive + MDLM continuation) equals the source denoiser's in every named config
+    for name in ("cpu-tiny", "cpu", "gpu", "paper"):
+        t = load_config(name).training
+        assert t.ar.steps + t.ar2diff.steps == t.source.steps, name
 
 
 @pytest.mark.parametrize("data, message", [
