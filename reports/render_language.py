@@ -22,17 +22,17 @@ def _ablation_extra(r: dict[str, Any], w: str) -> dict[str, Any]:
 
 def _parse(results: dict[str, Any]) -> dict[str, Any]:
     results = LanguageResults.from_dict(results).to_dict()  # the typed layout: every required key present
-    mauve = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
+    mauve = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w), "replicate": _replicate(r, w),
               "seed": S.integer(r, "seed", w), "value": S.number(r, "mauve", w, nullable=True),
               "buckets": S.field(r, "buckets", w, required=False), "meaningful": S.field(r, "meaningful", w, required=False, default=True)}
              for w, r in S.records(results, "mauve", "results")]
-    classifier = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
+    classifier = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w), "replicate": _replicate(r, w),
                    "p_source": S.number(r, "p_source", w, nullable=True), "pct_target": S.number(r, "pct_target", w, nullable=True)}
                   for w, r in S.records(results, "classifier", "results")]
-    distinct = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
+    distinct = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w), "replicate": _replicate(r, w),
                  "n": S.integer(r, "n", w), "value": S.number(r, "value", w, nullable=True)}
                 for w, r in S.records(results, "distinct", "results")]
-    perplexity = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w),
+    perplexity = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w), "replicate": _replicate(r, w),
                    "value": S.number(r, "value", w, nullable=True),
                    "evaluator": str(S.field(r, "evaluator", w, required=False, default="-"))}
                   for w, r in S.records(results, "perplexity", "results")]
@@ -56,7 +56,29 @@ def _parse(results: dict[str, Any]) -> dict[str, Any]:
     return {"mauve": mauve, "classifier": classifier, "distinct": distinct, "perplexity": perplexity,
             "gamma": gamma, "candidates": candidates, "timing": timing, "as_fraction": as_fraction,
             "guard": S.mapping(results, "mauve_guard", "results"), "held_out": [h for h in held_out if h],
-            "truncation": [r for _, r in S.records(results, "truncation", "results")]}
+            "truncation": [r for _, r in S.records(results, "truncation", "results")],
+            "replicates": sorted({r["replicate"] for rows in (mauve, classifier, distinct, perplexity) for r in rows})}
+
+
+def _replicate(r: dict[str, Any], w: str) -> int:
+    """The row's target-side replicate seed (0 for results written before replicates existed)."""
+    return S.integer(r, "replicate", w) if "replicate" in r else 0
+
+
+def _over_replicates(rows: list[dict[str, Any]], key, value: str = "value") -> dict[Any, list[float]]:
+    """Per ``key(row)``: one value per replicate (the mean of that replicate's rows, e.g. its MAUVE
+    k-means seeds), in replicate order; None values are skipped."""
+    groups: dict[Any, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r[value] is not None:
+            groups[key(r)][r["replicate"]].append(r[value])
+    return {k: [sum(v) / len(v) for _, v in sorted(reps.items())] for k, reps in groups.items()}
+
+
+def _unit(d: dict[str, Any]) -> str:
+    """What the intervals are over: the replicates, or the MAUVE k-means seeds of a one-replicate run."""
+    n = len(d["replicates"])
+    return f"{n} target-side replicates" if n > 1 else "one replicate (MAUVE: over its k-means seeds only)"
 
 
 def _buckets(rows: list[dict[str, Any]]) -> str:
@@ -126,13 +148,17 @@ def _ablation(rows: list[dict[str, Any]], name: str, xlabel: str, ctx: Context, 
 
 
 def _mauve_summaries(d: dict[str, Any]) -> tuple[dict[tuple[str, float], Summary], dict[tuple[str, float], list], list[str], list[float]]:
-    """MAUVE summaries and raw rows by (method, target share %), the methods and the shares (largest first)."""
+    """MAUVE summaries and raw rows by (method, target share %), the methods and the shares (largest
+    first). With several replicates a replicate's value is the mean over its k-means seeds and the
+    interval is over replicates; with one, over its k-means seeds."""
     af = d["as_fraction"]
-    mvals: dict[tuple[str, float], list] = defaultdict(list)
     mrows: dict[tuple[str, float], list] = defaultdict(list)
     for r in d["mauve"]:
-        mvals[(r["method"], _pct(r["fraction"], af))].append(r["value"])
         mrows[(r["method"], _pct(r["fraction"], af))].append(r)
+    if len(d["replicates"]) > 1:
+        mvals = _over_replicates(d["mauve"], lambda r: (r["method"], _pct(r["fraction"], af)))
+    else:
+        mvals = {k: [r["value"] for r in rows] for k, rows in mrows.items()}
     msums = {k: summarize(v) for k, v in mvals.items()}
     methods = list(dict.fromkeys(r["method"] for r in d["mauve"]))
     pcts = sorted({p for _, p in msums}, reverse=True)
@@ -140,24 +166,27 @@ def _mauve_summaries(d: dict[str, Any]) -> tuple[dict[tuple[str, float], Summary
 
 
 def _mauve_section(d: dict[str, Any], ctx: Context, warning: str | None) -> tuple[str, str]:
-    """MAUVE by method x kept target share, the held-out ceiling and floor, and the figure."""
+    """MAUVE by method x kept target share beside the held-out floor and ceiling, and the figure."""
     msums, mrows, methods, pcts = _mauve_summaries(d)
+    held = [(h, summarize(h.get("mauve") or [])) for h in d["held_out"]]
+    held_names = [f"{h.get('method')} ({'ceiling' if 'physics' in str(h.get('method')) else 'floor'})" for h, _ in held]
+    held_cells = [s.interval_text() + f" (k={h.get('buckets', '-')}{'' if h.get('meaningful', True) else ', NOT MEANINGFUL'})"
+                  for h, s in held]
     rows = [[_pct_text(p)] + [msums[(m, p)].interval_text() + _buckets(mrows[(m, p)]) if (m, p) in msums else "-"
-                              for m in methods] for p in pcts]
-    seeds = sorted({r["seed"] for r in d["mauve"]})
+                              for m in methods] + held_cells for p in pcts]
     body = ((warning + "\n\n" if warning else "")
-            + f"MAUVE against held-out physics abstracts (higher is better): mean and {INTERVAL_NAME} ({len(seeds)} seed(s)); "
-            "k: k-means buckets of MAUVE's quantisation.\n\n"
-            + markdown_table(["target data"] + methods, rows))
-    for h in d["held_out"]:
-        flag = "" if h.get("meaningful", True) else ", NOT MEANINGFUL"
-        body += (f"\n\n{h.get('method')} ({h.get('samples')} segments, {'ceiling' if 'physics' in str(h.get('method')) else 'floor'}): "
-                 f"{summarize(h.get('mauve') or []).interval_text()} (k={h.get('buckets', '-')}{flag})")
+            + f"MAUVE against held-out physics abstracts (higher is better): mean and 95% bootstrap percentile interval "
+            f"over {_unit(d)}; k: k-means buckets of MAUVE's quantisation. Beside every share: held-out CS segments "
+            "(the floor a method must beat) and held-out physics segments (the ceiling), the same number of segments as "
+            "each method's samples, against the same reference (interval over MAUVE k-means seeds).\n\n"
+            + markdown_table(["target data"] + methods + held_names, rows))
     series = {m: [(p, msums[(m, p)]) for p in pcts if (m, p) in msums] for m in methods}
+    series.update({name: [(p, s) for p in pcts] for name, (_, s) in zip(held_names, held)})
     path, rel = ctx.figure_path("mauve-vs-fraction")
     line_plot(path, "MAUVE vs kept target data (ours, MiniLM features)", "target data kept (%, log scale)",
               "MAUVE (0 to 1)", series, logx=True)
-    body += "\n\n" + figure_markdown(rel, "MAUVE against the share of physics data kept; error bars: " + INTERVAL_NAME + ".")
+    body += "\n\n" + figure_markdown(rel, "MAUVE against the share of physics data kept, with the held-out floor and "
+                                          f"ceiling as flat lines; error bars: 95% bootstrap percentile interval over {_unit(d)}.")
     return "MAUVE", body
 
 
@@ -225,6 +254,89 @@ def _paper_section(d: dict[str, Any], ctx: Context, warning: str | None) -> tupl
     return ("Comparison with the paper (orderings only)", body), summary
 
 
+#: the paired comparison: metric -> (row list, value field, extra row filter, higher is better, label)
+_PAIRED_METRICS = (
+    ("mauve", "value", None, True, "MAUVE"),
+    ("classifier", "p_source", None, False, "P(source)"),
+    ("distinct", "value", 2, True, "distinct-2"),
+    ("perplexity", "value", None, False, "perplexity (ratio)"),
+)
+_GUIDED = ("gtl", "gtl-planner")
+_BASELINES = ("target-only", "fine-tuned", "tcsm", "ar2diff", "source-only")  # the report's order (others follow)
+
+
+def _paired(d: dict[str, Any]) -> dict[tuple[str, str, float, str], tuple[list[float], int]]:
+    """GTL against every unguided method, paired by replicate: for (gtl method, baseline, share %,
+    metric label) the per-replicate differences (GTL - baseline; for perplexity the ratio
+    GTL / baseline) and how many replicates favour GTL."""
+    af = d["as_fraction"]
+    out = {}
+    for table, field, n, higher, label in _PAIRED_METRICS:
+        rows = [r for r in d[table] if n is None or r.get("n") == n]
+        per = defaultdict(dict)
+        for key, vals in _over_replicates(rows, lambda r: (r["method"], _pct(r["fraction"], af)), field).items():
+            per[key] = vals
+        reps = defaultdict(dict)  # (method, pct) -> {replicate: value}
+        for r in rows:
+            if r[field] is not None:
+                reps[(r["method"], _pct(r["fraction"], af))].setdefault(r["replicate"], []).append(r[field])
+        methods = {m for m, _ in reps}
+        for g in (m for m in _GUIDED if m in methods):
+            for b in sorted(m for m in methods if m not in _GUIDED and not m.startswith("held-out")):
+                for pct in sorted({p for m, p in reps if m == g}, reverse=True):
+                    a, c = reps.get((g, pct), {}), reps.get((b, pct), {})
+                    common = sorted(set(a) & set(c))
+                    if not common:
+                        continue
+                    mean = lambda v: sum(v) / len(v)  # noqa: E731
+                    ga, bc = [mean(a[k]) for k in common], [mean(c[k]) for k in common]
+                    diffs = [x / y if label.startswith("perplexity") else x - y for x, y in zip(ga, bc)]
+                    wins = sum((x > y) == higher and x != y for x, y in zip(ga, bc))
+                    out[(g, b, pct, label)] = (diffs, wins)
+    return out
+
+
+def _paired_section(d: dict[str, Any]) -> tuple[tuple[str, str], str] | None:
+    """GTL against each baseline per share, paired by replicate, and the summary sentence."""
+    pairs = _paired(d)
+    if not pairs:
+        return None
+    labels = [m[4] for m in _PAIRED_METRICS]
+    order = {m: i for i, m in enumerate(_GUIDED + _BASELINES)}
+    keys = sorted(dict.fromkeys((g, b, p) for g, b, p, _ in pairs),
+                  key=lambda k: (-k[2], order.get(k[0], 99), order.get(k[1], 99), k[1]))
+    rows = []
+    for g, b, p in keys:
+        cells = []
+        for label in labels:
+            if (g, b, p, label) not in pairs:
+                cells.append("-")
+                continue
+            diffs, wins = pairs[(g, b, p, label)]
+            cells.append(f"{summarize(diffs).interval_text()} ({wins}/{len(diffs)})")
+        rows.append([_pct_text(p), f"{g} vs {b}"] + cells)
+    body = ("Each generated set is compared with the baseline's set of the same replicate (same share, same physics "
+            "data, same sampling budget and truncation): GTL - baseline for MAUVE (higher is better), classifier "
+            "P(source) (lower is better) and distinct-2 (higher is more diverse), GTL / baseline for the generative "
+            f"perplexity (lower is better); mean and 95% bootstrap percentile interval over {_unit(d)}, and in brackets "
+            "the replicates in which GTL is better. With three replicates an interval is a coarse summary; the counts "
+            "say how consistent the sign is.\n\n"
+            + markdown_table(["target data", "comparison"] + labels, rows))
+    sentences = []
+    for p in sorted({p for _, _, p in keys}):
+        if p >= 100:
+            continue
+        parts = []
+        for b in ("fine-tuned", "target-only"):
+            if ("gtl", b, p, "MAUVE") in pairs:
+                diffs, wins = pairs[("gtl", b, p, "MAUVE")]
+                parts.append(f"{b}'s in {wins}/{len(diffs)} replicates (difference {summarize(diffs).interval_text()})")
+        if parts:
+            sentences.append(f"at {_pct_text(p)} physics, GTL's MAUVE is above " + " and above ".join(parts))
+    summary = ("GTL against the baselines, paired by replicate: " + "; ".join(sentences) + ".") if sentences else ""
+    return ("GTL against the baselines (paired by replicate)", body), summary
+
+
 def _classifier_section(d: dict[str, Any]) -> tuple[str, str]:
     """P(source) and % classified as target of the generated samples, by method and share."""
     af = d["as_fraction"]
@@ -237,7 +349,7 @@ def _classifier_section(d: dict[str, Any]) -> tuple[str, str]:
             for (m, p), v in cvals.items()]
     return ("Domain classifier", "Source/target classifier on generated samples: P(source) (lower is more "
                                  "target-like) and the percentage classified as target; mean and " + INTERVAL_NAME + ".\n\n"
-            + markdown_table(["method", "target data", "runs", "P(source)", "% classified target"], rows))
+            + markdown_table(["method", "target data", "replicates", "P(source)", "% classified target"], rows))
 
 
 def _distinct_section(d: dict[str, Any]) -> tuple[str, str]:
@@ -262,7 +374,7 @@ def _perplexity_section(d: dict[str, Any]) -> tuple[str, str]:
     rows = [[m, _pct_text(p), e, len(v), summarize(v).interval_text()] for (m, p, e), v in pvals.items()]
     return ("Generative perplexity", "Perplexity of generated samples under an evaluator model (lower is more "
                                      "fluent under that evaluator): mean and " + INTERVAL_NAME + ".\n\n"
-            + markdown_table(["method", "target data", "evaluator", "runs", "perplexity"], rows))
+            + markdown_table(["method", "target data", "evaluator", "replicates", "perplexity"], rows))
 
 
 def _ablation_section(d: dict[str, Any], ctx: Context) -> tuple[str, str] | None:
@@ -282,12 +394,17 @@ def _ablation_section(d: dict[str, Any], ctx: Context) -> tuple[str, str] | None
 
 
 def _timing_section(d: dict[str, Any]) -> tuple[str, str]:
-    """Sampling seconds and ratio-network passes per sequence, relative to the fastest method."""
+    """Sampling seconds and ratio-network passes per sequence, relative to the unguided source-only
+    sampler (the same denoiser without guidance; measured in the same run) and to the fastest method."""
     fastest = min((r["seconds"] for r in d["timing"] if r["seconds"] > 0), default=None)
-    rows = [[r["method"], r["seconds"], "-" if fastest is None else f"{r['seconds'] / fastest:.2f}x", r["passes"], r["device"]]
+    unguided = next((r["seconds"] for r in d["timing"] if r["method"] == "source-only" and r["seconds"] > 0), None)
+    rows = [[r["method"], r["seconds"], "-" if unguided is None else f"{r['seconds'] / unguided:.2f}x",
+             "-" if fastest is None else f"{r['seconds'] / fastest:.2f}x", r["passes"], r["device"]]
             for r in d["timing"]]
-    return ("Sampling cost", markdown_table(["method", "seconds per sequence", "relative to fastest",
-                                             "ratio-network passes per sequence", "device"], rows))
+    return ("Sampling cost", "Wall seconds per generated sequence, every set drawn in this run on the same machine "
+                             "(shared: ratios are what to read).\n\n"
+            + markdown_table(["method", "seconds per sequence", "relative to source-only (unguided)", "relative to fastest",
+                              "ratio-network passes per sequence", "device"], rows))
 
 
 def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
@@ -303,6 +420,11 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
     if d["mauve"]:
         sections.append(_mauve_section(d, ctx, warning))
         summary_parts.append(_highest_mauve(d))
+        paired = _paired_section(d)
+        if paired is not None:
+            sections.append(paired[0])
+            if paired[1]:
+                summary_parts.append(paired[1])
         compared = _paper_section(d, ctx, warning)
         if compared is not None:
             sections.insert(0, compared[0])

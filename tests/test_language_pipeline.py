@@ -426,3 +426,27 @@ def test_replace_keeps_config_valid():
     cfg = load_config("cpu-tiny")
     with pytest.raises(ValueError, match="sampling.samples"):
         replace(cfg.sampling, samples=1)
+
+
+def test_replicates_share_the_source_side_and_reseed_the_target_side(synthetic_dir, tmp_path):
+    """Two replicate seeds in one folder: the source denoiser and AR2Diff's source models are
+    trained once, every physics-share component once per replicate, every row carries its
+    replicate; a one-replicate run with seeds = [seed] is the run without seeds (same components)."""
+    base = load_config("cpu-tiny", path=str(synthetic_dir))
+    base = replace(base, data=replace(base.data, fractions=(1.0,)),
+                   sampling=replace(base.sampling, methods=("source-only", "fine-tuned", "ar2diff"), gamma_sweep=(),
+                                    candidates_sweep=(), ablation_fraction=1.0))
+    res = pipeline.run_pipeline(replace(base, seeds=(0, 5)), tmp_path / "two", progress=False)
+    assert res.replicates == [0, 5]
+    trained = res.trained_this_run
+    assert trained.count("source denoiser") == 1 and trained.count("autoregressive source") == 1
+    assert trained.count("ar2diff source denoiser") == 1
+    assert trained.count("fine-tuned denoiser 1") == 2 and trained.count("ar2diff denoiser 1") == 2
+    assert {r["replicate"] for r in res.mauve} == {0, 5} and {r["replicate"] for r in res.distinct} == {0, 5}
+    one = pipeline.run_pipeline(replace(base, seeds=(0,)), tmp_path / "one", progress=False)
+    plain = pipeline.run_pipeline(base, tmp_path / "plain", progress=False)
+    assert sorted(p.name for p in (tmp_path / "one" / "models").glob("*.pt")) == \
+        sorted(p.name for p in (tmp_path / "plain" / "models").glob("*.pt"))
+    assert one.distinct == plain.distinct
+    with pytest.raises(ValueError, match="seeds must not repeat"):
+        replace(base, seeds=(1, 1))

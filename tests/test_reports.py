@@ -263,9 +263,36 @@ def test_language_report(tmp_path, out):
     for heading in ("## MAUVE", "## Domain classifier", "## Diversity (distinct-n)", "## Generative perplexity",
                     "## Ablations", "## Sampling cost", "### Guidance strength gamma", "### Number of ratio candidates n"):
         assert heading in text, heading
-    assert "| gtl | 0.8 | 1.60x | 128 | cpu |" in text
+    assert "| gtl | 0.8 | - | 1.60x | 128 | cpu |" in text  # no source-only row: no ratio to the unguided sampler
     assert "| distinct-1 | distinct-2 | distinct-3 |" in text
     assert_figures_ok(md, expected=4)  # ours, paper, gamma, candidates
+
+
+def test_language_report_pairs_gtl_with_each_baseline_by_replicate(tmp_path, out):
+    """Three replicates: MAUVE per replicate is the mean of its k-means seeds, intervals are over
+    replicates, and GTL is compared with each baseline replicate by replicate."""
+    mauve, classifier, perplexity = [], [], []
+    for rep in range(3):
+        for m, base in (("target-only", 0.30), ("fine-tuned", 0.40), ("gtl", 0.35 + 0.05 * rep)):
+            for k in range(2):  # two k-means seeds: +-0.01 around the replicate's value
+                mauve.append({"method": m, "fraction": 0.05, "replicate": rep, "seed": k, "mauve": base + 0.01 * (2 * k - 1)})
+            classifier.append({"method": m, "fraction": 0.05, "replicate": rep, "p_source": 0.5 if m != "gtl" else 0.2,
+                               "pct_target": 50.0})
+            perplexity.append({"method": m, "fraction": 0.05, "replicate": rep, "value": 100.0 if m != "gtl" else 50.0,
+                               "evaluator": "e"})
+    res = {"config": {}, "mauve": mauve, "classifier": classifier, "perplexity": perplexity,
+           "timing": [{"method": "source-only", "seconds_per_sequence": 0.5, "ratio_passes_per_sequence": 0, "device": "cpu"},
+                      {"method": "gtl", "seconds_per_sequence": 1.0, "ratio_passes_per_sequence": 64, "device": "cpu"}]}
+    text = build_report(write(tmp_path, "lang-rep", "language", res), out).read_text()
+    assert "over 3 target-side replicates" in text
+    gtl_vs = {line.split("|")[2].strip(): line for line in text.splitlines() if line.startswith("| 5 % | gtl vs ")}
+    # GTL - target-only = 0.05, 0.10, 0.15 (all three better); GTL - fine-tuned = -0.05, 0, +0.05 (one better)
+    assert f"| {summarize([0.05, 0.10, 0.15]).interval_text()} (3/3) |" in gtl_vs["gtl vs target-only"]
+    assert "[-0.05, 0.05] (1/3) |" in gtl_vs["gtl vs fine-tuned"]  # mean 0 up to round-off
+    assert "| -0.3 [-0.3, -0.3] (3/3) |" in gtl_vs["gtl vs fine-tuned"]  # P(source): lower is better
+    assert "| 0.5 [0.5, 0.5] (3/3) |" in gtl_vs["gtl vs fine-tuned"]  # perplexity ratio: lower is better
+    assert "GTL's MAUVE is above fine-tuned's in 1/3 replicates" in text
+    assert "| gtl | 1 | 2.00x | 2.00x | 64 | cpu |" in text  # twice the unguided source-only sampler
 
 
 def test_language_ordering_disagreement_and_percent_fractions(tmp_path, out):
