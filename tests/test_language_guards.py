@@ -164,33 +164,49 @@ def test_estimate_scales_the_pilot_by_steps_batches_sets_and_replicates(trained,
     run, cfg = trained, trained.config
     s, n = cfg.sampling, cfg.sampling.candidates
     assert (n, s.gamma_sweep, s.candidates_sweep, s.samples, s.batch, s.ablation_samples) == (4, (0.0, 2.0), (2, 8), 16, 16, 8)
-    pilot = {"source-only": 1.0, "target-only": 1.0, "fine-tuned": 1.0, "tcsm": 2.0, f"gtl n={n}": 5.0, "gtl gamma=0": 1.0,
-             f"gtl-planner n={n}": 3.0, "gtl n=2": 3.0, "gtl n=8": 7.0}
+    Cost = sampling.StepCost
+    pilot = {"source-only": Cost(1.0, 0.5), "target-only": Cost(1.0, 0.5), "fine-tuned": Cost(1.0, 0.5),
+             "tcsm": Cost(2.0, 0.5), "gtl n=4": Cost(1.0, 4.0), "gtl gamma=0": Cost(1.0, 0.5), "gtl n=2": Cost(1.0, 2.0),
+             "gtl n=8": Cost(1.0, 6.0), "gtl-planner n=4": Cost(3.0, 0.0)}
     asked = []
 
     def fake(run_, method, fraction, candidates, gamma):
-        kind = f"{method} gamma=0" if gamma == 0 else (f"{method} n={candidates}" if method.startswith("gtl") else method)
+        kind = f"{method} gamma=0" if method.startswith("gtl") and gamma == 0 else (
+            f"{method} n={candidates}" if method.startswith("gtl") else method)
         asked.append(kind)
         return pilot[kind]
 
     monkeypatch.setattr(sampling, "_pilot_step", fake)
     est = sampling.estimate_sampling_seconds(run)
-    # 2 replicates; 16 samples = 1 batch of 16; 8 steps; 4 shares (source-only: 1)
+    # 2 replicates; 16 samples = 1 batch of 16; 8 steps; 4 shares (source-only: 1); masked share summed over the grid
     shares, steps, reps = len(cfg.data.fractions), s.steps, 2
     alpha = run.schedule.alpha
     masked = math.fsum((1 - alpha(j / steps)) / (1 - alpha(1.0)) for j in range(1, steps + 1))
-    gtl_batch = steps * 1.0 + (5.0 - 1.0) * masked
-    assert est.method_seconds["source-only"] == pytest.approx(reps * 1 * steps * 1.0)
-    assert est.method_seconds["target-only"] == pytest.approx(reps * shares * steps * 1.0)
-    assert est.method_seconds["tcsm"] == pytest.approx(reps * shares * steps * 2.0)
-    assert est.method_seconds["gtl"] == pytest.approx(reps * shares * gtl_batch)
+    assert masked == pytest.approx((steps + 1) / 2, rel=1e-3)  # log-linear: alpha(t) ~ 1 - t
+
+    def batch(c):
+        return steps * c.fixed + c.masked * masked
+
+    assert est.method_seconds["source-only"] == pytest.approx(reps * 1 * batch(pilot["source-only"]))
+    assert est.method_seconds["target-only"] == pytest.approx(reps * shares * batch(pilot["target-only"]))
+    assert est.method_seconds["tcsm"] == pytest.approx(reps * shares * batch(pilot["tcsm"]))
+    assert est.method_seconds["gtl"] == pytest.approx(reps * shares * batch(pilot["gtl n=4"]))
     assert est.method_seconds["gtl-planner"] == pytest.approx(reps * shares * cfg.data.segment_length * 3.0)
     # ablations (first replicate only, 8 samples = 1 batch): gamma 0 (no ratio calls) and 2, candidates 2 and 8
-    ablation = steps * 1.0 + (steps + 4.0 * masked) + (steps + 2.0 * masked) + (steps + 6.0 * masked)
+    ablation = batch(pilot["gtl gamma=0"]) + batch(pilot["gtl n=4"]) + batch(pilot["gtl n=2"]) + batch(pilot["gtl n=8"])
     assert est.method_seconds["gtl ablations"] == pytest.approx(ablation)
-    assert est.sets == reps * (1 + 5 * shares) + 4
+    assert est.sets == reps * (1 + 5 * shares) + 4 and est.batch == 16
     assert est.seconds == pytest.approx(math.fsum(est.method_seconds.values()))
-    assert len(asked) == len(set(asked))  # one pilot per kind
+    assert sorted(asked) == sorted(pilot)  # one pilot per kind
+    assert est.pilot_text().startswith("batch 16: source-only 1.5 s/step, target-only 1.5 s/step")
+    # 32 samples in batches of 16 take two batches, 17 take two (the second counted as full)
+    for samples, batches in ((32, 2), (17, 2)):
+        run.config = build(cfg, {"sampling": {"samples": samples}})
+        try:
+            assert sampling.estimate_sampling_seconds(run).method_seconds["tcsm"] == pytest.approx(
+                batches * reps * shares * batch(pilot["tcsm"]))
+        finally:
+            run.config = cfg
 
 
 def test_pilot_with_the_real_networks_leaves_the_sample_streams_alone(trained):
@@ -200,14 +216,14 @@ def test_pilot_with_the_real_networks_leaves_the_sample_streams_alone(trained):
         f.unlink()
     est = sampling.estimate_sampling_seconds(run)
     assert set(est.method_seconds) == set(run.config.sampling.methods) | {"gtl ablations"}
-    assert all(v > 0 for v in est.step_seconds.values()) and all(v > 0 for v in est.method_seconds.values())
+    assert all(c.at(1.0) > 0 and c.fixed >= 0 and c.masked >= 0 for c in est.step_costs.values()) and all(v > 0 for v in est.method_seconds.values())
     assert not list((run.root / "samples").glob("gtl-0.05-stream-check-*.pt"))  # the pilot stores nothing
     again = pipeline.draw_samples(run, "gtl", 0.05, tag="stream-check")
     assert torch.equal(first.tokens, again.tokens)
 
 
 def test_cached_sets_of_the_current_replicate_are_not_counted(trained, monkeypatch):
-    monkeypatch.setattr(sampling, "_pilot_step", lambda *a: 1.0)
+    monkeypatch.setattr(sampling, "_pilot_step", lambda *a: sampling.StepCost(1.0, 1.0))
     run = trained
     before = sampling.estimate_sampling_seconds(run)
     pipeline.draw_samples(run, "source-only", run.config.data.fractions[0])
