@@ -261,3 +261,20 @@ def test_within_budget_or_unchecked(trained, monkeypatch, capsys):
     finally:
         run.progress = False
         run.config = build(run.config, {"runtime": {"sampling_budget_minutes": 0.0}})
+
+
+def test_planned_sets_are_the_sets_the_pipeline_draws(trained, monkeypatch):
+    run, s = trained, trained.config.sampling
+    drawn = []
+
+    def record(run_, method, fraction, *, samples=None, gamma=None, candidates=None, tag="main"):
+        drawn.append(sampling.PlannedSet(method, fraction, samples or s.samples, s.gamma if gamma is None else gamma,
+                                         s.candidates if candidates is None else candidates, tag))
+        return sampling.SampleSet(method, fraction, tag, torch.zeros(1, 1, dtype=torch.long), {})
+
+    monkeypatch.setattr(pipeline, "draw_samples", record)
+    monkeypatch.setattr(pipeline, "evaluate_samples", lambda *a, **k: {})
+    pipeline._draw_method_samples(run)
+    main = list(drawn)
+    pipeline._ablations(run, None)
+    assert (main, drawn[len(main):]) == sampling.planned_sets(run.config)
