@@ -214,7 +214,9 @@ def test_pilot_with_the_real_networks_leaves_the_sample_streams_alone(trained):
     first = pipeline.draw_samples(run, "gtl", 0.05, tag="stream-check")
     for f in (run.root / "samples").glob("gtl-0.05-stream-check-*.pt"):
         f.unlink()
+    rng = torch.get_rng_state()
     est = sampling.estimate_sampling_seconds(run)
+    assert torch.equal(torch.get_rng_state(), rng)  # the pilot draws from its own generator only
     assert set(est.method_seconds) == set(run.config.sampling.methods) | {"gtl ablations"}
     assert all(c.at(1.0) > 0 and c.fixed >= 0 and c.masked >= 0 for c in est.step_costs.values()) and all(v > 0 for v in est.method_seconds.values())
     assert not list((run.root / "samples").glob("gtl-0.05-stream-check-*.pt"))  # the pilot stores nothing
