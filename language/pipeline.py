@@ -135,12 +135,13 @@ def run(config: LanguageConfig, out: str | Path, progress: bool = True,
     ``allow_config_change`` (:func:`language.run_folder.record_config`)."""
     from reports.builder import build_report
 
-    with RunLock(out), InvocationClock(out) as clock:
-        record_config(out, config, resolve_device(config.runtime.device), allow_config_change)
-        results = run_pipeline(config, out, progress)
-        meta = provenance(config.to_dict(), list(config.replicate_seeds), clock.elapsed(), clock.parts())
-        path = write_results(Path(out) / "results.json", "language", results, meta)
-        report = build_report(path, out)
+    with RunLock(out):
+        record_config(out, config, resolve_device(config.runtime.device), allow_config_change)  # before the clock: a refused start is no invocation
+        with InvocationClock(out) as clock:
+            results = run_pipeline(config, out, progress)
+            meta = provenance(config.to_dict(), list(config.replicate_seeds), clock.elapsed(), clock.parts())
+            path = write_results(Path(out) / "results.json", "language", results, meta)
+            report = build_report(path, out)
     return results, path, report
 
 

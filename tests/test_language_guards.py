@@ -128,6 +128,7 @@ def test_cli_refuses_a_changed_config_before_any_work_and_accepts_it_when_allowe
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "differs in sampling.samples (32 -> 16); use a new --out" in err
+    assert not (out / ".invocations.json").exists()  # a refused start is not an invocation of the run
     with pytest.raises(RuntimeError, match="pipeline reached with 16 samples"):
         main(args + ["--allow-config-change"])
     rec = _record(out)
