@@ -1,12 +1,14 @@
 """``gtl language``: arXiv CS -> Physics transfer pipeline.
 
-    gtl language run [--config NAME_OR_FILE] [--data PATH] [--out DIR] [--seed N] [--quiet]
+    gtl language run [--config NAME_OR_FILE] [--data PATH] [--out DIR] [--seed N] [--allow-config-change] [--quiet]
     gtl language check-data [--data PATH]
 
 ``--config`` takes a named config (``cpu-tiny``, ``cpu``, ``gpu``, ``paper``: files in
 ``language/configs``) or a TOML file; the default is ``cpu``. A run folder (default
 ``runs/language-<config name>``) keeps every trained model and sample set, so running the same
-command again resumes where it stopped.
+command again resumes where it stopped. The folder records its config (``config.json``); resuming
+it with a config that changes results stops with the differing settings, unless
+``--allow-config-change`` (the components whose settings are unchanged are reused).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def _run(args: argparse.Namespace) -> int:
         config = with_seed(config, args.seed)
     suffix = "" if args.seed is None else f"-seed{config.seed}"
     out = Path(args.out) if args.out else Path("runs") / f"language-{config.name}{suffix}"
-    results, results_path, report = pipeline.run(config, out, progress=not args.quiet)
+    results, results_path, report = pipeline.run(config, out, progress=not args.quiet,
+                                                  allow_config_change=args.allow_config_change)
     print(f"MiniLM-feature MAUVE against held-out physics (mean ± std over {len(config.evaluation.mauve_seeds)} seed(s)):")
     print(pipeline.mauve_table(results))
     from .evaluate import mauve_text
@@ -71,6 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--data", metavar="PATH", help="folder (or file) of arXiv JSON lines (default: $GTL_ARXIV_DATA, else ../shared/data/arxiv)")
     run.add_argument("--out", metavar="DIR", help="run folder (default runs/language-<config name>); re-running resumes it")
     run.add_argument("--seed", type=int, metavar="N", help="seed of every split, network and sample (default: the config's seed)")
+    run.add_argument("--allow-config-change", action="store_true",
+                     help="resume a run folder started with a different config: record the new config and reuse "
+                          "the components whose settings are unchanged")
     run.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
     run.set_defaults(func=_run)
 

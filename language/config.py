@@ -263,13 +263,17 @@ class EvaluationConfig:
 class RuntimeConfig:
     """``device``: auto (cuda when available), cpu or cuda. ``compile``/``bf16``: torch.compile and
     bfloat16 autocast, used only on CUDA. ``checkpoint_every``: training checkpoint period (0 =
-    only at the end). ``threads``: torch CPU threads (0 = leave torch's default)."""
+    only at the end). ``threads``: torch CPU threads (0 = leave torch's default).
+    ``sampling_budget_minutes``: the run's sampling time is estimated from a pilot before the first
+    sample set, and a run whose estimate exceeds twice this budget stops (0 = no check;
+    :func:`language.sampling.check_sampling_budget`)."""
 
     device: str = "auto"
     compile: bool = True
     bf16: bool = True
     checkpoint_every: int = 100
     threads: int = 0
+    sampling_budget_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -278,6 +282,7 @@ class RuntimeConfig:
         _check_bool("runtime.bf16", self.bf16)
         check_int_range("runtime.checkpoint_every", self.checkpoint_every, 0)
         check_int_range("runtime.threads", self.threads, 0)
+        check_real_range("runtime.sampling_budget_minutes", self.sampling_budget_minutes, 0.0)
 
 
 @dataclass(frozen=True)

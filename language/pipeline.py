@@ -56,8 +56,8 @@ from .components import (
 )
 from .config import LanguageConfig
 from .prepare import prepare_data
-from .run_folder import PreparedData, Run, backbone, resolve_device
-from .sampling import SampleSet, draw_samples
+from .run_folder import PreparedData, Run, backbone, record_config, resolve_device
+from .sampling import SampleSet, check_sampling_budget, draw_samples
 from .scoring import Evaluator, _diagnostics, evaluate_samples, make_evaluator
 from .vocabulary import Vocabulary, observed_vocabulary
 
@@ -79,6 +79,8 @@ def run_pipeline(config: LanguageConfig, root: str | Path, progress: bool = True
         run.replicate = seed
         run.log(f"replicate seed {seed} ({i + 1} of {len(config.replicate_seeds)})")
         train_components(run)
+        if i == 0:  # the whole run's sampling time against runtime.sampling_budget_minutes
+            check_sampling_budget(run)
         sets = _draw_method_samples(run)
         with run.stage("evaluation"):
             if evaluator is None:
@@ -125,17 +127,21 @@ def _ablations(run: Run, e: Evaluator) -> dict[str, list]:
                     for x, s in v] for k, v in sets.items()}
 
 
-def run(config: LanguageConfig, out: str | Path, progress: bool = True) -> tuple[LanguageResults, Path, Path]:
+def run(config: LanguageConfig, out: str | Path, progress: bool = True,
+        allow_config_change: bool = False) -> tuple[LanguageResults, Path, Path]:
     """Run the pipeline in ``out`` and write ``out/results.json`` (kind ``language``) and the
     Markdown report ``out/results.md`` (figures under ``out/figures``); returns (results, results
-    path, report path)."""
+    path, report path). A folder started with another config raises ValueError unless
+    ``allow_config_change`` (:func:`language.run_folder.record_config`)."""
     from reports.builder import build_report
 
-    with RunLock(out), InvocationClock(out) as clock:
-        results = run_pipeline(config, out, progress)
-        meta = provenance(config.to_dict(), list(config.replicate_seeds), clock.elapsed(), clock.parts())
-        path = write_results(Path(out) / "results.json", "language", results, meta)
-        report = build_report(path, out)
+    with RunLock(out):
+        record_config(out, config, resolve_device(config.runtime.device), allow_config_change)  # before the clock: a refused start is no invocation
+        with InvocationClock(out) as clock:
+            results = run_pipeline(config, out, progress)
+            meta = provenance(config.to_dict(), list(config.replicate_seeds), clock.elapsed(), clock.parts())
+            path = write_results(Path(out) / "results.json", "language", results, meta)
+            report = build_report(path, out)
     return results, path, report
 
 

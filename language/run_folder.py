@@ -1,5 +1,6 @@
 """The state of one language run: its config, device, schedule, component store and prepared
-data, with the helpers every stage shares (stage timing, autocast/compile on CUDA, seeds, fitting)."""
+data, with the helpers every stage shares (stage timing, autocast/compile on CUDA, seeds, fitting),
+and the folder's config record (:func:`record_config`, ``<run>/config.json``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 from gtl_verify.networks import BackboneConfig
 from gtl_verify.recipes import Hooks
 from gtl_verify.schedules import LogLinearSchedule, Schedule
+from gtl_verify.storage import atomic_write_text
 from gtl_verify.store import ComponentId, ComponentStore, Fit, key_digest
 from gtl_verify.training import train
 from gtl_verify.validation import check_device
@@ -169,3 +171,92 @@ def backbone(size: NetSize, vocab: Vocabulary, length: int, time_conditioning: b
 
 def _fraction_key(f: float) -> str:
     return f"{f:g}"
+
+
+# ------------------------------------------------------------------ the folder's config record
+CONFIG_RECORD = "config.json"
+#: settings that change no computed number (how fast, how often to checkpoint, what the config is
+#: called, the sampling-time guard); every other setting counts, ``runtime.device`` as resolved
+#: (``auto`` on a GPU machine equals ``cuda``; CPU and CUDA draw different random streams)
+RESULT_FREE_KEYS = frozenset({"name", "runtime.threads", "runtime.checkpoint_every", "runtime.sampling_budget_minutes"})
+_SHOWN = 3  # differing settings named in the error; the rest are counted
+
+
+def record_config(root: str | Path, config: LanguageConfig, device: torch.device, allow_change: bool = False) -> list[str]:
+    """Check ``config`` against the one ``<root>/config.json`` records, and record it.
+
+    The first start writes the record (atomically). A later start whose config differs in a
+    setting outside :data:`RESULT_FREE_KEYS` raises ValueError naming the first differing dotted
+    keys with their old -> new values, unless ``allow_change``: then the new config is recorded
+    and the old one appended to the record's ``history``. A setting the record lacks (added to
+    the code later) counts as unchanged when the new value is its default; a recorded setting
+    the code no longer has is ignored. Nothing else in the folder is touched: components and
+    samples are keyed by their content, so the unchanged ones are reused. A damaged record raises
+    ValueError naming the file (``allow_change`` replaces it). Returns the accepted differences
+    (``key (old -> new)``; empty when none)."""
+    root = Path(root)
+    path = root / CONFIG_RECORD
+    entry = {"name": config.name, "hash": config.hash(), "device": device.type, "config": _jsonable(config.to_dict())}
+    try:
+        old = _read_record(path, root) if path.is_file() else None
+    except ValueError:
+        if not allow_change:
+            raise
+        old = None
+    if old is None:
+        atomic_write_text(path, json.dumps({**entry, "history": []}, indent=1) + "\n")
+        return []
+    changes = config_changes(old, entry)
+    if not changes:
+        return []
+    if not allow_change:
+        more = f" and {len(changes) - _SHOWN} more" if len(changes) > _SHOWN else ""
+        raise ValueError(f"run folder {root} was started with config {old['name']!r} (hash {old['hash']}); this config "
+                         f"({config.name!r}, hash {entry['hash']}) differs in {', '.join(changes[:_SHOWN])}{more}; use a new "
+                         f"--out, or pass --allow-config-change to reuse the components whose settings are unchanged")
+    history = old.pop("history", [])
+    atomic_write_text(path, json.dumps({**entry, "history": [*history, {**old, "changed": changes}]}, indent=1) + "\n")
+    return changes
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key (old -> new)`` for every result-changing setting that differs between two records
+    (``{"device": ..., "config": ...}``), in the config's order."""
+    before, after = _flat_settings(old), _flat_settings(new)
+    defaults = _flat(_jsonable(LanguageConfig().to_dict()))
+    missing = object()
+    changes = []
+    for key, value in after.items():
+        was = before.get(key, defaults.get(key, missing))
+        if key not in RESULT_FREE_KEYS and was != value:
+            changes.append(f"{key} ({'absent' if was is missing else json.dumps(was)} -> {json.dumps(value)})")
+    return changes
+
+
+def _flat_settings(record: dict[str, Any]) -> dict[str, Any]:
+    return {**_flat(record["config"]), "runtime.device": record["device"]}
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of the leaves of a nested dict (lists are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _read_record(path: Path, root: Path) -> dict[str, Any] | None:
+    """The record in ``path``; ValueError naming it and the way out when it is damaged."""
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict) or not {"name", "hash", "device"} <= record.keys():
+            raise ValueError("not a config record: expected an object with name, hash, device and config")
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"run folder {root}: its config record {path} is damaged ({reason}); delete it, or pass "
+                             f"--allow-config-change, to record this config (computed components are kept and reused "
+                             f"where their settings are unchanged)") from None
+    return record
