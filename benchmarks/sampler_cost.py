@@ -479,17 +479,20 @@ def markov_case(path: str | Path | None = None) -> ConfigCase:
 
 
 def language_vocabulary(cfg: Any, results: Path | None) -> tuple[Any, str]:
-    """The model vocabulary of a language config: the tokenizer's under ``full``; under ``observed``
+    """The model vocabulary of a language config: the tokenizer's under ``full`` (a BPE tokenizer's
+    configured size); under ``observed``
     its size depends on the data, so it is read from the committed run's results file
     (reports/runs/language-<name>.json unless ``results`` is given). Raises FileNotFoundError
     naming the file when it is missing."""
     from language.pipeline import Vocabulary
-    from language.tokenizer import load_bert_tokenizer, tokenizer_info
+    from language.tokenizer import BPE_SPECIAL_TOKENS, load_bert_tokenizer, tokenizer_info
 
     data = cfg.data
+    if data.vocabulary == "full" and data.tokenizer == "bpe":
+        # the trained BPE reaches its configured size on the abstracts; [MASK] is its fourth special token
+        mask = BPE_SPECIAL_TOKENS.index("[MASK]")
+        return Vocabulary("full", data.bpe_vocab_size, mask), f"full byte-level BPE ({data.bpe_vocab_size} ids as configured)"
     if data.vocabulary == "full":
-        if data.tokenizer != "bert":
-            raise ValueError(f"config {cfg.name!r}: a full vocabulary of a trained BPE tokenizer depends on the data")
         info = tokenizer_info(load_bert_tokenizer())
         return Vocabulary("full", info.vocab_size, info.mask_id), f"full {info.name}"
     path = results or ROOT / "reports" / "runs" / f"language-{cfg.name}.json"

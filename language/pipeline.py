@@ -57,7 +57,7 @@ from .components import (
 from .config import LanguageConfig
 from .prepare import prepare_data
 from .run_folder import PreparedData, Run, backbone, record_config, resolve_device
-from .sampling import SampleSet, check_sampling_budget, draw_samples
+from .sampling import SampleSet, check_sampling_budget, draw_samples, planned_sets
 from .scoring import Evaluator, _diagnostics, evaluate_samples, make_evaluator
 from .vocabulary import Vocabulary, observed_vocabulary
 
@@ -95,11 +95,10 @@ def run_pipeline(config: LanguageConfig, root: str | Path, progress: bool = True
 
 
 def _draw_method_samples(run: Run) -> list[SampleSet]:
-    """``sampling.samples`` sequences of every method at every target share (source-only once)."""
-    cfg = run.config
+    """The replicate's sample sets of :func:`language.sampling.planned_sets` (every method at every
+    target share, source-only once)."""
     with run.stage("sampling"):
-        return [draw_samples(run, method, f) for method in cfg.sampling.methods
-                for f in ([cfg.data.fractions[0]] if method == "source-only" else cfg.data.fractions)]
+        return [p.draw(run) for p in planned_sets(run.config)[0]]
 
 
 def _evaluate_replicate(run: Run, e: Evaluator, sets: list[SampleSet]) -> Replicate:
@@ -115,16 +114,17 @@ def _evaluate_replicate(run: Run, e: Evaluator, sets: list[SampleSet]) -> Replic
 
 
 def _ablations(run: Run, e: Evaluator) -> dict[str, list]:
-    """GTL at the ablation share for every value of the gamma and candidates sweeps."""
-    cfg = run.config.sampling
-    fa, na = cfg.ablation_fraction, cfg.ablation_samples
+    """GTL at the ablation share for every value of the gamma and candidates sweeps
+    (:func:`language.sampling.planned_sets`)."""
+    planned = planned_sets(run.config)[1]
     with run.stage("sampling"):
-        sets = {"gamma": [(g, draw_samples(run, "gtl", fa, samples=na, gamma=g, tag=f"gamma-{g:g}")) for g in cfg.gamma_sweep],
-                "candidates": [(n, draw_samples(run, "gtl", fa, samples=na, candidates=n, tag=f"n-{n}"))
-                               for n in cfg.candidates_sweep]}
+        drawn = [(p, p.draw(run)) for p in planned]
     with run.stage("evaluation"):
-        return {k: [(x, s, evaluate_samples(e, s.tokens, distinct=False, perplexity=False, tag=f"ablation-{s.tag}"))
-                    for x, s in v] for k, v in sets.items()}
+        out: dict[str, list] = {"gamma": [], "candidates": []}
+        for p, s in drawn:
+            scores = evaluate_samples(e, s.tokens, distinct=False, perplexity=False, tag=f"ablation-{s.tag}")
+            out[p.sweep].append((p.gamma if p.sweep == "gamma" else p.candidates, s, scores))
+        return out
 
 
 def run(config: LanguageConfig, out: str | Path, progress: bool = True,

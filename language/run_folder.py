@@ -178,7 +178,8 @@ CONFIG_RECORD = "config.json"
 #: settings that change no computed number (how fast, how often to checkpoint, what the config is
 #: called, the sampling-time guard); every other setting counts, ``runtime.device`` as resolved
 #: (``auto`` on a GPU machine equals ``cuda``; CPU and CUDA draw different random streams)
-RESULT_FREE_KEYS = frozenset({"name", "runtime.threads", "runtime.checkpoint_every", "runtime.sampling_budget_minutes"})
+# data.path: the data cache is keyed on the files' names and sizes, not on where they were read from
+RESULT_FREE_KEYS = frozenset({"name", "data.path", "runtime.threads", "runtime.checkpoint_every", "runtime.sampling_budget_minutes"})
 _SHOWN = 3  # differing settings named in the error; the rest are counted
 
 

@@ -98,7 +98,8 @@ def _sample_batch(run: Run, parts: MethodParts, n: int, gamma: float, gen: torch
 # ------------------------------------------------------------------ sampling time
 @dataclass(frozen=True)
 class PlannedSet:
-    """One sample set the pipeline draws (``tag`` names it within its method and share)."""
+    """One sample set the pipeline draws (``tag`` names it within its method and share; an
+    ablation point names its ``sweep``, ``gamma`` or ``candidates``)."""
 
     method: str
     fraction: float
@@ -106,6 +107,12 @@ class PlannedSet:
     gamma: float
     candidates: int
     tag: str
+    sweep: str = ""
+
+    def draw(self, run: Run) -> "SampleSet":
+        """The set, drawn (or read from the run's cache) by :func:`draw_samples`."""
+        return draw_samples(run, self.method, self.fraction, samples=self.samples, gamma=self.gamma,
+                            candidates=self.candidates, tag=self.tag)
 
 
 def planned_sets(config: LanguageConfig) -> tuple[list[PlannedSet], list[PlannedSet]]:
@@ -116,8 +123,8 @@ def planned_sets(config: LanguageConfig) -> tuple[list[PlannedSet], list[Planned
     main = [PlannedSet(m, f, s.samples, s.gamma, s.candidates, "main")
             for m in s.methods for f in ([fractions[0]] if m == "source-only" else fractions)]
     fa, na = s.ablation_fraction, s.ablation_samples
-    ablations = ([PlannedSet("gtl", fa, na, g, s.candidates, f"gamma-{g:g}") for g in s.gamma_sweep]
-                 + [PlannedSet("gtl", fa, na, s.gamma, n, f"n-{n}") for n in s.candidates_sweep])
+    ablations = ([PlannedSet("gtl", fa, na, g, s.candidates, f"gamma-{g:g}", "gamma") for g in s.gamma_sweep]
+                 + [PlannedSet("gtl", fa, na, s.gamma, n, f"n-{n}", "candidates") for n in s.candidates_sweep])
     return main, ablations
 
 

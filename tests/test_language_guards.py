@@ -4,6 +4,8 @@ whose sampling would exceed its declared time budget (estimated from a pilot bef
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 
@@ -167,7 +169,7 @@ def test_estimate_scales_the_pilot_by_steps_batches_sets_and_replicates(trained,
     assert (n, s.gamma_sweep, s.candidates_sweep, s.samples, s.batch, s.ablation_samples) == (4, (0.0, 2.0), (2, 8), 16, 16, 8)
     Cost = sampling.StepCost
     pilot = {"source-only": Cost(1.0, 0.5), "target-only": Cost(1.0, 0.5), "fine-tuned": Cost(1.0, 0.5),
-             "tcsm": Cost(2.0, 0.5), "gtl n=4": Cost(1.0, 4.0), "gtl gamma=0": Cost(1.0, 0.5), "gtl n=2": Cost(1.0, 2.0),
+             "tcsm": Cost(2.0, 0.5), "ar2diff": Cost(1.5, 0.5), "gtl n=4": Cost(1.0, 4.0), "gtl gamma=0": Cost(1.0, 0.5), "gtl n=2": Cost(1.0, 2.0),
              "gtl n=8": Cost(1.0, 6.0), "gtl-planner n=4": Cost(3.0, 0.0)}
     asked = []
 
@@ -191,12 +193,13 @@ def test_estimate_scales_the_pilot_by_steps_batches_sets_and_replicates(trained,
     assert est.method_seconds["source-only"] == pytest.approx(reps * 1 * batch(pilot["source-only"]))
     assert est.method_seconds["target-only"] == pytest.approx(reps * shares * batch(pilot["target-only"]))
     assert est.method_seconds["tcsm"] == pytest.approx(reps * shares * batch(pilot["tcsm"]))
+    assert est.method_seconds["ar2diff"] == pytest.approx(reps * shares * batch(pilot["ar2diff"]))
     assert est.method_seconds["gtl"] == pytest.approx(reps * shares * batch(pilot["gtl n=4"]))
     assert est.method_seconds["gtl-planner"] == pytest.approx(reps * shares * cfg.data.segment_length * 3.0)
     # ablations (first replicate only, 8 samples = 1 batch): gamma 0 (no ratio calls) and 2, candidates 2 and 8
     ablation = batch(pilot["gtl gamma=0"]) + batch(pilot["gtl n=4"]) + batch(pilot["gtl n=2"]) + batch(pilot["gtl n=8"])
     assert est.method_seconds["gtl ablations"] == pytest.approx(ablation)
-    assert est.sets == reps * (1 + 5 * shares) + 4 and est.batch == 16
+    assert est.sets == reps * (1 + 6 * shares) + 4 and est.batch == 16  # 6 methods at every share
     assert est.seconds == pytest.approx(math.fsum(est.method_seconds.values()))
     assert sorted(asked) == sorted(pilot)  # one pilot per kind
     assert est.pilot_text().startswith("batch 16: source-only 1.5 s/step, target-only 1.5 s/step")
@@ -266,18 +269,21 @@ def test_within_budget_or_unchecked(trained, monkeypatch, capsys):
         run.config = build(run.config, {"runtime": {"sampling_budget_minutes": 0.0}})
 
 
-def test_planned_sets_are_the_sets_the_pipeline_draws(trained, monkeypatch):
+def test_the_pipeline_draws_the_planned_sets(trained, monkeypatch):
+    """The pipeline draws exactly the planned sets (samples, gamma, candidates, tag) and files each
+    ablation point under its sweep with its value."""
     run, s = trained, trained.config.sampling
     drawn = []
 
     def record(run_, method, fraction, *, samples=None, gamma=None, candidates=None, tag="main"):
-        drawn.append(sampling.PlannedSet(method, fraction, samples or s.samples, s.gamma if gamma is None else gamma,
-                                         s.candidates if candidates is None else candidates, tag))
+        drawn.append(sampling.PlannedSet(method, fraction, samples, gamma, candidates, tag))
         return sampling.SampleSet(method, fraction, tag, torch.zeros(1, 1, dtype=torch.long), {})
 
-    monkeypatch.setattr(pipeline, "draw_samples", record)
+    monkeypatch.setattr(sampling, "draw_samples", record)
     monkeypatch.setattr(pipeline, "evaluate_samples", lambda *a, **k: {})
     pipeline._draw_method_samples(run)
-    main = list(drawn)
-    pipeline._ablations(run, None)
-    assert (main, drawn[len(main):]) == sampling.planned_sets(run.config)
+    ablations = pipeline._ablations(run, None)
+    main, planned_ablations = sampling.planned_sets(run.config)
+    assert drawn == [dataclasses.replace(p, sweep="") for p in main + planned_ablations]
+    assert [x for x, _, _ in ablations["gamma"]] == list(s.gamma_sweep)
+    assert [x for x, _, _ in ablations["candidates"]] == list(s.candidates_sweep)

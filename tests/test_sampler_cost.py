@@ -107,13 +107,13 @@ def test_markov_case_reads_the_sizes_of_the_config_file(tmp_path):
     assert default.samplers == ("left-to-right", "planner")
 
 
-def test_language_case_reads_the_cpu_config_and_the_committed_vocabulary():
+def test_language_case_reads_the_cpu_config_and_its_bpe_vocabulary():
     from language.config import load_config
+    from language.tokenizer import BPE_SPECIAL_TOKENS
 
     cfg = load_config("cpu")
     case = sc.language_case("cpu")
-    vocab = json.loads((ROOT / "reports/runs/language-cpu.json").read_text())["results"]["vocabulary"]
-    assert (case.k, case.mask_id) == (vocab["size"], vocab["mask_id"])
+    assert (case.k, case.mask_id) == (cfg.data.bpe_vocab_size, BPE_SPECIAL_TOKENS.index("[MASK]"))
     assert case.length == cfg.data.segment_length and case.steps == cfg.sampling.steps
     assert case.batch == cfg.sampling.batch and case.candidates == (cfg.sampling.candidates,)
     assert case.top_k == (cfg.sampling.top_k or None) and case.gamma == cfg.sampling.gamma
@@ -123,7 +123,8 @@ def test_language_case_reads_the_cpu_config_and_the_committed_vocabulary():
 
 
 def test_language_case_of_a_changed_file_and_a_missing_vocabulary(tmp_path):
-    text = (ROOT / "language/configs/cpu.toml").read_text().replace("segment_length = 64", "segment_length = 16")
+    text = (ROOT / "language/configs/cpu.toml").read_text().replace("segment_length = 32", "segment_length = 16")
+    text = text.replace('vocabulary = "full"', 'vocabulary = "observed"')  # its size comes from a run's results
     path = tmp_path / "mine.toml"
     text = re.sub(r"(?m)^candidates = \d+", "candidates = 3", text)
     path.write_text(re.sub(r"(?m)^top_k = \d+", "top_k = 3", text))  # top-k <= candidates (equal truncation)
