@@ -6,8 +6,9 @@ target chain: transition KL (the paper's metric), cross-entropy gap, Monte-Carlo
 sampler density (fixed left-to-right reveal), and exact TV when (K+1)^L is enumerable.
 
 Methods: source-only (unguided source denoiser), target-only (denoiser trained on the target
-samples), fine-tuned (source denoiser fine-tuned on them), gtl (source denoiser + learned ratio),
-gtl-oracle-ratio (exact ratio: isolates the ratio error), gtl-oracle-denoiser (exact source
+samples), fine-tuned (source denoiser fine-tuned on them), gtl (source denoiser + the ratio of the
+configured estimator, ``ratio_estimator``), gtl-paper (the same with the paper's estimator, the
+reference pipeline), gtl-oracle-ratio (exact ratio: isolates the ratio error), gtl-oracle-denoiser (exact source
 denoiser + learned ratio: isolates the denoiser error), gtl-planner (learned planner schedule),
 tcsm (frozen source denoiser x learned exp-correction, trained on the target with the MDLM loss),
 ar2diff (denoiser initialised from an autoregressive source model, then fine-tuned).
@@ -27,6 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from gtl_verify.density import fixed_order_log_density
+from gtl_verify.estimators import get_estimator
+from gtl_verify.estimators import on_device as ratio_on_device
 from gtl_verify.exact_law import planner_law
 from gtl_verify.learned import on_device
 from gtl_verify.planners import LeftToRightPlanner
@@ -52,7 +55,7 @@ from .components import (
 from .config import MarkovConfig, load_config, markov_methods
 from .data import make_data
 from .oracle import PairOracle
-from .presets import PRESETS, pair_identity, resolve_pair
+from .presets import PRESETS, ChainPair, pair_identity, resolve_pair
 
 EXACT_TV_MAX_STATES = 20_000
 
@@ -121,12 +124,21 @@ class Cell:
         raise ValueError(f"unknown denoiser {which!r}")
 
     def ratio(self, which: str = "learned"):
-        """The learned ratio model (trained on demand) or, for ``oracle``, the exact ratio."""
+        """The ratio model of the configured estimator (``learned``) or of the paper's estimator
+        (``paper``), fitted on demand with the learned source denoiser (the one GTL samples with) where
+        the estimator needs one; for ``oracle``, the exact ratio."""
         if which == "oracle":
             return self.oracle
-        return self._once("ratio", lambda: train_ratio(self.store, self.data.source_train, self.target, self.config.ratio_estimator,
-                                                       self.config.models, self.config.training, seed=self.seed, key=self.key,
-                                                       schedule=self.schedule))
+        if which not in ("learned", "paper"):
+            raise ValueError(f"ratio must be one of ['learned', 'paper', 'oracle'], got {which!r}")
+        name = self.config.ratio_estimator if which == "learned" else "paper"
+        b = self.config.training
+        denoiser_key = {"steps": b.source_steps, "lr": b.lr, "batch_size": b.batch_size, "weight_decay": b.weight_decay,
+                        "sizes": vars(self.config.models)}
+        return self._once(f"ratio {name}", lambda: train_ratio(
+            self.store, self.data.source_train, self.target, name, self.config.models, b, seed=self.seed, key=self.key,
+            schedule=self.schedule, denoiser=self.denoiser("source") if get_estimator(name).needs_denoiser else None,
+            denoiser_key=denoiser_key))
 
     def planner(self):
         return self._once("planner", lambda: train_planner(self.store, self.source_net, self.data.source_train, self.config.models,
@@ -141,32 +153,44 @@ class Cell:
 def evaluate(cell: Cell, method: str, gamma: float, generator: torch.Generator) -> dict[str, Any]:
     """Sample ``cell.config.samples`` sequences with ``method`` and compute every metric."""
     cfg = cell.config
-    parts = cell.method_parts(method)
+    return score_parts(cell.method_parts(method), cell.pair, cell.schedule, samples=cfg.samples, length=cfg.length,
+                       gamma=gamma, planner_temperature=cfg.planner_temperature, generator=generator, device=cell.device)
+
+
+def score_parts(parts: MethodParts, pair: ChainPair, schedule: Schedule, *, samples: int, length: int, gamma: float,
+                planner_temperature: float, generator: torch.Generator,
+                device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+    """Draw ``samples`` sequences of ``length`` with ``parts`` (left to right at temperature 0 when it
+    has no planner) and score them against ``pair.target``: transition KL, cross-entropy gap,
+    Monte-Carlo KL from the exact sampler density (fixed order) and exact TV when (K+1)^L is at most
+    EXACT_TV_MAX_STATES. Returns {"metrics": {...}, "estimated_transition": [K][K]}."""
     denoiser, ratio, planner, rule = parts.denoiser, parts.ratio, parts.planner, parts.rule
     if ratio is None:
         gamma = 0.0
     fixed_order = planner is None
-    sampler_cfg = SamplerConfig(cfg.samples, cfg.length, rule=rule, gamma=gamma,
-                                temperature=0.0 if fixed_order else cfg.planner_temperature)
-    denoiser, ratio, planner = (on_device(c, cell.device) for c in (denoiser, ratio, planner))  # trained on the CPU
-    generator = torch.Generator(cell.device).manual_seed(generator.initial_seed())  # the sampler draws on its device
-    res = planner_sample(denoiser, ratio, planner or LeftToRightPlanner(), cell.schedule, sampler_cfg, generator)
-    x, target = res.tokens.cpu(), cell.pair.target
+    sampler_cfg = SamplerConfig(samples, length, rule=rule, gamma=gamma,
+                                temperature=0.0 if fixed_order else planner_temperature)
+    denoiser, planner = (on_device(c, device) for c in (denoiser, planner))  # trained on the CPU
+    ratio = ratio_on_device(ratio, device)  # a fitted model: its parts copied there; an oracle as it is
+    generator = torch.Generator(device).manual_seed(generator.initial_seed())  # the sampler draws on its device
+    res = planner_sample(denoiser, ratio, planner or LeftToRightPlanner(), schedule, sampler_cfg, generator)
+    x, target = res.tokens.cpu(), pair.target
+    k = target.vocab_size
     out: dict[str, Any] = {
         "transition_kl": metrics.transition_kl(target, x),
         "cross_entropy_gap": metrics.cross_entropy_gap(target, x),
         "exact_kl": None,
         "exact_tv": None,
         "sampling_s": res.wall_time_s,
-        "ratio_passes_per_sequence": res.ratio_passes / cfg.samples,
+        "ratio_passes_per_sequence": res.ratio_passes / samples,
     }
     if fixed_order:
-        log_s = fixed_order_log_density(denoiser, ratio, rule, cell.schedule, x, gamma)
+        log_s = fixed_order_log_density(denoiser, ratio, rule, schedule, x, gamma)
         out["exact_kl"] = metrics.mc_kl(log_s, target.log_prob(x))[0]
-        if (cell.k + 1) ** cfg.length <= EXACT_TV_MAX_STATES:
-            law = planner_law(denoiser, ratio, LeftToRightPlanner(), cell.schedule, replace(sampler_cfg, num_samples=1))
-            out["exact_tv"] = law.tv(target.table(cfg.length))
-    return {"metrics": out, "estimated_transition": metrics.estimate_transition(x, metrics.SMOOTHING, vocab_size=cell.k).tolist()}
+        if (k + 1) ** length <= EXACT_TV_MAX_STATES:
+            law = planner_law(denoiser, ratio, LeftToRightPlanner(), schedule, replace(sampler_cfg, num_samples=1))
+            out["exact_tv"] = law.tv(target.table(length))
+    return {"metrics": out, "estimated_transition": metrics.estimate_transition(x, metrics.SMOOTHING, vocab_size=k).tolist()}
 
 
 def component_errors(cell: Cell, generator: torch.Generator) -> list[dict[str, Any]]:

@@ -29,7 +29,14 @@ def test_tiny_grid_runs_and_resumes(tmp_path, monkeypatch):
     oracle = next(c for c in results.cells if c["method"] == "gtl-oracle-ratio")
     assert oracle["metrics"]["ratio_passes_per_sequence"] == 0  # exact single-site ratio: no network passes
     gtl = next(c for c in results.cells if c["method"] == "gtl")
-    assert gtl["metrics"]["ratio_passes_per_sequence"] == TINY.length * 5  # L steps x K = 5 candidates
+    assert TINY.ratio_estimator == "guided-likelihood"  # the default: a single-site model, one pass per step
+    assert gtl["metrics"]["ratio_passes_per_sequence"] == 0
+    paper = next(c for c in results.cells if c["method"] == "gtl-paper")
+    assert paper["metrics"]["ratio_passes_per_sequence"] == TINY.length * 5  # sequence ratio: L steps x K = 5 candidates
+    files = sorted(p.name for p in (tmp_path / "models").glob("ratio-*"))
+    # one fit per pair: gtl, gtl-oracle-denoiser, components and the gamma sweep share the overlap-0 fit, the
+    # overlap sweep (0.5) has its own; gtl-paper one
+    assert [f.rsplit("-", 1)[0] for f in files] == ["ratio-guided-likelihood"] * 2 + ["ratio-paper"]
     assert len(results.gamma_sweep) == 2 and len(results.overlap_sweep) == 1
     assert {r["component"] for r in results.components} == {"ratio", "source denoiser", "autoregressive source"}
     # a re-run reads every finished cell instead of recomputing it

@@ -62,7 +62,10 @@ class NoisyClassifier(RatioEstimator):
     """
 
     name = "noisy-classifier"
+    part_names = ("classifier",)
 
     def _fit(self, inputs: FitInputs, budget: EstimatorBudget):
-        net = noisy_classifier(inputs, budget, time_conditioning=False)
-        return CheckedSequenceRatio(self.name, ClassifierRatio(net, n_source=1, n_target=1), {"classifier": net})
+        return self.assemble({"classifier": noisy_classifier(inputs, budget, time_conditioning=False)})
+
+    def _assemble(self, parts):
+        return CheckedSequenceRatio(self.name, ClassifierRatio(parts["classifier"], n_source=1, n_target=1), parts)
