@@ -229,16 +229,17 @@ def _cell_path(run_dir: Path, *parts: Any) -> Path:
     return run_dir / "cells" / ("__".join(str(p) for p in parts).replace("/", "-") + ".json")
 
 
-def _check_run_dir(run_dir: Path, config: MarkovConfig) -> None:
-    """A run folder holds cells of one cell-defining configuration only."""
+def check_run_dir(run_dir: Path, cell_hash: str) -> None:
+    """A run folder holds cells of one cell-defining configuration only (its ``cell_hash``, recorded
+    in ``cell-config.json`` by the first run); ValueError naming the folder otherwise."""
     marker = run_dir / "cell-config.json"
     stored = read_json_cache(marker)
     if stored is not None:
-        if stored.get("cell_hash") != config.cell_hash():
+        if stored.get("cell_hash") != cell_hash:
             raise ValueError(f"run folder {run_dir} holds cells of another configuration (cell hash {stored.get('cell_hash')}, "
-                             f"this config {config.cell_hash()}); choose another --out")
+                             f"this config {cell_hash}); choose another --out")
     else:
-        atomic_write_text(marker, json.dumps({"cell_hash": config.cell_hash()}))
+        atomic_write_text(marker, json.dumps({"cell_hash": cell_hash}))
 
 
 GRID_FIELDS = {"presets": PRESETS, "methods": markov_methods, "n_targets": None, "seeds": None, "gamma_sweep": None, "overlap_sweep": None}
@@ -351,7 +352,7 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
     With a run folder, the results cover every finished cell of the folder (the union of the grids
     run into it), not only this call's grid."""
     if run_dir is not None:
-        _check_run_dir(run_dir, config)
+        check_run_dir(run_dir, config.cell_hash())
     store = ComponentStore(None if run_dir is None else run_dir / "models")
     cache: dict = {}
     cells: dict[tuple, Cell] = {}

@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,8 +69,12 @@ def test_cli_writes_results_and_report(tmp_path):
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="presets must be chosen from"):
         MarkovConfig(presets=("nope",))
-    with pytest.raises(ValueError, match="ratio_estimator"):
+    with pytest.raises(ValueError, match=r"ratio_estimator must be one of \['paper', .*'guided-likelihood', 'telescoping-nce'\], got 'magic'"):
         MarkovConfig(ratio_estimator="magic")
+    assert MarkovConfig().ratio_estimator == "guided-likelihood"
+    for name in ("quick.toml", "paper_grid.toml", "presets_grid.toml"):
+        config = load_config(Path(benchmark.__file__).parent / name)
+        assert config.ratio_estimator == "guided-likelihood" and "gtl-paper" in config.methods or name == "quick.toml"
     with pytest.raises(ValueError, match="n_targets must be in"):
         MarkovConfig(n_targets=(0,))
     bad = tmp_path / "bad.toml"
