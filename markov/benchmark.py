@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gtl_verify.density import fixed_order_log_density
-from gtl_verify.estimators import get_estimator
+from gtl_verify.estimators import get_estimator, ratio_diagnostics
 from gtl_verify.estimators import on_device as ratio_on_device
 from gtl_verify.exact_law import planner_law
 from gtl_verify.learned import on_device
@@ -58,6 +58,9 @@ from .oracle import PairOracle
 from .presets import PRESETS, ChainPair, pair_identity, resolve_pair
 
 EXACT_TV_MAX_STATES = 20_000
+#: masking levels and held-out rows per domain of the ratio's single-site check in the component rows
+COMPONENT_TIMES = (0.2, 0.5, 0.8)
+COMPONENT_ROWS = 100
 
 
 class Cell:
@@ -194,13 +197,16 @@ def score_parts(parts: MethodParts, pair: ChainPair, schedule: Schedule, *, samp
 
 
 def component_errors(cell: Cell, generator: torch.Generator) -> list[dict[str, Any]]:
-    """Learned components against their exact oracles on held-out noisy sequences."""
+    """Learned components against their exact oracles on held-out noisy sequences: the learned
+    ratio's mean |log r - exact| (level included) per domain and its single-site guidance TV
+    (:func:`gtl_verify.estimators.ratio_diagnostics` at COMPONENT_TIMES on the first
+    COMPONENT_ROWS held-out rows of each domain), and the source denoiser's TV to the exact p."""
     rows = []
     base = {"preset": cell.preset, "n_target": cell.n_target, "seed": cell.seed}
+    ratio = cell.ratio()
     for name, x in (("source", cell.data.source_heldout), ("target", cell.data.target_heldout)):
         t = torch.rand(len(x), generator=generator, dtype=torch.float64)
         z = torch.where(torch.rand(x.shape, generator=generator, dtype=torch.float64) < cell.schedule.alpha(t)[:, None], x, cell.k)
-        ratio = cell.ratio()
         err = (ratio(z).double() - cell.oracle(z)).abs()
         rows.append({**base, "component": "ratio", "metric": f"mean |log r - exact| on noisy {name}", "value": float(err.mean())})
         if name == "source":
@@ -209,6 +215,11 @@ def component_errors(cell: Cell, generator: torch.Generator) -> list[dict[str, A
             ex = cell.oracle.source(z).exp()
             tv = 0.5 * (lp - ex).abs().sum(-1)[masked]
             rows.append({**base, "component": "source denoiser", "metric": "mean TV to exact p(x^i|z), masked i", "value": float(tv.mean())})
+    heldout = {"source": cell.data.source_heldout[:COMPONENT_ROWS], "target": cell.data.target_heldout[:COMPONENT_ROWS]}
+    diag = ratio_diagnostics(ratio, cell.oracle, heldout, cell.schedule, generator, COMPONENT_TIMES)
+    times = ", ".join(f"{t:g}" for t in COMPONENT_TIMES)
+    rows.append({**base, "component": "ratio", "metric": f"single-site guidance TV to exact q(x^i|z), masked i, t in {{{times}}}",
+                 "value": diag.single_site_tv})
     return rows
 
 

@@ -73,9 +73,10 @@ class ModelSizes:
 @dataclass(frozen=True)
 class TrainingBudget:
     """AdamW steps of every learned component (batch ``batch_size``, rate ``lr``), except the ratio
-    model, which has its own batch and rate: its log-ratio spans tens of nats between the two domains,
-    so the cross-entropy saturates on most pairs and it needs larger batches and a larger rate to
-    learn the differences between neighbouring sequences that guidance uses."""
+    model, which has its own batch and rate (``ratio_*``: each network its estimator trains gets them,
+    :func:`markov.components.ratio_budget`): the sequence-level estimators meet log-ratios of tens of
+    nats between the two domains and need larger batches and a larger rate to learn the differences
+    between neighbouring sequences that guidance uses."""
 
     source_steps: int = 1500
     target_steps: int = 800
@@ -111,7 +112,10 @@ class TrainingBudget:
 
 @dataclass(frozen=True)
 class MarkovConfig:
-    """The grid and every setting of a ``gtl markov`` run (all recorded in the results)."""
+    """The grid and every setting of a ``gtl markov`` run (all recorded in the results).
+
+    ``ratio_estimator``: the :mod:`gtl_verify.estimators` name of the ratio of ``gtl``,
+    ``gtl-oracle-denoiser`` and ``gtl-planner`` (``gtl-paper`` always uses ``paper``)."""
 
     presets: tuple[str, ...] = ("paper",)
     n_targets: tuple[int, ...] = (1000, 100, 20)

@@ -40,6 +40,8 @@ def test_tiny_grid_runs_and_resumes(tmp_path, monkeypatch):
     assert [f.rsplit("-", 1)[0] for f in files] == ["ratio-guided-likelihood"] * 2 + ["ratio-paper"]
     assert len(results.gamma_sweep) == 2 and len(results.overlap_sweep) == 1
     assert {r["component"] for r in results.components} == {"ratio", "source denoiser", "autoregressive source"}
+    site = [r for r in results.components if r["metric"].startswith("single-site guidance TV")]
+    assert len(site) == 1 and 0 <= site[0]["value"] <= 1  # the learned ratio's headline diagnostic
     # a re-run reads every finished cell instead of recomputing it
     monkeypatch.setattr(benchmark, "evaluate", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
     again = benchmark.run_benchmark(TINY, tmp_path, progress=False)
