@@ -62,7 +62,9 @@ class RatiosConfig:
     """The grid and settings of ``gtl markov ratios`` (all recorded in the results).
 
     Grid: ``presets``, ``estimators`` (registry names), ``n_targets`` (target training sequences),
-    ``seeds``, ``steps`` (AdamW steps of each network an estimator trains; one fit per value).
+    ``seeds``, ``steps`` (AdamW steps of each network an estimator trains; one fit per value): the
+    largest at every n target, the others (the steps curve) at ``steps_n_targets`` only (None: at
+    every n target).
     Fit: ``batch_size``, ``lr``, ``weight_decay`` and the ratio networks' ``hidden``, ``blocks``,
     ``heads`` (:class:`gtl_verify.estimators.EstimatorBudget`); ``denoiser`` ``exact`` or ``learned``
     (then trained for ``denoiser_steps`` with the benchmark's other defaults); ``n_source`` source
@@ -74,6 +76,7 @@ class RatiosConfig:
     n_targets: tuple[int, ...] = (1000, 100, 20)
     seeds: tuple[int, ...] = (0,)
     steps: tuple[int, ...] = (600,)
+    steps_n_targets: tuple[int, ...] | None = None
     times: tuple[float, ...] = (0.2, 0.5, 0.8)
     denoiser: str = "exact"
     denoiser_steps: int = 1500
@@ -101,6 +104,9 @@ class RatiosConfig:
             check_int_range("seeds", s, 0)
         for s in check_sequence("steps", self.steps):
             check_int_range("steps", s, 1)
+        for n in check_sequence("steps_n_targets", self.steps_n_targets or (), allow_empty=True):
+            if n not in self.n_targets:
+                raise ConfigError(f"steps_n_targets must be chosen from n_targets {list(self.n_targets)}, got {n!r}")
         for t in check_sequence("times", self.times):
             check_real_range("times", t, 0.0, 1.0)
         check_choice("denoiser", self.denoiser, DENOISERS)
@@ -124,7 +130,7 @@ class RatiosConfig:
 
     def cell_hash(self) -> str:
         """Hash of the settings that determine a cell's value (not the grid's extent)."""
-        grid = {"presets", "estimators", "n_targets", "seeds", "steps"}
+        grid = {"presets", "estimators", "n_targets", "seeds", "steps", "steps_n_targets"}
         return config_hash({k: v for k, v in self.to_dict().items() if k not in grid})[:12]
 
 
@@ -200,8 +206,15 @@ def reference_cell(config: RatiosConfig, setting: Setting) -> dict[str, Any]:
 
 
 def _jobs(config: RatiosConfig) -> list[tuple[str, int, str, int, int]]:
+    """(preset, seed, estimator, n target, steps) of every cell: the largest step count at every n
+    target, the others at ``steps_n_targets``."""
+    final, curve = max(config.steps), config.steps_n_targets
+
+    def fitted(n: int, k: int) -> bool:
+        return k == final or curve is None or n in curve
+
     return [(p, s, e, n, k) for p in config.presets for s in config.seeds for e in config.estimators
-            for n in config.n_targets for k in config.steps]
+            for n in config.n_targets for k in config.steps if fitted(n, k)]
 
 
 def cell_path(run_dir: Path, *parts: Any) -> Path:

@@ -117,8 +117,9 @@ def _preset_sections(preset: str, cells: list[dict[str, Any]], reference: list[d
     line_plot(path, f"{preset}: single-site TV by masking level (n = {ns[0]})", "masking level t", "single-site TV", level_series)
     figures.append(figure_markdown(rel, f"Single-site TV against the masking level at n target = {ns[0]}."))
     all_steps = sorted({c["steps"] for c in cells})
-    if len(all_steps) > 1:
-        n_mid = sorted(ns)[len(ns) // 2]
+    curve_ns = sorted(n for n in ns if {c["steps"] for c in cells if c["n"] == n} == set(all_steps))
+    if len(all_steps) > 1 and curve_ns:
+        n_mid = curve_ns[len(curve_ns) // 2]
         by_steps = _summaries([c for c in cells if c["n"] == n_mid], lambda c: (c["estimator"], c["steps"]))
         for metric, label in (("tv", "single-site guidance TV"), ("kl", "GTL transition KL")):
             path, rel = ctx.figure_path(f"{preset}-{metric}-vs-steps")

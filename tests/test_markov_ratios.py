@@ -11,6 +11,7 @@ import torch
 
 from gtl_verify.cli import main
 from gtl_verify.config import ConfigError
+from gtl_verify.provenance import write_results
 from gtl_verify.estimators.base import CheckedSequenceRatio
 from gtl_verify.results import RatiosResults, ResultsSchemaError, check_envelope
 from gtl_verify.storage import DamagedCacheWarning
@@ -147,7 +148,23 @@ def test_config_budget_and_hash():
         RatiosConfig(lr=0.0)
 
 
+def test_steps_curve_only_at_its_n_targets(tmp_path):
+    config = dataclasses.replace(TINY, steps_n_targets=(8,))
+    jobs = ratios._jobs(config)
+    assert {(n, k) for _, _, _, n, k in jobs} == {(16, 6), (8, 6), (8, 3)} and len(jobs) == 2 * 2 * 3
+    assert len(ratios._jobs(TINY)) == 16  # None: every step count at every n
+    small = dataclasses.replace(config, estimators=("noisy-classifier",), seeds=(0,))
+    results = ratios.run_ratios(small, tmp_path, progress=False)
+    path = write_results(tmp_path / "results.json", "ratios", results, {})
+    report = build_report(path, tmp_path).read_text()
+    assert "against training steps at n target = 8" in report and "Estimators fitted for 6 steps" in report
+    assert config.cell_hash() == TINY.cell_hash()
+    with pytest.raises(ConfigError, match=r"steps_n_targets must be chosen from n_targets \[16, 8\], got 5"):
+        dataclasses.replace(TINY, steps_n_targets=(5,))
+
+
 def test_committed_grids_load():
     grid = load_ratios_config(TINY_FILE.parent / "ratios.toml")
     assert len(grid.seeds) >= 5 and all(5 <= n <= 5000 for n in grid.n_targets) and grid.presets == ("paper",)
+    assert len(ratios._jobs(grid)) == len(grid.estimators) * len(grid.seeds) * (len(grid.n_targets) + 1)
     assert TINY.length == 4 and len(TINY.steps) == 2  # the tiny grid draws every figure
