@@ -86,6 +86,9 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
     a fit with the same key was saved. Raises ValueError (one line) for an unknown estimator or bad
     samples, before any training."""
     fitter = get_estimator(estimator)
+    if fitter.needs_denoiser and denoiser_key is None:
+        raise ValueError(f"estimator {estimator!r} fits against the source denoiser: denoiser_key (what its weights "
+                         f"depend on, part of the store key) is required, got None")
     ratio_b = ratio_budget(sizes, budget)
     full_key = {**key, "estimator": estimator, "budget": ratio_b.to_dict(), "seed": seed, "n_target": len(target),
                 "denoiser": denoiser_key if fitter.needs_denoiser else None}

@@ -89,7 +89,16 @@ def test_train_ratio_uses_the_config_budget_and_reloads_by_key(tmp_path):
     assert len(list(tmp_path.glob("ratio-*.pt"))) == 4
 
 
-def test_train_ratio_names_an_unknown_estimator_before_any_work(tmp_path):
+def test_train_ratio_names_an_unknown_estimator_or_a_missing_denoiser_key_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="unknown ratio estimator 'magic'"):
         _train(ComponentStore(tmp_path), estimator="magic")
+    with pytest.raises(ValueError, match="denoiser_key .* is required"):
+        train_ratio(ComponentStore(tmp_path), SOURCE, TARGET, "telescoping-nce", SIZES, TRAIN, seed=0, key=KEY,
+                    schedule=SCHEDULE, denoiser=ORACLE.source)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_file_without_a_fitted_model_is_named(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="must hold 'estimator' and 'parts'"):
+        load_fitted(tmp_path / "other.pt", "paper")

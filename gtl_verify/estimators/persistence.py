@@ -64,6 +64,8 @@ def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None)
     payload = load_torch_cache(path)
     if payload is None:
         return None
+    if not isinstance(payload, dict) or not {"estimator", "parts"} <= payload.keys():
+        raise ValueError(f"ratio model file {path} must hold 'estimator' and 'parts'; delete it or choose another run folder")
     if payload.get("estimator") != name or (meta is not None and payload.get("meta") != meta):
         raise ValueError(f"ratio model file {path} was written for another estimator or key "
                          f"({payload.get('estimator')!r}); delete it or choose another run folder")
