@@ -1,4 +1,4 @@
-"""``gtl markov ratios``: every ratio estimator held against the exact ratio, by n target, masking level and steps.
+"""``gtl markov ratios``: ratio estimators held against the exact ratio, by n target, masking level and steps.
 
 For every preset, seed, estimator (:mod:`gtl_verify.estimators`), n target and step count of the
 grid (a TOML file, :class:`RatiosConfig`), the estimator is fitted on the source training set and the
