@@ -30,7 +30,9 @@ class Method:
 
     ``denoiser``: which denoiser the provider supplies (``source``, ``target-only``,
     ``fine-tuned``, ``tcsm``, ``ar2diff``, or ``oracle`` for the exact source denoiser).
-    ``ratio``: None (unguided), ``learned`` or ``oracle`` (the exact ratio). ``planner``: a learned
+    ``ratio``: None (unguided), ``learned`` (the application's configured estimator), ``paper``
+    (the reference pipeline's estimator, :class:`gtl_verify.estimators.regression.Paper`) or
+    ``oracle`` (the exact ratio). ``planner``: a learned
     planner chooses the reveal order. ``rule``: a key of :data:`RULES`. ``ablation``: the method
     isolates one component's error (an exact component in place of a learned one)."""
 
@@ -60,6 +62,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            description="GTL revealing the positions a learned planner chooses"),
     Method("tcsm", "tcsm", description="frozen source denoiser times a learned correction trained on the target"),
     Method("ar2diff", "ar2diff", description="denoiser initialised from an autoregressive source model, fine-tuned"),
+    # last: a Markov cell seed uses its method's registry index, so earlier methods keep theirs
+    Method("gtl-paper", "source", "paper", rule="gtl",
+           description="source denoiser guided by the ratio of the paper's estimator (the reference pipeline)"),
 )}
 
 

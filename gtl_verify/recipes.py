@@ -40,8 +40,9 @@ from .training import balanced_batches
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], torch.Tensor]
 
-#: the ratio estimators both pipelines train, one vocabulary (the names of :mod:`gtl_verify.estimators`
-#: where it has them): a noisy classifier as the ratio, or a clean classifier's pseudo labels
+#: the ratio estimators the language pipeline trains from these recipes (the Markov benchmark fits
+#: every estimator of :mod:`gtl_verify.estimators` by name; these are its names, plus the language-only
+#: log-space regression): a noisy classifier as the ratio, or a clean classifier's pseudo labels
 #: regressed in ratio space (unbiased) or in log space (Jensen-biased)
 RATIO_ESTIMATORS = ("noisy-classifier", "regression-ratio", "regression-log")
 

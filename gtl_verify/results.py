@@ -10,7 +10,8 @@ Each kind lists the results keys a report needs (:data:`REQUIRED_KEYS`); :func:`
 refuses an unknown version or a file whose results lack a key of its kind (a Markov file
 relabelled ``language``), with one line naming the file and the key.
 
-:class:`MarkovResults` and :class:`LanguageResults` are what the two pipelines return and write;
+:class:`MarkovResults`, :class:`LanguageResults` and :class:`RatiosResults` are what the pipelines
+(``gtl markov``, ``gtl language run``, ``gtl markov ratios``) return and write;
 ``to_dict``/``from_dict`` convert to and from the JSON layout, keeping keys they do not know in
 ``extra`` so that a newer writer's additions survive a round trip.
 """
@@ -141,7 +142,21 @@ class LanguageResults(_Results):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-RESULT_TYPES: dict[str, type[_Results]] = {cls.KIND: cls for cls in (MarkovResults, LanguageResults)}
+@dataclass
+class RatiosResults(_Results):
+    """Results of ``gtl markov ratios`` (kind ``ratios``): the recorded ``config``; one row per
+    (preset, seed, estimator, n_target, steps) cell with ``fit_s``, the diagnostics
+    (``single_site_tv``, ``log_ratio_rmse``, ``single_site_tv_by_domain``, ``levels``: one record per
+    (domain, t)) and the GTL ``metrics``; and the ``reference`` rows of the exact ratio per (preset, seed)."""
+
+    KIND = "ratios"
+    cells: list[dict[str, Any]]
+    config: dict[str, Any]
+    reference: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+RESULT_TYPES: dict[str, type[_Results]] = {cls.KIND: cls for cls in (MarkovResults, LanguageResults, RatiosResults)}
 REQUIRED_KEYS.update({kind: cls.required() for kind, cls in RESULT_TYPES.items()})
 
 
@@ -150,5 +165,5 @@ def results_dict(results: Any) -> dict[str, Any]:
     return results.to_dict() if hasattr(results, "to_dict") else results
 
 
-__all__ = ["LEGACY_VERSION", "LanguageResults", "MarkovResults", "REQUIRED_KEYS", "RESULT_TYPES", "ResultsSchemaError",
+__all__ = ["LEGACY_VERSION", "LanguageResults", "MarkovResults", "REQUIRED_KEYS", "RESULT_TYPES", "RatiosResults", "ResultsSchemaError",
            "SCHEMA_VERSION", "check_envelope", "migrate", "results_dict"]

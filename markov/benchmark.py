@@ -6,8 +6,9 @@ target chain: transition KL (the paper's metric), cross-entropy gap, Monte-Carlo
 sampler density (fixed left-to-right reveal), and exact TV when (K+1)^L is enumerable.
 
 Methods: source-only (unguided source denoiser), target-only (denoiser trained on the target
-samples), fine-tuned (source denoiser fine-tuned on them), gtl (source denoiser + learned ratio),
-gtl-oracle-ratio (exact ratio: isolates the ratio error), gtl-oracle-denoiser (exact source
+samples), fine-tuned (source denoiser fine-tuned on them), gtl (source denoiser + the ratio of the
+configured estimator, ``ratio_estimator``), gtl-paper (the same with the paper's estimator, the
+reference pipeline), gtl-oracle-ratio (exact ratio: isolates the ratio error), gtl-oracle-denoiser (exact source
 denoiser + learned ratio: isolates the denoiser error), gtl-planner (learned planner schedule),
 tcsm (frozen source denoiser x learned exp-correction, trained on the target with the MDLM loss),
 ar2diff (denoiser initialised from an autoregressive source model, then fine-tuned).
@@ -27,6 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from gtl_verify.density import fixed_order_log_density
+from gtl_verify.estimators import get_estimator, ratio_diagnostics
+from gtl_verify.estimators import on_device as ratio_on_device
 from gtl_verify.exact_law import planner_law
 from gtl_verify.learned import on_device
 from gtl_verify.planners import LeftToRightPlanner
@@ -52,9 +55,12 @@ from .components import (
 from .config import MarkovConfig, load_config, markov_methods
 from .data import make_data
 from .oracle import PairOracle
-from .presets import PRESETS, pair_identity, resolve_pair
+from .presets import PRESETS, ChainPair, pair_identity, resolve_pair
 
 EXACT_TV_MAX_STATES = 20_000
+#: masking levels and held-out rows per domain of the ratio's single-site check in the component rows
+COMPONENT_TIMES = (0.2, 0.5, 0.8)
+COMPONENT_ROWS = 100
 
 
 class Cell:
@@ -121,12 +127,21 @@ class Cell:
         raise ValueError(f"unknown denoiser {which!r}")
 
     def ratio(self, which: str = "learned"):
-        """The learned ratio model (trained on demand) or, for ``oracle``, the exact ratio."""
+        """The ratio model of the configured estimator (``learned``) or of the paper's estimator
+        (``paper``), fitted on demand with the learned source denoiser (the one GTL samples with) where
+        the estimator needs one; for ``oracle``, the exact ratio."""
         if which == "oracle":
             return self.oracle
-        return self._once("ratio", lambda: train_ratio(self.store, self.data.source_train, self.target, self.config.ratio_estimator,
-                                                       self.config.models, self.config.training, seed=self.seed, key=self.key,
-                                                       schedule=self.schedule))
+        if which not in ("learned", "paper"):
+            raise ValueError(f"ratio must be one of ['learned', 'paper', 'oracle'], got {which!r}")
+        name = self.config.ratio_estimator if which == "learned" else "paper"
+        b = self.config.training
+        denoiser_key = {"steps": b.source_steps, "lr": b.lr, "batch_size": b.batch_size, "weight_decay": b.weight_decay,
+                        "sizes": vars(self.config.models)}
+        return self._once(f"ratio {name}", lambda: train_ratio(
+            self.store, self.data.source_train, self.target, name, self.config.models, b, seed=self.seed, key=self.key,
+            schedule=self.schedule, denoiser=self.denoiser("source") if get_estimator(name).needs_denoiser else None,
+            denoiser_key=denoiser_key))
 
     def planner(self):
         return self._once("planner", lambda: train_planner(self.store, self.source_net, self.data.source_train, self.config.models,
@@ -141,42 +156,57 @@ class Cell:
 def evaluate(cell: Cell, method: str, gamma: float, generator: torch.Generator) -> dict[str, Any]:
     """Sample ``cell.config.samples`` sequences with ``method`` and compute every metric."""
     cfg = cell.config
-    parts = cell.method_parts(method)
+    return score_parts(cell.method_parts(method), cell.pair, cell.schedule, samples=cfg.samples, length=cfg.length,
+                       gamma=gamma, planner_temperature=cfg.planner_temperature, generator=generator, device=cell.device)
+
+
+def score_parts(parts: MethodParts, pair: ChainPair, schedule: Schedule, *, samples: int, length: int, gamma: float,
+                planner_temperature: float, generator: torch.Generator,
+                device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+    """Draw ``samples`` sequences of ``length`` with ``parts`` (left to right at temperature 0 when it
+    has no planner) and score them against ``pair.target``: transition KL, cross-entropy gap,
+    Monte-Carlo KL from the exact sampler density (fixed order) and exact TV when (K+1)^L is at most
+    EXACT_TV_MAX_STATES. Returns {"metrics": {...}, "estimated_transition": [K][K]}."""
     denoiser, ratio, planner, rule = parts.denoiser, parts.ratio, parts.planner, parts.rule
     if ratio is None:
         gamma = 0.0
     fixed_order = planner is None
-    sampler_cfg = SamplerConfig(cfg.samples, cfg.length, rule=rule, gamma=gamma,
-                                temperature=0.0 if fixed_order else cfg.planner_temperature)
-    denoiser, ratio, planner = (on_device(c, cell.device) for c in (denoiser, ratio, planner))  # trained on the CPU
-    generator = torch.Generator(cell.device).manual_seed(generator.initial_seed())  # the sampler draws on its device
-    res = planner_sample(denoiser, ratio, planner or LeftToRightPlanner(), cell.schedule, sampler_cfg, generator)
-    x, target = res.tokens.cpu(), cell.pair.target
+    sampler_cfg = SamplerConfig(samples, length, rule=rule, gamma=gamma,
+                                temperature=0.0 if fixed_order else planner_temperature)
+    denoiser, planner = (on_device(c, device) for c in (denoiser, planner))  # trained on the CPU
+    ratio = ratio_on_device(ratio, device)  # a fitted model: its parts copied there; an oracle as it is
+    generator = torch.Generator(device).manual_seed(generator.initial_seed())  # the sampler draws on its device
+    res = planner_sample(denoiser, ratio, planner or LeftToRightPlanner(), schedule, sampler_cfg, generator)
+    x, target = res.tokens.cpu(), pair.target
+    k = target.vocab_size
     out: dict[str, Any] = {
         "transition_kl": metrics.transition_kl(target, x),
         "cross_entropy_gap": metrics.cross_entropy_gap(target, x),
         "exact_kl": None,
         "exact_tv": None,
         "sampling_s": res.wall_time_s,
-        "ratio_passes_per_sequence": res.ratio_passes / cfg.samples,
+        "ratio_passes_per_sequence": res.ratio_passes / samples,
     }
     if fixed_order:
-        log_s = fixed_order_log_density(denoiser, ratio, rule, cell.schedule, x, gamma)
+        log_s = fixed_order_log_density(denoiser, ratio, rule, schedule, x, gamma)
         out["exact_kl"] = metrics.mc_kl(log_s, target.log_prob(x))[0]
-        if (cell.k + 1) ** cfg.length <= EXACT_TV_MAX_STATES:
-            law = planner_law(denoiser, ratio, LeftToRightPlanner(), cell.schedule, replace(sampler_cfg, num_samples=1))
-            out["exact_tv"] = law.tv(target.table(cfg.length))
-    return {"metrics": out, "estimated_transition": metrics.estimate_transition(x, metrics.SMOOTHING, vocab_size=cell.k).tolist()}
+        if (k + 1) ** length <= EXACT_TV_MAX_STATES:
+            law = planner_law(denoiser, ratio, LeftToRightPlanner(), schedule, replace(sampler_cfg, num_samples=1))
+            out["exact_tv"] = law.tv(target.table(length))
+    return {"metrics": out, "estimated_transition": metrics.estimate_transition(x, metrics.SMOOTHING, vocab_size=k).tolist()}
 
 
 def component_errors(cell: Cell, generator: torch.Generator) -> list[dict[str, Any]]:
-    """Learned components against their exact oracles on held-out noisy sequences."""
+    """Learned components against their exact oracles on held-out noisy sequences: the learned
+    ratio's mean |log r - exact| (level included) per domain and its single-site guidance TV
+    (:func:`gtl_verify.estimators.ratio_diagnostics` at COMPONENT_TIMES on the first
+    COMPONENT_ROWS held-out rows of each domain), and the source denoiser's TV to the exact p."""
     rows = []
     base = {"preset": cell.preset, "n_target": cell.n_target, "seed": cell.seed}
+    ratio = cell.ratio()
     for name, x in (("source", cell.data.source_heldout), ("target", cell.data.target_heldout)):
         t = torch.rand(len(x), generator=generator, dtype=torch.float64)
         z = torch.where(torch.rand(x.shape, generator=generator, dtype=torch.float64) < cell.schedule.alpha(t)[:, None], x, cell.k)
-        ratio = cell.ratio()
         err = (ratio(z).double() - cell.oracle(z)).abs()
         rows.append({**base, "component": "ratio", "metric": f"mean |log r - exact| on noisy {name}", "value": float(err.mean())})
         if name == "source":
@@ -185,6 +215,11 @@ def component_errors(cell: Cell, generator: torch.Generator) -> list[dict[str, A
             ex = cell.oracle.source(z).exp()
             tv = 0.5 * (lp - ex).abs().sum(-1)[masked]
             rows.append({**base, "component": "source denoiser", "metric": "mean TV to exact p(x^i|z), masked i", "value": float(tv.mean())})
+    heldout = {"source": cell.data.source_heldout[:COMPONENT_ROWS], "target": cell.data.target_heldout[:COMPONENT_ROWS]}
+    diag = ratio_diagnostics(ratio, cell.oracle, heldout, cell.schedule, generator, COMPONENT_TIMES)
+    times = ", ".join(f"{t:g}" for t in COMPONENT_TIMES)
+    rows.append({**base, "component": "ratio", "metric": f"single-site guidance TV to exact q(x^i|z), masked i, t in {{{times}}}",
+                 "value": diag.single_site_tv})
     return rows
 
 
@@ -205,16 +240,17 @@ def _cell_path(run_dir: Path, *parts: Any) -> Path:
     return run_dir / "cells" / ("__".join(str(p) for p in parts).replace("/", "-") + ".json")
 
 
-def _check_run_dir(run_dir: Path, config: MarkovConfig) -> None:
-    """A run folder holds cells of one cell-defining configuration only."""
+def check_run_dir(run_dir: Path, cell_hash: str) -> None:
+    """A run folder holds cells of one cell-defining configuration only (its ``cell_hash``, recorded
+    in ``cell-config.json`` by the first run); ValueError naming the folder otherwise."""
     marker = run_dir / "cell-config.json"
     stored = read_json_cache(marker)
     if stored is not None:
-        if stored.get("cell_hash") != config.cell_hash():
+        if stored.get("cell_hash") != cell_hash:
             raise ValueError(f"run folder {run_dir} holds cells of another configuration (cell hash {stored.get('cell_hash')}, "
-                             f"this config {config.cell_hash()}); choose another --out")
+                             f"this config {cell_hash}); choose another --out")
     else:
-        atomic_write_text(marker, json.dumps({"cell_hash": config.cell_hash()}))
+        atomic_write_text(marker, json.dumps({"cell_hash": cell_hash}))
 
 
 GRID_FIELDS = {"presets": PRESETS, "methods": markov_methods, "n_targets": None, "seeds": None, "gamma_sweep": None, "overlap_sweep": None}
@@ -327,7 +363,7 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
     With a run folder, the results cover every finished cell of the folder (the union of the grids
     run into it), not only this call's grid."""
     if run_dir is not None:
-        _check_run_dir(run_dir, config)
+        check_run_dir(run_dir, config.cell_hash())
     store = ComponentStore(None if run_dir is None else run_dir / "models")
     cache: dict = {}
     cells: dict[tuple, Cell] = {}

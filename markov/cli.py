@@ -1,4 +1,5 @@
-"""``gtl markov``: the synthetic benchmark (default) and ``gtl markov validate`` for guidance rules."""
+"""``gtl markov``: the synthetic benchmark (default), ``gtl markov validate`` for guidance rules and
+``gtl markov ratios`` for the ratio estimators against the exact ratio."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def _check_samples_memory(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from . import benchmark, validator
+    from . import benchmark, ratios, validator
 
     parser = sub.add_parser("markov", help="Markov-chain transfer benchmark and guidance validator",
                             description=benchmark.__doc__.split("\n\n")[0])
@@ -68,3 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description=validator.__doc__.split("\n\n")[0])
     validator.add_arguments(val)
     val.set_defaults(func=validator.run_from_args)
+    rat = inner.add_parser("ratios", help="ratio estimators against the exact ratio (single-site TV, log-ratio RMSE, GTL KL)",
+                           description=ratios.__doc__.split("\n\n")[0])
+    ratios.add_arguments(rat)
+    rat.set_defaults(func=ratios.run_from_args)

@@ -1,15 +1,12 @@
 """Training of the learned components on Markov data, with the shared gtl_verify objectives.
 
 - denoiser: DiT backbone + MDLM masked-diffusion loss (SUBS, schedule weight), no time input (R3);
-- ratio, ``noisy-classifier``: a source-vs-target classifier on noisy sequences z_t of both
-  domains in balanced batches; its optimum logit is log(P_obs(z)/Q_obs(z)) at every t (R1), so
-  log r(z) = -logit with no prior term;
-- ratio, ``regression-ratio`` / ``regression-log`` (the reference pipeline): a clean classifier
-  gives pseudo labels log r_0(x) on source samples (class-prior corrected); a ratio network is
-  regressed on masked source samples in ratio space (unbiased, minimiser E[r_0|z] = r(z)) or in
-  log space (minimiser E[log r_0|z], Jensen-biased);
+- ratio: any estimator of :mod:`gtl_verify.estimators` by name (``guided-likelihood``, ``paper``,
+  ...), fitted with the budget of ``[training.ratio]`` and the size of ``[models.ratio]``
+  (:func:`ratio_budget`) and, for the estimators that need it, the frozen source denoiser;
 - planner: per-position probability that the frozen denoiser's arg-max is right.
-Every component is saved with its configuration hash and reloaded when a run is resumed.
+Every component is saved with its configuration hash and reloaded when a run is resumed (a ratio
+model through :mod:`gtl_verify.estimators.persistence`, keyed by estimator, budget and denoiser).
 """
 
 from __future__ import annotations
@@ -23,11 +20,11 @@ import torch
 
 from gtl_verify import recipes
 from gtl_verify.baselines import TCSMNet, diffusion_from_ar, zero_correction
-from gtl_verify.learned import ClassifierRatio, NetworkDenoiser, NetworkPlanner, NetworkRatio
-from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, SequenceNet
-from gtl_verify.objectives import classifier_log_ratio
+from gtl_verify.estimators import EstimatorBudget, get_estimator, load_fitted, save_fitted
+from gtl_verify.learned import NetworkDenoiser, NetworkPlanner
+from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, count_parameters
 from gtl_verify.schedules import Schedule
-from gtl_verify.store import ComponentStore, Fit
+from gtl_verify.store import ComponentStore, Fit, key_digest
 from gtl_verify.training import TrainConfig, train
 
 from .config import ModelSizes, TrainingBudget
@@ -73,34 +70,41 @@ def train_denoiser(store: ComponentStore, x: torch.Tensor, sizes: ModelSizes, bu
     return store.get(label, {**key, "steps": steps, "lr": lr, "seed": seed, "sizes": _denoiser_sizes(sizes)}, build, fitted(fit))
 
 
+def ratio_budget(sizes: ModelSizes, budget: TrainingBudget) -> EstimatorBudget:
+    """The estimators' budget of a Markov config: ``[training.ratio]`` steps, batch size and rate
+    (shared weight decay, warm-up min(100, steps // 10)) and the ``[models.ratio]`` network size."""
+    return EstimatorBudget.from_parts(budget.budget(budget.ratio_steps, budget.ratio_lr, budget.ratio_batch_size), sizes.ratio)
+
+
 def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tensor, estimator: str, sizes: ModelSizes,
-                budget: TrainingBudget, *, seed: int, key: dict, schedule: Schedule):
-    """A ratio model (SequenceRatio) from source and target samples with the chosen estimator."""
-    k, length = key["vocab_size"], source.shape[1]
-    cfg = backbone(k, length, sizes.ratio_hidden, sizes.ratio_blocks, sizes.heads)
-    batch, lr = budget.ratio_batch_size, budget.ratio_lr
-    full_key = {**key, "estimator": estimator, "steps": budget.ratio_steps, "lr": lr, "batch": batch, "seed": seed,
-                "sizes": vars(sizes), "n_target": len(target)}
-
-    def fit_classifier(recipe, label):
-        return lambda net: _train(net, recipe(net), budget.ratio_steps, lr, batch, seed, budget.weight_decay, store.progress, label)
-
-    if estimator == "noisy-classifier":
-        noisy = fit_classifier(lambda net: recipes.noisy_classifier(net, source, target, batch, schedule=schedule, mask_id=k),
-                               "noisy classifier")
-        net = store.get("noisy-classifier", full_key, lambda: SequenceNet(cfg), fitted(noisy))
-        return ClassifierRatio(net, n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
-
-    # reference pipeline: clean classifier -> pseudo log r_0 on source -> regression on masked source
-    clean_fit = fit_classifier(lambda net: recipes.clean_classifier(net, source, target, batch), "clean classifier")
-    clean = store.get("clean-classifier", {**full_key, "estimator": "clean"}, lambda: SequenceNet(cfg), fitted(clean_fit))
-    with torch.no_grad():
-        labels = classifier_log_ratio(clean(source)[:, 0], 1, 1).float()
-    space = recipes.regression_space(estimator)
-    regression = fit_classifier(lambda net: recipes.ratio_regression(net, source, labels, batch, schedule=schedule, mask_id=k,
-                                                                     space=space), f"ratio net ({space})")
-    net = store.get(f"ratio-{space}", full_key, lambda: SequenceNet(cfg), fitted(regression))
-    return NetworkRatio(net)
+                budget: TrainingBudget, *, seed: int, key: dict, schedule: Schedule,
+                denoiser: Callable[..., torch.Tensor] | None = None, denoiser_key: dict | None = None):
+    """The ratio model of ``estimator`` (a name of :data:`gtl_verify.estimators.ESTIMATORS`) fitted on
+    ``source`` [N_s, L] and ``target`` [N_t, L] with :func:`ratio_budget`; ``denoiser`` (z, t ->
+    log p(x^i = v | z) [B, L, K]) is the frozen source denoiser of the estimators that need one, and
+    ``denoiser_key`` what its weights depend on (part of the store key). Loaded from the store when
+    a fit with the same key was saved. Raises ValueError (one line) for an unknown estimator or bad
+    samples, before any training."""
+    fitter = get_estimator(estimator)
+    if fitter.needs_denoiser and denoiser_key is None:
+        raise ValueError(f"estimator {estimator!r} fits against the source denoiser: denoiser_key (what its weights "
+                         f"depend on, part of the store key) is required, got None")
+    ratio_b = ratio_budget(sizes, budget)
+    full_key = {**key, "estimator": estimator, "budget": ratio_b.to_dict(), "seed": seed, "n_target": len(target),
+                "denoiser": denoiser_key if fitter.needs_denoiser else None}
+    digest = key_digest(full_key, store.digest_chars)
+    label = f"ratio-{estimator}"
+    path = store.path(label, digest)
+    meta = {"config_hash": digest}
+    model = None if path is None else load_fitted(path, estimator, meta)
+    if model is None:
+        model = fitter.fit(source, target, ratio_b, schedule=schedule, vocab_size=key["vocab_size"],
+                           denoiser=denoiser if fitter.needs_denoiser else None, seed=seed)
+        if path is not None:
+            save_fitted(model, estimator, path, meta)
+        store.trained.append(label)
+    store.components[label] = {"parameters": sum(count_parameters(net) for net in model.parts.values())}
+    return model
 
 
 def train_planner(store: ComponentStore, denoiser: DenoiserNet, x: torch.Tensor, sizes: ModelSizes, budget: TrainingBudget,
@@ -163,8 +167,9 @@ def train_ar2diff(store: ComponentStore, ar_net: DenoiserNet, source: torch.Tens
 
 
 def as_denoiser(net: DenoiserNet, vocab_size: int) -> NetworkDenoiser:
+    """The sampler adapter of a denoiser network (mask id = ``vocab_size``)."""
     return NetworkDenoiser(net, vocab_size)
 
 
 __all__ = ["ComponentStore", "as_denoiser", "backbone", "train_ar2diff", "train_ar_source", "train_denoiser",
-           "train_planner", "train_ratio", "train_tcsm"]
+           "ratio_budget", "train_planner", "train_ratio", "train_tcsm"]

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gtl_verify.config import Budget, ConfigError, NetSize, build, check_sequence, load, read_toml
+from gtl_verify.estimators import ESTIMATORS
 from gtl_verify.methods import methods_for
-from gtl_verify.recipes import RATIO_ESTIMATORS
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
@@ -31,7 +31,7 @@ from .presets import PRESETS, is_chain_file, pair_identity, resolve_pair
 def markov_methods() -> tuple[str, ...]:
     """Every method of the registry whose components the Markov benchmark provides (all of them:
     it has exact oracles), in registry order (read at call time: registered methods included)."""
-    return methods_for({"source", "target-only", "fine-tuned", "tcsm", "ar2diff", "oracle"}, {"learned", "oracle"})
+    return methods_for({"source", "target-only", "fine-tuned", "tcsm", "ar2diff", "oracle"}, {"learned", "paper", "oracle"})
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,10 @@ class ModelSizes:
 @dataclass(frozen=True)
 class TrainingBudget:
     """AdamW steps of every learned component (batch ``batch_size``, rate ``lr``), except the ratio
-    model, which has its own batch and rate: its log-ratio spans tens of nats between the two domains,
-    so the cross-entropy saturates on most pairs and it needs larger batches and a larger rate to
-    learn the differences between neighbouring sequences that guidance uses."""
+    model, which has its own batch and rate (``ratio_*``: each network its estimator trains gets them,
+    :func:`markov.components.ratio_budget`): the sequence-level estimators meet log-ratios of tens of
+    nats between the two domains and need larger batches and a larger rate to learn the differences
+    between neighbouring sequences that guidance uses."""
 
     source_steps: int = 1500
     target_steps: int = 800
@@ -111,7 +112,10 @@ class TrainingBudget:
 
 @dataclass(frozen=True)
 class MarkovConfig:
-    """The grid and every setting of a ``gtl markov`` run (all recorded in the results)."""
+    """The grid and every setting of a ``gtl markov`` run (all recorded in the results).
+
+    ``ratio_estimator``: the :mod:`gtl_verify.estimators` name of the ratio of ``gtl``,
+    ``gtl-oracle-denoiser`` and ``gtl-planner`` (``gtl-paper`` always uses ``paper``)."""
 
     presets: tuple[str, ...] = ("paper",)
     n_targets: tuple[int, ...] = (1000, 100, 20)
@@ -122,7 +126,7 @@ class MarkovConfig:
     samples: int = 500
     gamma: float = 1.0
     candidates: int | None = None
-    ratio_estimator: str = "noisy-classifier"
+    ratio_estimator: str = "guided-likelihood"
     planner_temperature: float = 0.5
     gamma_sweep: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     gamma_sweep_n_target: int = 100
@@ -140,8 +144,8 @@ class MarkovConfig:
         for m in check_sequence("methods", self.methods):
             if m not in markov_methods():
                 raise ConfigError(f"methods must be chosen from {list(markov_methods())}, got {m!r}")
-        if self.ratio_estimator not in RATIO_ESTIMATORS:
-            raise ConfigError(f"ratio_estimator must be one of {list(RATIO_ESTIMATORS)}, got {self.ratio_estimator!r}")
+        if self.ratio_estimator not in ESTIMATORS:
+            raise ConfigError(f"ratio_estimator must be one of {list(ESTIMATORS)}, got {self.ratio_estimator!r}")
         for n in check_sequence("n_targets", self.n_targets):
             check_int_range("n_targets", n, 1)
         for s in check_sequence("seeds", self.seeds):

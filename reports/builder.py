@@ -19,6 +19,7 @@ from .markdown import write_report
 from .render_basic import render_benchmark, render_theory, render_validation
 from .render_language import render_language
 from .render_markov import render_markov
+from .render_ratios import render_ratios
 from .schema import ResultsError, load_envelope
 
 Renderer = Callable[[dict[str, Any], dict[str, Any], Context], Rendered]
@@ -27,6 +28,7 @@ Renderer = Callable[[dict[str, Any], dict[str, Any], Context], Rendered]
 RENDERERS: dict[str, Renderer] = {
     "theory": render_theory,
     "markov-benchmark": render_markov,
+    "ratios": render_ratios,
     "validation": render_validation,
     "language": render_language,
     "benchmark": render_benchmark,

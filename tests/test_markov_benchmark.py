@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -29,9 +30,18 @@ def test_tiny_grid_runs_and_resumes(tmp_path, monkeypatch):
     oracle = next(c for c in results.cells if c["method"] == "gtl-oracle-ratio")
     assert oracle["metrics"]["ratio_passes_per_sequence"] == 0  # exact single-site ratio: no network passes
     gtl = next(c for c in results.cells if c["method"] == "gtl")
-    assert gtl["metrics"]["ratio_passes_per_sequence"] == TINY.length * 5  # L steps x K = 5 candidates
+    assert TINY.ratio_estimator == "guided-likelihood"  # the default: a single-site model, one pass per step
+    assert gtl["metrics"]["ratio_passes_per_sequence"] == 0
+    paper = next(c for c in results.cells if c["method"] == "gtl-paper")
+    assert paper["metrics"]["ratio_passes_per_sequence"] == TINY.length * 5  # sequence ratio: L steps x K = 5 candidates
+    files = sorted(p.name for p in (tmp_path / "models").glob("ratio-*"))
+    # one fit per pair: gtl, gtl-oracle-denoiser, components and the gamma sweep share the overlap-0 fit, the
+    # overlap sweep (0.5) has its own; gtl-paper one
+    assert [f.rsplit("-", 1)[0] for f in files] == ["ratio-guided-likelihood"] * 2 + ["ratio-paper"]
     assert len(results.gamma_sweep) == 2 and len(results.overlap_sweep) == 1
     assert {r["component"] for r in results.components} == {"ratio", "source denoiser", "autoregressive source"}
+    site = [r for r in results.components if r["metric"].startswith("single-site guidance TV")]
+    assert len(site) == 1 and 0 <= site[0]["value"] <= 1  # the learned ratio's headline diagnostic
     # a re-run reads every finished cell instead of recomputing it
     monkeypatch.setattr(benchmark, "evaluate", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
     again = benchmark.run_benchmark(TINY, tmp_path, progress=False)
@@ -61,8 +71,12 @@ def test_cli_writes_results_and_report(tmp_path):
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="presets must be chosen from"):
         MarkovConfig(presets=("nope",))
-    with pytest.raises(ValueError, match="ratio_estimator"):
+    with pytest.raises(ValueError, match=r"ratio_estimator must be one of \['paper', .*'guided-likelihood', 'telescoping-nce'\], got 'magic'"):
         MarkovConfig(ratio_estimator="magic")
+    assert MarkovConfig().ratio_estimator == "guided-likelihood"
+    for name in ("quick.toml", "paper_grid.toml", "presets_grid.toml"):
+        config = load_config(Path(benchmark.__file__).parent / name)
+        assert config.ratio_estimator == "guided-likelihood" and "gtl-paper" in config.methods or name == "quick.toml"
     with pytest.raises(ValueError, match="n_targets must be in"):
         MarkovConfig(n_targets=(0,))
     bad = tmp_path / "bad.toml"

@@ -72,9 +72,15 @@ def test_hooks_are_no_ops_on_cpu_unless_forced():
         assert torch.is_autocast_enabled('cpu')
 
 
-def test_one_ratio_estimator_vocabulary_for_both_pipelines():
-    for name in recipes.RATIO_ESTIMATORS:
+def test_ratio_estimator_vocabularies():
+    """Markov takes every estimator of the registry; the language pipeline the recipes' names, which
+    are registry names except the log-space regression (a language-only variant)."""
+    from gtl_verify.estimators import ESTIMATORS
+
+    for name in ESTIMATORS:
         assert MarkovConfig(ratio_estimator=name).ratio_estimator == name
+    assert set(recipes.RATIO_ESTIMATORS) - set(ESTIMATORS) == {"regression-log"}
+    for name in recipes.RATIO_ESTIMATORS:
         assert RatioConfig(estimator=name).space == (recipes.regression_space(name) or "ratio")
     with pytest.warns(DeprecationWarning, match='estimator = "regression-log"'):
         old = RatioConfig(estimator="regression", space="log")

@@ -156,7 +156,7 @@ def write(tmp_path: Path, name: str, kind: str, results: dict) -> Path:
 
 
 def test_renderers_cover_all_kinds():
-    assert set(RENDERERS) == {"theory", "markov-benchmark", "validation", "language", "benchmark"}
+    assert set(RENDERERS) == {"theory", "markov-benchmark", "validation", "language", "benchmark", "ratios"}
 
 
 def test_theory_report(tmp_path, out):

@@ -148,11 +148,15 @@ class CheckedSequenceRatio:
 class RatioEstimator(abc.ABC):
     """An estimator of the noisy density ratio r(z) = q_t(z) / p_t(z) of the masked process.
 
-    Subclasses set ``name`` and ``needs_denoiser`` and implement :meth:`_fit`; :meth:`fit` checks
-    the inputs first (one-line ValueError naming the bad one, before any training)."""
+    Subclasses set ``name``, ``needs_denoiser`` and ``part_names`` (the networks a fit trains) and
+    implement :meth:`_fit` (train the parts, return ``self.assemble(parts)``) and :meth:`assemble`
+    (the ratio model of trained parts: a saved fit is reloaded through it,
+    :mod:`gtl_verify.estimators.persistence`); :meth:`fit` checks the inputs first (one-line
+    ValueError naming the bad one, before any training)."""
 
     name: str = ""
     needs_denoiser: bool = False
+    part_names: tuple[str, ...] = ()
 
     def fit(self, source: torch.Tensor, target: torch.Tensor, budget: EstimatorBudget, *, schedule: Schedule,
             vocab_size: int, mask_id: int | None = None, denoiser: DenoiserFn | None = None, seed: int = 0):
@@ -167,3 +171,14 @@ class RatioEstimator(abc.ABC):
 
     @abc.abstractmethod
     def _fit(self, inputs: FitInputs, budget: EstimatorBudget): ...
+
+    def assemble(self, parts: dict[str, torch.nn.Module]):
+        """The ratio model of trained ``parts`` {part name: network} (exactly :attr:`part_names`);
+        ValueError naming a missing or unexpected part."""
+        if not isinstance(parts, dict) or set(parts) != set(self.part_names):
+            got = sorted(parts) if isinstance(parts, dict) else type(parts).__name__
+            raise ValueError(f"parts of estimator {self.name!r} must be {list(self.part_names)}, got {got}")
+        return self._assemble({k: v.eval() for k, v in parts.items()})
+
+    @abc.abstractmethod
+    def _assemble(self, parts: dict[str, torch.nn.Module]): ...

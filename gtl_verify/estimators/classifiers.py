@@ -58,11 +58,15 @@ class NoisyClassifier(RatioEstimator):
     -log r_hat; :func:`~gtl_verify.estimators.losses.noisy_classifier_loss`). Minimiser: log r_hat =
     log q_t(z)/p_t(z), the exact noisy ratio (THEORY section 5). In practice it saturates when the
     domains are far apart (the density chasm: Rhodes et al. 2020): the cross-entropy is near 0 long
-    before the logit reaches log r. Source: the suite's default since the first Markov benchmark.
+    before the logit reaches log r. Source: the Markov benchmark's default until ``guided-likelihood``
+    replaced it.
     """
 
     name = "noisy-classifier"
+    part_names = ("classifier",)
 
     def _fit(self, inputs: FitInputs, budget: EstimatorBudget):
-        net = noisy_classifier(inputs, budget, time_conditioning=False)
-        return CheckedSequenceRatio(self.name, ClassifierRatio(net, n_source=1, n_target=1), {"classifier": net})
+        return self.assemble({"classifier": noisy_classifier(inputs, budget, time_conditioning=False)})
+
+    def _assemble(self, parts):
+        return CheckedSequenceRatio(self.name, ClassifierRatio(parts["classifier"], n_source=1, n_target=1), parts)

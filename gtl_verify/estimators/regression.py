@@ -46,11 +46,14 @@ class RegressionRatio(RatioEstimator):
     """
 
     name = "regression-ratio"
+    part_names = ("clean_classifier", "ratio")
 
     def _fit(self, inputs: FitInputs, budget: EstimatorBudget):
         labels, clean = _pseudo_labels(inputs, budget)
-        net = _regressed(inputs, budget, self.name, labels, "ratio")
-        return CheckedSequenceRatio(self.name, NetworkRatio(net), {"clean_classifier": clean, "ratio": net})
+        return self.assemble({"clean_classifier": clean, "ratio": _regressed(inputs, budget, self.name, labels, "ratio")})
+
+    def _assemble(self, parts):
+        return CheckedSequenceRatio(self.name, NetworkRatio(parts["ratio"]), parts)
 
 
 class Paper(RatioEstimator):
@@ -67,10 +70,13 @@ class Paper(RatioEstimator):
     """
 
     name = "paper"
+    part_names = ("clean_classifier", "time_classifier", "ratio")
 
     def _fit(self, inputs: FitInputs, budget: EstimatorBudget):
         labels, clean = _pseudo_labels(inputs, budget)
         timed = noisy_classifier(inputs, budget, time_conditioning=True)
         net = _regressed(inputs, budget, self.name, labels, "log", recipes.Cycle(timed, CYCLE_WEIGHT))
-        return CheckedSequenceRatio(self.name, NetworkRatio(net),
-                                    {"clean_classifier": clean, "time_classifier": timed, "ratio": net})
+        return self.assemble({"clean_classifier": clean, "time_classifier": timed, "ratio": net})
+
+    def _assemble(self, parts):
+        return CheckedSequenceRatio(self.name, NetworkRatio(parts["ratio"]), parts)

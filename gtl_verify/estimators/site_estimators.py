@@ -22,7 +22,7 @@ from .losses import guided_cross_entropy, site_nce_loss
 from .site_model import SiteRatioModel
 
 
-def _fit_increments(inputs: FitInputs, budget: EstimatorBudget, name: str, loss_fn) -> SiteRatioModel:
+def _fit_increments(inputs: FitInputs, budget: EstimatorBudget, name: str, loss_fn) -> SingleSiteRatioNet:
     cfg = budget.backbone(inputs.vocab_size, inputs.length)
     net = build_seeded(lambda: SingleSiteRatioNet(cfg, mask_id=inputs.mask_id, level_head=False),
                        config_hash({"role": name, "seed": inputs.seed, "model": cfg.to_dict()}))
@@ -40,10 +40,21 @@ def _fit_increments(inputs: FitInputs, budget: EstimatorBudget, name: str, loss_
         return loss_fn(log_probs, model(z).delta, labels, z == inputs.mask_id) / inputs.length
 
     train(net, loss, draw, budget.train_config(inputs.seed), progress=False, description=name)
-    return SiteRatioModel(name, net.eval())
+    return net.eval()
 
 
-class GuidedLikelihood(RatioEstimator):
+class _SiteEstimator(RatioEstimator):
+    """An estimator whose one part is an increment network (``increments``), telescoped by
+    :class:`~gtl_verify.estimators.site_model.SiteRatioModel`."""
+
+    needs_denoiser = True
+    part_names = ("increments",)
+
+    def _assemble(self, parts):
+        return SiteRatioModel(self.name, parts["increments"])
+
+
+class GuidedLikelihood(_SiteEstimator):
     """``guided-likelihood``: maximum likelihood of the masked target tokens under the guided
     single-site posterior softmax_v(log p_theta(x^i = v | z) + log r_phi(z^{i<-v})), p_theta frozen.
 
@@ -56,13 +67,12 @@ class GuidedLikelihood(RatioEstimator):
     """
 
     name = "guided-likelihood"
-    needs_denoiser = True
 
     def _fit(self, inputs: FitInputs, budget: EstimatorBudget):
-        return _fit_increments(inputs, budget, self.name, guided_cross_entropy)
+        return self.assemble({"increments": _fit_increments(inputs, budget, self.name, guided_cross_entropy)})
 
 
-class TelescopingNCE(RatioEstimator):
+class TelescopingNCE(_SiteEstimator):
     """``telescoping-nce``: telescoping ratio estimation over masking levels (Rhodes et al. 2020,
     TRE) with one reveal per factor, each factor fitted by noise-contrastive estimation (Gutmann &
     Hyvarinen 2010) against the source denoiser's token law.
@@ -75,7 +85,6 @@ class TelescopingNCE(RatioEstimator):
     """
 
     name = "telescoping-nce"
-    needs_denoiser = True
 
     def _fit(self, inputs: FitInputs, budget: EstimatorBudget):
-        return _fit_increments(inputs, budget, self.name, site_nce_loss)
+        return self.assemble({"increments": _fit_increments(inputs, budget, self.name, site_nce_loss)})

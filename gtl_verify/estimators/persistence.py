@@ -1,0 +1,92 @@
+"""Saving, reloading and moving a fitted ratio model: its trained parts and the estimator that assembles them.
+
+A fitted model (what :meth:`RatioEstimator.fit` returns) keeps its trained networks in ``parts``
+{part name: network}. :func:`save_fitted` writes, atomically, one torch file
+
+    {"estimator": name, "parts": {part: {"spec": {...}, "state_dict": {...}}}, "meta": {...}}
+
+with a spec per network (``sequence``: a :class:`~gtl_verify.networks.SequenceNet`; ``single-site``:
+a :class:`~gtl_verify.amortised.SingleSiteRatioNet`), and :func:`load_fitted` rebuilds the networks,
+loads their weights and hands them to the estimator's :meth:`~RatioEstimator.assemble`. A file that
+cannot be read is named in a :class:`~gtl_verify.storage.DamagedCacheWarning`, removed and reported
+as missing (None), so the caller refits; a readable file of another estimator or key raises ValueError.
+:func:`on_device` reassembles a fitted model from copies of its parts on another device.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..amortised import SingleSiteRatioNet
+from ..networks import BackboneConfig, SequenceNet
+from ..storage import atomic_torch_save, load_torch_cache
+from .registry import get_estimator
+
+
+def _spec(net: nn.Module) -> dict[str, Any]:
+    if type(net) is SequenceNet:
+        return {"kind": "sequence", "config": net.config.to_dict(), "outputs": net.outputs}
+    if type(net) is SingleSiteRatioNet:
+        return {"kind": "single-site", "config": net.config.to_dict(), "mask_id": net.mask_id,
+                "level_head": net.level is not None}
+    raise ValueError(f"a ratio model part must be a SequenceNet or a SingleSiteRatioNet, got {type(net).__name__}")
+
+
+def _build(spec: dict[str, Any]) -> nn.Module:
+    config = BackboneConfig.from_dict(spec["config"])
+    if spec.get("kind") == "sequence":
+        return SequenceNet(config, outputs=spec["outputs"])
+    if spec.get("kind") == "single-site":
+        return SingleSiteRatioNet(config, mask_id=spec["mask_id"], level_head=spec["level_head"])
+    raise ValueError(f"part kind must be 'sequence' or 'single-site', got {spec.get('kind')!r}")
+
+
+def save_fitted(model: Any, name: str, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write the parts of ``model`` (fitted by estimator ``name``) and ``meta`` to ``path`` atomically."""
+    parts = getattr(model, "parts", None)
+    if not isinstance(parts, dict) or not parts:
+        raise ValueError(f"model must carry its trained parts (a non-empty dict 'parts'), got {type(model).__name__}")
+    payload = {"estimator": name, "meta": meta or {},
+               "parts": {k: {"spec": _spec(net), "state_dict": {n: v.detach().cpu() for n, v in net.state_dict().items()}}
+                         for k, net in parts.items()}}
+    return atomic_torch_save(payload, path)
+
+
+def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None) -> Any | None:
+    """The model saved in ``path`` by estimator ``name``, assembled by that estimator; None when the
+    file is absent or damaged (warned and removed). Raises ValueError when the file was written by
+    another estimator or, if ``meta`` is given, with other metadata (another key)."""
+    payload = load_torch_cache(path)
+    if payload is None:
+        return None
+    if not isinstance(payload, dict) or not {"estimator", "parts"} <= payload.keys():
+        raise ValueError(f"ratio model file {path} must hold 'estimator' and 'parts'; delete it or choose another run folder")
+    if payload.get("estimator") != name or (meta is not None and payload.get("meta") != meta):
+        raise ValueError(f"ratio model file {path} was written for another estimator or key "
+                         f"({payload.get('estimator')!r}); delete it or choose another run folder")
+    parts = {}
+    for k, saved in payload["parts"].items():
+        net = _build(saved["spec"])
+        net.load_state_dict(saved["state_dict"])
+        parts[k] = net
+    return get_estimator(name).assemble(parts)
+
+
+def on_device(model: Any, device: torch.device | str) -> Any:
+    """``model`` (fitted by a registered estimator: it has ``name`` and ``parts``) with copies of its
+    parts on ``device``, assembled by its estimator; ``model`` itself when its parts are there already
+    (the original stays where it is) or when it is no fitted model (an exact oracle, None)."""
+    parts = getattr(model, "parts", None)
+    if not isinstance(parts, dict):
+        return model
+    if all(p.device == torch.device(device) for net in parts.values() for p in net.parameters()):
+        return model
+    return get_estimator(model.name).assemble({k: copy.deepcopy(net).to(device) for k, net in parts.items()})
+
+
+__all__ = ["load_fitted", "on_device", "save_fitted"]
