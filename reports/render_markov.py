@@ -316,6 +316,17 @@ def _components_section(data: dict[str, Any]) -> tuple[str, str]:
                                                                       INTERVAL_HEADER], rows))
 
 
+def _ratio_note(config: dict[str, Any], methods: list[str]) -> str:
+    """Which estimator gave the learned ratio of the guided methods, and at what budget ("" if unknown)."""
+    estimator = config.get("ratio_estimator")
+    if not estimator or not any(m.startswith("gtl") for m in methods):
+        return ""
+    steps = (config.get("training") or {}).get("ratio_steps")
+    budget = f" ({steps} AdamW steps per network)" if steps else ""
+    paper_row = "; gtl-paper: the paper's estimator at the same budget" if "gtl-paper" in methods else ""
+    return f" Learned ratio of gtl and its variants: the {estimator} estimator{budget}{paper_row}."
+
+
 def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:
     """Per-preset tables (mean and 95% bootstrap percentile interval over seeds), KL-vs-n figures, transition heatmaps,
     gamma and overlap sweeps, component table and the comparison with the published figure."""
@@ -342,6 +353,7 @@ def render_markov(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
     if headline:
         summary += "Lowest row-averaged KL: " + "; ".join(headline) + "."
     summary += (" " + paper_summary) if paper_summary else ""
+    summary += _ratio_note(results.get("config") or meta.get("config") or {}, methods_all)
     if not sections:
         sections.append(("Results", "The results file holds no cells, sweeps or presets."))
     elif cells:

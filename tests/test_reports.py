@@ -198,6 +198,16 @@ def test_markov_report_tables_figures_and_paper(tmp_path, out):
     assert "E_x~sampler[log s(x) - log q(x)]" in notes and "A negative gap means" in notes and "mode-seeking" in notes
     assert "| paper | 100 | ratio | heldout_bce | 3 |" in text
     assert_figures_ok(md, expected=6)  # 2 KL-vs-n, 2 heatmaps, gamma, overlap
+    assert "Learned ratio" not in text  # the results name no estimator
+
+
+def test_markov_report_names_the_ratio_estimator(tmp_path, out):
+    res = markov_results()
+    res["config"] = {"ratio_estimator": "guided-likelihood", "training": {"ratio_steps": 1000}}
+    res["cells"] += [{**c, "method": "gtl-paper"} for c in res["cells"] if c["method"] == "gtl"]
+    text = build_report(write(tmp_path, "markov-est", "markov-benchmark", res), out).read_text()
+    assert ("Learned ratio of gtl and its variants: the guided-likelihood estimator (1000 AdamW steps per network); "
+            "gtl-paper: the paper's estimator at the same budget.") in text
 
 
 def test_markov_paper_sentences_when_numbers_disagree(tmp_path, out):
