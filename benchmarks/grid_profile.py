@@ -157,7 +157,6 @@ def child(args: argparse.Namespace) -> None:
     """One measured run of the slice in this process; writes {stages, cells, total} to ``args.result``."""
     import torch
 
-    from gtl_verify.workers import run_tasks
     from markov.benchmark import Cell, run_benchmark
     from markov.components import ComponentStore
 
@@ -171,6 +170,8 @@ def child(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir)
     wall, cpu = time.perf_counter(), time.process_time()
     if args.workers > 1:
+        from gtl_verify.workers import run_tasks  # this tree only (the base revision may not have it)
+
         p, s, n = config.presets[0], config.seeds[0], config.n_targets[0]
         store = ComponentStore(run_dir / "models")
 
