@@ -153,6 +153,14 @@ def time_estimators(timer: StageTimer, config, steps: int, run_dir: Path) -> dic
     return out
 
 
+def process_and_children_cpu() -> float:
+    """CPU seconds of this process and of its finished children (the forked workers)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def child(args: argparse.Namespace) -> None:
     """One measured run of the slice in this process; writes {stages, cells, total} to ``args.result``."""
     import torch
@@ -168,7 +176,7 @@ def child(args: argparse.Namespace) -> None:
     else:
         instrument(timer, reuse_draws=False)
     run_dir = Path(args.run_dir)
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu = time.perf_counter(), process_and_children_cpu()
     if args.workers > 1:
         from gtl_verify.workers import run_tasks  # this tree only (the base revision may not have it)
 
@@ -185,7 +193,7 @@ def child(args: argparse.Namespace) -> None:
         run_tasks([lambda g=g: run_benchmark(replace(config, methods=g), run_dir, progress=False) and None for g in groups],
                   args.workers)
     results = run_benchmark(config, run_dir, progress=False)
-    total = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    total = {"wall_s": time.perf_counter() - wall, "cpu_s": process_and_children_cpu() - cpu}
     estimators = time_estimators(timer, config, args.estimator_steps, run_dir) if args.estimator_steps and args.variant == "after" else {}
     cells = {c["method"]: c["metrics"] for c in results.cells}
     stages = {k: {"cpu_s": timer.cpu[k], "wall_s": timer.wall[k], "calls": timer.calls[k]} for k in timer.cpu}
@@ -216,15 +224,18 @@ def run_variant(variant: str, tree: Path, workers: int, args: argparse.Namespace
 
 def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     before, after = runs[0], runs[1]
-    names = sorted(set(before["stages"]) | set(after["stages"]), key=lambda k: -before["stages"].get(k, {"cpu_s": 0})["cpu_s"])
+    names = sorted({k for k in set(before["stages"]) | set(after["stages"]) if not k.startswith("estimator fit")},
+                   key=lambda k: -before["stages"].get(k, {"cpu_s": 0})["cpu_s"])
     lines = ["# Where the Markov grid's time goes (paper-grid slice)", "",
              f"Slice: markov/paper_grid.toml with seeds = [{meta['seed']}], n_targets = [{meta['n_target']}], no sweeps "
              f"(every method, the grid's budgets and samples). Base revision `{meta['base']}`; this tree `{meta['head']}`. "
              "One torch thread per process; the three runs one after the other in one invocation.",
-             f"Load before: `{meta['load_before']}`; after: `{meta['load_after']}`. The machine is shared: compare ratios.", "",
+             f"Load before: `{meta['load_before']}`; after: `{meta['load_after']}`. The machine is shared: compare ratios.",
+             *([meta["note"]] if meta.get("note") else []), "",
              "| run | wall (s) | CPU (s) | wall vs before |", "|---|---|---|---|"]
     for r in runs:
-        lines.append(f"| {r['variant']} | {r['total']['wall_s']:.0f} | {r['total']['cpu_s']:.0f} | "
+        cpu = "not recorded" if r["total"]["cpu_s"] is None else f"{r['total']['cpu_s']:.0f}"
+        lines.append(f"| {r['variant']} | {r['total']['wall_s']:.0f} | {cpu} | "
                      f"{before['total']['wall_s'] / r['total']['wall_s']:.2f}x |")
     lines += ["", "Exclusive CPU seconds by stage (single process; a nested stage is not counted in its parent):", "",
               "| stage | before: CPU s | share | after: CPU s | after / before |", "|---|---|---|---|---|"]
@@ -234,8 +245,8 @@ def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         a = after["stages"].get(k, {}).get("cpu_s", 0.0)
         ratio = f"{a / b:.2f}" if b > 0 else "-"
         lines.append(f"| {k} | {b:.1f} | {b / total_b:.1%} | {a:.1f} | {ratio} |")
-    rest_b = total_b - sum(s["cpu_s"] for s in before["stages"].values())
-    rest_a = after["total"]["cpu_s"] - sum(s["cpu_s"] for s in after["stages"].values())
+    in_grid = lambda run: sum(s["cpu_s"] for k, s in run["stages"].items() if not k.startswith("estimator fit"))
+    rest_b, rest_a = total_b - in_grid(before), after["total"]["cpu_s"] - in_grid(after)
     lines.append(f"| other (setup, report, imports) | {rest_b:.1f} | {rest_b / total_b:.1%} | {rest_a:.1f} | - |")
     est = after.get("estimator_fit_cpu_s") or {}
     if est:
@@ -247,6 +258,7 @@ def markdown(runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             lines.append(f"| {name} | {1000 * s / meta['estimator_steps']:.1f} |")
         if ratio_s:
             lines.append(f"| noisy-classifier (the grid's ratio stage, before) | {1000 * ratio_s / meta['ratio_steps']:.1f} |")
+        lines += ["", "(The estimator fits run after the grid, outside the run totals above.)"]
     same = all(r["cells"] == before["cells"] for r in runs[1:])
     lines += ["", f"Cell metrics identical across the runs (exact equality of every metric but sampling time): **{same}**."]
     if not same:
