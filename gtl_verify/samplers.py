@@ -75,7 +75,15 @@ class SamplerConfig:
 
 @dataclass
 class SampleResult:
-    """Samples and their cost. ``ratio_passes`` counts sequences scored by the ratio network."""
+    """Samples and their cost. ``ratio_passes`` counts sequences scored by the ratio network.
+
+    ``token_log_prob`` (planner sampler only, else None): float64 [B], the sum over steps of the
+    log-probability of each drawn token under its step's token law (the law conditioned on the
+    reveal at the chosen position), in nats. At temperature 0 the reveal order is a function of the
+    sequence, so this is the sampler's exact log-density log s(x) of its own output; with
+    :class:`~gtl_verify.planners.LeftToRightPlanner` it equals
+    :func:`gtl_verify.density.fixed_order_log_density` of the output bit for bit (same step
+    inputs, same summation order), without a second pass."""
 
     tokens: torch.Tensor
     steps: int
@@ -87,12 +95,14 @@ class SampleResult:
     planner_calls: int
     leftover_masks: int
     wall_time_s: float
+    token_log_prob: torch.Tensor | None = None
 
     def cost(self) -> dict[str, int | float]:
-        return {k: v for k, v in vars(self).items() if k != "tokens"}
+        return {k: v for k, v in vars(self).items() if k not in ("tokens", "token_log_prob")}
 
 
-def _finish(ctx: StepContext, z: torch.Tensor, steps: int, final_argmax: bool, start: float) -> SampleResult:
+def _finish(ctx: StepContext, z: torch.Tensor, steps: int, final_argmax: bool, start: float,
+            token_log_prob: torch.Tensor | None = None) -> SampleResult:
     mask_id = ctx.mask_id
     leftover = int((z == mask_id).sum())
     if leftover and final_argmax:
@@ -105,16 +115,18 @@ def _finish(ctx: StepContext, z: torch.Tensor, steps: int, final_argmax: bool, s
         ratio_passes=0 if ratio is None else ratio.count.sequences,
         single_site_passes=0 if ratio is None else ratio.single_site_count.sequences,
         planner_calls=0 if ctx.planner is None else ctx.planner.count.calls,
-        leftover_masks=leftover, wall_time_s=time.perf_counter() - start,
+        leftover_masks=leftover, wall_time_s=time.perf_counter() - start, token_log_prob=token_log_prob,
     )
 
 
-def _reveal(ctx: StepContext, z: torch.Tensor, positions: torch.Tensor, step_log_probs: torch.Tensor, generator) -> torch.Tensor:
+def _reveal(ctx: StepContext, z: torch.Tensor, positions: torch.Tensor, step_log_probs: torch.Tensor,
+            generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``z`` with an outcome drawn at every listed position, the outcomes' log-probabilities [M])."""
     outcome = guidance.sample_categorical(step_log_probs, generator)
     tokens = guidance.outcome_to_tokens(outcome, ctx.vocab_size, ctx.mask_id)
     z = z.clone()
     z[positions[:, 0], positions[:, 1]] = tokens
-    return z
+    return z, step_log_probs.gather(-1, outcome[:, None]).squeeze(-1)
 
 
 def ancestral_sample(
@@ -135,7 +147,7 @@ def ancestral_sample(
         if not masked.any():
             break
         positions = masked.nonzero()
-        z = _reveal(ctx, z, positions, reverse_step(ctx, z, t, s, positions), generator)
+        z = _reveal(ctx, z, positions, reverse_step(ctx, z, t, s, positions), generator)[0]
         steps += 1
     return _finish(ctx, z, steps, config.final_argmax, start)
 
@@ -156,9 +168,11 @@ def planner_sample(
     b, length = config.num_samples, config.length
     z = torch.full((b, length), ctx.mask_id, dtype=torch.long, device=device)
     rows = torch.arange(b, device=device)
+    token_log_prob = torch.zeros(b, dtype=torch.float64, device=device)
     for m in tqdm(range(length, 0, -1), desc="sampling", disable=not config.progress):
         t, s = m / length, (m - 1) / length
         pos = choose_positions(ctx.planner(z, ctx.log_probs(z, t)), z == ctx.mask_id, config.temperature, generator)
         positions = torch.stack([rows, pos], dim=-1)
-        z = _reveal(ctx, z, positions, reverse_step(ctx, z, t, s, positions, reveal_only=True), generator)
-    return _finish(ctx, z, length, config.final_argmax, start)
+        z, drawn = _reveal(ctx, z, positions, reverse_step(ctx, z, t, s, positions, reveal_only=True), generator)
+        token_log_prob += drawn
+    return _finish(ctx, z, length, config.final_argmax, start, token_log_prob)

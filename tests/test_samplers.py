@@ -168,3 +168,34 @@ def test_determinism_and_bad_input():
         ancestral_sample(den, rat, SCHED, SamplerConfig(2, 3, rule=GTL(candidates=9)))
     with pytest.raises(ValueError, match="planner must be one of"):
         make_planner("psychic")
+
+
+@pytest.mark.parametrize("candidates,gamma", [(None, 1.0), (2, 0.7), (None, 0.0)])
+def test_fixed_order_token_log_prob_is_the_density_bit_for_bit(candidates, gamma):
+    """Left-to-right at temperature 0: the sampler's own token log-probabilities are
+    fixed_order_log_density of its output, bit for bit (networks, whole-sequence ratio scoring)."""
+    from gtl_verify.density import fixed_order_log_density
+    from gtl_verify.learned import NetworkDenoiser, NetworkRatio
+    from gtl_verify.networks import BackboneConfig, DenoiserNet, SequenceNet
+    from gtl_verify.planners import LeftToRightPlanner
+
+    torch.manual_seed(5)
+    cfg = BackboneConfig(vocab_size=4, num_embeddings=5, max_length=6, hidden=16, blocks=1, heads=2, cond=8)
+    den, rat = NetworkDenoiser(DenoiserNet(cfg).eval(), 4), NetworkRatio(SequenceNet(cfg).eval())
+    rule = GTL(candidates=candidates)
+    res = planner_sample(den, rat, LeftToRightPlanner(), SCHED, SamplerConfig(37, 6, rule=rule, gamma=gamma, temperature=0.0),
+                         torch.Generator().manual_seed(1))
+    density = fixed_order_log_density(den, rat, rule, SCHED, res.tokens, gamma)
+    assert res.token_log_prob.dtype == torch.float64 and torch.equal(res.token_log_prob, density)
+
+
+def test_token_log_prob_at_temperature_zero_is_the_exact_log_density():
+    """Any planner at temperature 0 (the order is a function of the output): exp(token_log_prob) is
+    the exact law of planner_law at the drawn sequences; the ancestral sampler leaves it None."""
+    laws, den, rat = _setup(3, 3, seed=4)
+    cfg = SamplerConfig(50, 3, temperature=0.0)
+    law = planner_law(den, rat, make_planner("confidence"), SCHED, cfg)
+    res = planner_sample(den, rat, make_planner("confidence"), SCHED, cfg, torch.Generator().manual_seed(2))
+    exact = law.clean[sequence_index(res.tokens, 3)]
+    assert torch.allclose(res.token_log_prob.exp(), exact, rtol=1e-10, atol=0)
+    assert ancestral_sample(den, rat, SCHED, SamplerConfig(5, 3, steps=2), torch.Generator().manual_seed(0)).token_log_prob is None
