@@ -27,7 +27,6 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from gtl_verify.density import fixed_order_log_density
 from gtl_verify.estimators import get_estimator, ratio_diagnostics
 from gtl_verify.estimators import on_device as ratio_on_device
 from gtl_verify.exact_law import planner_law
@@ -36,8 +35,10 @@ from gtl_verify.planners import LeftToRightPlanner
 from gtl_verify.provenance import InvocationClock, provenance, write_results
 from gtl_verify.results import MarkovResults
 from gtl_verify.storage import RunLock, atomic_write_text, read_json_cache
-from gtl_verify.methods import MethodParts, method_parts
+from gtl_verify.methods import METHODS, MethodParts, method_parts
 from gtl_verify.samplers import SamplerConfig, planner_sample
+from gtl_verify.validation import check_int_range
+from gtl_verify.workers import run_tasks
 from gtl_verify.schedules import LogLinearSchedule, Schedule
 
 from . import metrics
@@ -188,7 +189,7 @@ def score_parts(parts: MethodParts, pair: ChainPair, schedule: Schedule, *, samp
         "ratio_passes_per_sequence": res.ratio_passes / samples,
     }
     if fixed_order:
-        log_s = fixed_order_log_density(denoiser, ratio, rule, schedule, x, gamma)
+        log_s = res.token_log_prob.cpu()  # the sampler's own log-density of x: fixed_order_log_density's value, bit for bit
         out["exact_kl"] = metrics.mc_kl(log_s, target.log_prob(x))[0]
         if (k + 1) ** length <= EXACT_TV_MAX_STATES:
             law = planner_law(denoiser, ratio, LeftToRightPlanner(), schedule, replace(sampler_cfg, num_samples=1))
@@ -357,11 +358,63 @@ def _preset_tables(config: MarkovConfig) -> dict[str, Any]:
     return out
 
 
+def _prefill(config: MarkovConfig, run_dir: Path, workers: int) -> None:
+    """Compute every cell of the grid into ``run_dir`` on ``workers`` forked processes
+    (:func:`gtl_verify.workers.run_tasks`), in two phases: the per-seed shared components (source
+    denoiser; autoregressive source and its diffusion continuation) side by side, then per (preset,
+    seed, n target) the methods with a learned ratio and the other methods as separate tasks, and the
+    sweeps. Each task is the serial code on a sub-grid (a cell depends on its own seeds and the
+    store's keys only), so the serial pass that follows reads the same values back."""
+    store = ComponentStore(run_dir / "models")
+
+    def shared(p, s, which):
+        cell = Cell(config, p, s, config.n_targets[0], store, {})
+        if which == "source":
+            cell.source_net
+        else:
+            cell.denoiser("ar2diff")  # the autoregressive source, its diffusion continuation and one fine-tune
+
+    needs_ar = "ar2diff" in config.methods
+    run_tasks([lambda p=p, s=s, w=w: shared(p, s, w) for p in config.presets for s in config.seeds
+               for w in ("source",) + (("ar",) if needs_ar else ())], workers)
+    fetch = _compute_fetch(run_dir)
+
+    def part(sub: MarkovConfig, grid: bool) -> None:
+        cache: dict = {}
+        cells: dict = {}
+
+        def cell_of(p, s, n, overlap=0.0):
+            if (p, s, n, overlap) not in cells:
+                cells[(p, s, n, overlap)] = Cell(config, p, s, n, store, cache, overlap)
+            return cells[(p, s, n, overlap)]
+
+        if grid:
+            _grid_rows(sub, run_dir, cell_of, fetch, False)
+        _sweep_rows(sub, run_dir, cell_of, fetch, False)
+
+    learned = tuple(m for m in config.methods if METHODS[m].ratio not in (None, "oracle"))
+    others = tuple(m for m in config.methods if m not in learned)
+    tasks = []  # (sub-grid, whether its grid cells run); the ratio-training tasks first (the longest)
+    for group in (learned, others):
+        for p in config.presets:
+            for s in config.seeds:
+                for n in config.n_targets:
+                    if group:
+                        sweep = config.gamma_sweep if group is learned and n == config.gamma_sweep_n_target else ()
+                        tasks.append((replace(config, presets=(p,), seeds=(s,), n_targets=(n,), methods=group,
+                                              gamma_sweep=sweep, overlap_sweep=()), True))
+    if config.gamma_sweep and not (learned and config.gamma_sweep_n_target in config.n_targets):
+        tasks += [(replace(config, presets=(p,), seeds=(s,), overlap_sweep=()), False) for p in config.presets for s in config.seeds]
+    tasks += [(replace(config, seeds=(s,), gamma_sweep=(), overlap_sweep=(o,)), False) for s in config.seeds for o in config.overlap_sweep]
+    run_tasks([lambda sub=sub, grid=grid: part(sub, grid) for sub, grid in tasks], workers)
+
+
 def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = True,
-                  device: torch.device = torch.device("cpu")) -> MarkovResults:
+                  device: torch.device = torch.device("cpu"), workers: int = 1) -> MarkovResults:
     """Run the whole grid; every finished cell is stored under ``run_dir`` and reused on re-runs.
     With a run folder, the results cover every finished cell of the folder (the union of the grids
-    run into it), not only this call's grid."""
+    run into it), not only this call's grid. ``workers`` > 1 (CPU, with a run folder) first computes
+    the cells on that many forked processes (:func:`_prefill`; the same values as one process)."""
     if run_dir is not None:
         check_run_dir(run_dir, config.cell_hash())
     store = ComponentStore(None if run_dir is None else run_dir / "models")
@@ -374,6 +427,8 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
             cells[key] = Cell(config, p, s, n, store, cache, overlap, device)
         return cells[key]
 
+    if workers > 1 and run_dir is not None and device.type == "cpu":
+        _prefill(config, run_dir, workers)
     fetch = _compute_fetch(run_dir)
     rows = {**_grid_rows(config, run_dir, cell_of, fetch, progress), **_sweep_rows(config, run_dir, cell_of, fetch, progress)}
     summary = config if run_dir is None else folder_grid(run_dir, config)
@@ -395,17 +450,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, help="generated sequences per cell (default 500)")
     parser.add_argument("--out", help="run folder (default runs/markov-<config hash>); re-running resumes it")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="forked CPU processes computing independent cells (default 1; the same numbers with any N)")
 
 
 def run_from_args(args: argparse.Namespace, device: torch.device = torch.device("cpu")) -> int:
     from reports.builder import build_report
 
+    check_int_range("--workers", args.workers, 1)
     presets = (args.preset or []) + (args.chains or []) or None  # chain files run as presets
     config = load_config(args.config, presets=presets, n_targets=args.n_target, seeds=args.seeds,
                          methods=args.methods, samples=args.samples)
     run_dir = Path(args.out or Path("runs") / f"markov-{config.hash()}")
     with RunLock(run_dir), InvocationClock(run_dir) as clock:
-        results = run_benchmark(config, run_dir, progress=not args.quiet, device=device)
+        results = run_benchmark(config, run_dir, progress=not args.quiet, device=device, workers=args.workers)
         meta = provenance(results.config, list(results.config["seeds"]), clock.elapsed(), clock.parts())
         path = write_results(run_dir / "results.json", "markov-benchmark", results, meta)
     _print_summary(results)
