@@ -30,7 +30,9 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"language-{config.name}{suffix}"
     results, results_path, report = pipeline.run(config, out, progress=not args.quiet,
                                                   allow_config_change=args.allow_config_change)
-    print(f"MiniLM-feature MAUVE against held-out physics (mean ± std over {len(config.evaluation.mauve_seeds)} seed(s)):")
+    runs = len(config.evaluation.mauve_seeds) * len(config.replicate_seeds)
+    print(f"MiniLM-feature MAUVE against held-out physics (mean ± std over {len(config.replicate_seeds)} replicate(s) x "
+          f"{len(config.evaluation.mauve_seeds)} k-means seed(s) = {runs} values; intervals in the report):")
     print(pipeline.mauve_table(results))
     from .evaluate import mauve_text
 
@@ -73,7 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="named config (cpu-tiny, cpu, gpu, paper) or a TOML file (default: cpu)")
     run.add_argument("--data", metavar="PATH", help="folder (or file) of arXiv JSON lines (default: $GTL_ARXIV_DATA, else ../shared/data/arxiv)")
     run.add_argument("--out", metavar="DIR", help="run folder (default runs/language-<config name>); re-running resumes it")
-    run.add_argument("--seed", type=int, metavar="N", help="seed of every split, network and sample (default: the config's seed)")
+    run.add_argument("--seed", type=int, metavar="N",
+                     help="the config's seed (default: the file's): the source side (data split, tokenizer, source denoiser, "
+                          "planner), and the one target-side replicate when the config lists no seeds; a config's seeds = [...] "
+                          "are its target-side replicates")
     run.add_argument("--allow-config-change", action="store_true",
                      help="resume a run folder started with a different config: record the new config and reuse "
                           "the components whose settings are unchanged")

@@ -290,8 +290,9 @@ class LanguageConfig:
     """Every setting of a ``gtl language run`` (recorded in full in the results).
 
     ``seed`` fixes the source side, shared by every replicate: the data split, tokenizer, target
-    shares, MAUVE reference rows, the source denoiser and the planner. ``seeds`` (empty = ``(seed,)``)
-    are the target-side replicates: for each, every component trained on the physics share
+    shares, MAUVE reference rows, the source denoiser and the planner. ``seeds`` (empty, the default:
+    one replicate seeded with ``seed``, the run of a config without replicates) are the target-side
+    replicates: for each, every component trained on the physics share
     (target-only, fine-tuned, TCSM, classifiers, ratio, AR2Diff fine-tune), every sample set and
     evaluation draw is seeded anew; the reported intervals are over these replicates."""
 

@@ -247,7 +247,7 @@ def resolve_data_dir(path: str | Path | None, environ: Mapping[str, str] | None 
     (default ``os.environ``), else :func:`default_data_dir`; FileNotFoundError (naming ``--data`` and
     ``GTL_ARXIV_DATA``) when none is found, ValueError when the folder holds no data files."""
     environ = os.environ if environ is None else environ
-    source = "data_dir"
+    source = "--data (data.path)"
     if path is None and environ.get(DATA_ENV):
         path, source = environ[DATA_ENV], DATA_ENV
     if path is None:

@@ -186,7 +186,8 @@ def score_parts(parts: MethodParts, pair: ChainPair, schedule: Schedule, *, samp
         "exact_kl": None,
         "exact_tv": None,
         "sampling_s": res.wall_time_s,
-        "ratio_passes_per_sequence": res.ratio_passes / samples,
+        "ratio_passes_per_sequence": res.ratio_passes / samples,  # sequences scored by a sequence-level ratio
+        "single_site_passes_per_sequence": res.single_site_passes / samples,  # passes of a single-site ratio model
     }
     if fixed_order:
         log_s = res.token_log_prob.cpu()  # the sampler's own log-density of x: fixed_order_log_density's value, bit for bit

@@ -12,7 +12,7 @@ from . import schema as S
 from .context import Context, Rendered
 from .figures import line_plot
 from .markdown import figure_markdown, fmt, markdown_table
-from .stats import INTERVAL_HEADER, INTERVAL_NAME, Summary, summarize
+from .stats import INTERVAL_HEADER, Summary, summarize
 
 
 def _ablation_extra(r: dict[str, Any], w: str) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def _over_replicates(rows: list[dict[str, Any]], key, value: str = "value") -> d
 def _unit(d: dict[str, Any]) -> str:
     """What the intervals are over: the replicates, or the MAUVE k-means seeds of a one-replicate run."""
     n = len(d["replicates"])
-    return f"{n} target-side replicates" if n > 1 else "one replicate (MAUVE: over its k-means seeds only)"
+    return f"{n} target-side replicates" if n > 1 else "the MAUVE k-means seeds of one replicate (other metrics: a single value)"
 
 
 def _buckets(rows: list[dict[str, Any]]) -> str:
@@ -319,21 +319,28 @@ def _paired_section(d: dict[str, Any]) -> tuple[tuple[str, str], str] | None:
             "data, same sampling budget and truncation): GTL - baseline for MAUVE (higher is better), classifier "
             "P(source) (lower is better) and distinct-2 (higher is more diverse), GTL / baseline for the generative "
             f"perplexity (lower is better); mean and 95% bootstrap percentile interval over {_unit(d)}, and in brackets "
-            "the replicates in which GTL is better. With three replicates an interval is a coarse summary; the counts "
-            "say how consistent the sign is.\n\n"
+            f"the replicates in which GTL is better. With {len(d['replicates'])} replicate(s) an interval is a coarse summary; "
+            "the counts say how consistent the sign is.\n\n"
             + markdown_table(["target data", "comparison"] + labels, rows))
+    meaningful = {(r["method"], _pct(r["fraction"], d["as_fraction"])): r["meaningful"] for r in d["mauve"]}
     sentences = []
     for p in sorted({p for _, _, p in keys}):
-        if p >= 100:
-            continue
         parts = []
         for b in ("fine-tuned", "target-only"):
-            if ("gtl", b, p, "MAUVE") in pairs:
-                diffs, wins = pairs[("gtl", b, p, "MAUVE")]
-                parts.append(f"{b}'s in {wins}/{len(diffs)} replicates (difference {summarize(diffs).interval_text()})")
+            wins = []
+            for label in labels:
+                if ("gtl", b, p, label) not in pairs:
+                    continue
+                if label == "MAUVE" and not (meaningful.get(("gtl", p), True) and meaningful.get((b, p), True)):
+                    wins.append("MAUVE not meaningful")
+                    continue
+                diffs, won = pairs[("gtl", b, p, label)]
+                wins.append(f"{label.split(' (')[0]} {won}/{len(diffs)}")
+            if wins:
+                parts.append(f"{b} on " + ", ".join(wins))
         if parts:
-            sentences.append(f"at {_pct_text(p)} physics, GTL's MAUVE is above " + " and above ".join(parts))
-    summary = ("GTL against the baselines, paired by replicate: " + "; ".join(sentences) + ".") if sentences else ""
+            sentences.append(f"{_pct_text(p)} physics: " + "; ".join(parts))
+    summary = ("Replicates in which GTL is better than the baseline: " + "; ".join(sentences) + ".") if sentences else ""
     return ("GTL against the baselines (paired by replicate)", body), summary
 
 
@@ -348,7 +355,8 @@ def _classifier_section(d: dict[str, Any]) -> tuple[str, str]:
     rows = [[m, _pct_text(p), len(v["p_source"]), summarize(v["p_source"]).interval_text(), summarize(v["pct_target"]).interval_text()]
             for (m, p), v in cvals.items()]
     return ("Domain classifier", "Source/target classifier on generated samples: P(source) (lower is more "
-                                 "target-like) and the percentage classified as target; mean and " + INTERVAL_NAME + ".\n\n"
+                                 "target-like) and the percentage classified as target; mean and 95% bootstrap percentile "
+                                 f"interval over {_unit(d)}.\n\n"
             + markdown_table(["method", "target data", "replicates", "P(source)", "% classified target"], rows))
 
 
@@ -361,7 +369,7 @@ def _distinct_section(d: dict[str, Any]) -> tuple[str, str]:
     ns = sorted({r["n"] for r in d["distinct"]})
     rows = [[m, _pct_text(p)] + [summarize(v[n]).interval_text() if n in v else "-" for n in ns] for (m, p), v in dvals.items()]
     return ("Diversity (distinct-n)", "Share of distinct n-grams among generated tokens (higher is more diverse): "
-                                      "mean and " + INTERVAL_NAME + ".\n\n"
+                                      f"mean and 95% bootstrap percentile interval over {_unit(d)}.\n\n"
             + markdown_table(["method", "target data"] + [f"distinct-{n}" for n in ns], rows))
 
 
@@ -373,7 +381,7 @@ def _perplexity_section(d: dict[str, Any]) -> tuple[str, str]:
         pvals[(r["method"], _pct(r["fraction"], af), r["evaluator"])].append(r["value"])
     rows = [[m, _pct_text(p), e, len(v), summarize(v).interval_text()] for (m, p, e), v in pvals.items()]
     return ("Generative perplexity", "Perplexity of generated samples under an evaluator model (lower is more "
-                                     "fluent under that evaluator): mean and " + INTERVAL_NAME + ".\n\n"
+                                     f"fluent under that evaluator): mean and 95% bootstrap percentile interval over {_unit(d)}.\n\n"
             + markdown_table(["method", "target data", "evaluator", "replicates", "perplexity"], rows))
 
 

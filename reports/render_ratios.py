@@ -9,6 +9,8 @@ and KL against n, TV against the masking level and TV and KL against training st
 
 from __future__ import annotations
 
+import math
+
 from collections import defaultdict
 from typing import Any
 
@@ -69,6 +71,20 @@ def monotone(points: list[tuple[int, Summary]]) -> bool:
     return all(b < a for a, b in zip(means, means[1:]))
 
 
+def overlapping(a: Summary, b: Summary) -> bool:
+    """Whether two intervals share a point (True when either has none: no separation is shown)."""
+    if not (math.isfinite(a.lo) and math.isfinite(b.lo)):
+        return True
+    return a.lo <= b.hi and b.lo <= a.hi
+
+
+def _separation(points: list[tuple[int, Summary]]) -> str:
+    """Which consecutive steps of n have overlapping intervals ("" when every step is separated)."""
+    pts = sorted(points)
+    tied = [f"{n1} -> {n2}" for (n1, a), (n2, b) in zip(pts, pts[1:]) if overlapping(a, b)]
+    return f"; the intervals overlap at n = {', '.join(tied)}" if tied else "; every step separated by its interval"
+
+
 def _preset_sections(preset: str, cells: list[dict[str, Any]], reference: list[dict[str, Any]],
                      ctx: Context) -> tuple[list[tuple[str, str]], list[str]]:
     steps = max(c["steps"] for c in cells)
@@ -91,9 +107,9 @@ def _preset_sections(preset: str, cells: list[dict[str, Any]], reference: list[d
         points = [(n, by[(e, n)]["tv"]) for n in ns if (e, n) in by]
         if len(points) > 1:
             ok = monotone(points)
-            notes.append(f"`{e}` on `{preset}`: single-site TV {'falls' if ok else 'does NOT fall'} monotonically with n "
+            notes.append(f"`{e}` on `{preset}`: mean single-site TV {'falls' if ok else 'does NOT fall'} monotonically with n "
                          f"({' -> '.join(fmt(s.mean, 3) for _, s in sorted(points))} for n = "
-                         f"{' -> '.join(str(n) for n, _ in sorted(points))}).")
+                         f"{' -> '.join(str(n) for n, _ in sorted(points))}{_separation(points)}).")
     times = sorted({g["t"] for c in final for g in c["levels"]})
     level_rows, level_series = [], {}
     for e in estimators:
@@ -137,10 +153,15 @@ def _best(cells: list[dict[str, Any]], preset: str) -> str:
     mine = [c for c in cells if c["preset"] == preset]
     n, steps = max(c["n"] for c in mine), max(c["steps"] for c in mine)
     by = _summaries([c for c in mine if c["n"] == n and c["steps"] == steps], lambda c: c["estimator"])
-    tv = min(by.items(), key=lambda kv: kv[1]["tv"].mean)
-    kl = min(by.items(), key=lambda kv: kv[1]["kl"].mean)
-    return (f"`{preset}`, n target = {n}, {steps} steps: lowest single-site TV `{tv[0]}` ({fmt(tv[1]['tv'].mean, 3)}), "
-            f"lowest GTL transition KL `{kl[0]}` ({fmt(kl[1]['kl'].mean, 3)}).")
+
+    def lowest(metric: str) -> str:
+        ranked = sorted(by.items(), key=lambda kv: kv[1][metric].mean)
+        name, best = ranked[0][0], ranked[0][1][metric]
+        tie = [e for e, g in ranked[1:] if overlapping(best, g[metric])]
+        return f"`{name}` ({fmt(best.mean, 3)}" + (f"; its interval overlaps {', '.join(f'`{e}`' for e in tie)})" if tie else ")")
+
+    return (f"`{preset}`, n target = {n}, {steps} steps: lowest mean single-site TV {lowest('tv')}, "
+            f"lowest mean GTL transition KL {lowest('kl')}.")
 
 
 def render_ratios(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -> Rendered:

@@ -287,7 +287,7 @@ def test_data_dir_resolution(tmp_path, monkeypatch, records):
     assert D.default_data_dir() == shared.resolve()
     assert D.resolve_data_dir(None) == shared.resolve()
     assert D.resolve_data_dir(shared) == shared
-    with pytest.raises(FileNotFoundError, match="data_dir does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"--data \(data.path\) does not exist"):
         D.resolve_data_dir(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="no JSON-lines files"):
         D.resolve_data_dir(work)

@@ -32,8 +32,10 @@ def test_tiny_grid_runs_and_resumes(tmp_path, monkeypatch):
     gtl = next(c for c in results.cells if c["method"] == "gtl")
     assert TINY.ratio_estimator == "guided-likelihood"  # the default: a single-site model, one pass per step
     assert gtl["metrics"]["ratio_passes_per_sequence"] == 0
+    assert gtl["metrics"]["single_site_passes_per_sequence"] == TINY.length  # one pass per left-to-right step
     paper = next(c for c in results.cells if c["method"] == "gtl-paper")
     assert paper["metrics"]["ratio_passes_per_sequence"] == TINY.length * 5  # sequence ratio: L steps x K = 5 candidates
+    assert paper["metrics"]["single_site_passes_per_sequence"] == 0
     files = sorted(p.name for p in (tmp_path / "models").glob("ratio-*"))
     # one fit per pair: gtl, gtl-oracle-denoiser, components and the gamma sweep share the overlap-0 fit, the
     # overlap sweep (0.5) has its own; gtl-paper one

@@ -19,7 +19,7 @@ from gtl_verify.store import ComponentStore
 from markov import ratios
 from markov.ratios import RatiosConfig, load_ratios_config
 from reports.builder import build_report
-from reports.render_ratios import level_tv, monotone
+from reports.render_ratios import _separation, level_tv, monotone, overlapping
 from reports.schema import ResultsError
 from reports.stats import summarize
 
@@ -138,6 +138,11 @@ def test_report_helpers():
     assert level_tv(levels, 0.5) == pytest.approx((0.2 + 1.5) / 4) and level_tv(levels, 0.1) is None
     assert monotone([(100, summarize([0.2])), (20, summarize([0.3])), (1000, summarize([0.1]))])
     assert not monotone([(100, summarize([0.2])), (20, summarize([0.3])), (1000, summarize([0.2]))])
+    apart, near = summarize([0.40, 0.42, 0.41]), summarize([0.10, 0.12, 0.11])
+    assert not overlapping(apart, near) and overlapping(apart, summarize([0.41, 0.43, 0.39]))
+    assert overlapping(summarize([0.4]), near)  # one seed: no interval, so no separation is claimed
+    assert _separation([(20, apart), (100, near)]) == "; every step separated by its interval"
+    assert _separation([(20, apart), (100, summarize([0.41, 0.39, 0.40]))]) == "; the intervals overlap at n = 20 -> 100"
 
 
 def test_config_budget_and_hash():
