@@ -68,16 +68,22 @@ def discard_damaged(path: Path, reason: object) -> None:
     Path(path).unlink(missing_ok=True)
 
 
-def read_json_cache(path: str | Path) -> Any | None:
-    """The JSON value cached in ``path``; None when absent or damaged (then warned and removed)."""
+def read_json_cache(path: str | Path, shape: Callable[[Any], bool] | None = None) -> Any | None:
+    """The JSON value cached in ``path``; None when absent or damaged (then warned and removed). A
+    value that parses but that ``shape`` rejects (the caller's test of what the cache must hold,
+    e.g. an object with a ``metrics`` object) counts as damaged too."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         discard_damaged(path, exc)
         return None
+    if shape is not None and not shape(value):
+        discard_damaged(path, f"unexpected content: {json.dumps(value)[:60]}")
+        return None
+    return value
 
 
 def load_torch_cache(path: str | Path, load: Callable[[Path], Any] | None = None) -> Any | None:

@@ -244,9 +244,15 @@ def _cell_path(run_dir: Path, *parts: Any) -> Path:
 
 def check_run_dir(run_dir: Path, cell_hash: str) -> None:
     """A run folder holds cells of one cell-defining configuration only (its ``cell_hash``, recorded
-    in ``cell-config.json`` by the first run); ValueError naming the folder otherwise."""
+    in ``cell-config.json`` by the first run); ValueError naming the folder otherwise, and naming the
+    marker when it is missing or damaged while the folder holds cells (they cannot be tied to a
+    configuration, so none is reused)."""
     marker = run_dir / "cell-config.json"
-    stored = read_json_cache(marker)
+    stored = read_json_cache(marker, shape=lambda v: isinstance(v, dict) and isinstance(v.get("cell_hash"), str))
+    cells = run_dir / "cells"
+    if stored is None and cells.is_dir() and any(cells.iterdir()):
+        raise ValueError(f"{marker} is missing or damaged, so the cells in {cells} cannot be tied to a configuration; "
+                         f"choose another --out, or delete {cells} to recompute them")
     if stored is not None:
         if stored.get("cell_hash") != cell_hash:
             raise ValueError(f"run folder {run_dir} holds cells of another configuration (cell hash {stored.get('cell_hash')}, "
@@ -282,15 +288,20 @@ def folder_grid(run_dir: Path, config: MarkovConfig) -> MarkovConfig:
     return replace(config, **union)
 
 
-Fetch = Callable[[Path | None, Callable[[], Any]], Any]
+Fetch = Callable[..., Any]  # fetch(path, compute, shape=None)
+
+#: what each kind of cell file must hold (anything else is a damaged cache: named, removed, recomputed)
+GRID_CELL = lambda v: isinstance(v, dict) and isinstance(v.get("metrics"), dict)  # noqa: E731
+SWEEP_CELL = lambda v: isinstance(v, dict) and isinstance(v.get("transition_kl"), (int, float))  # noqa: E731
+CHECK_ROWS = lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)  # noqa: E731
 
 
 def _compute_fetch(run_dir: Path | None) -> Fetch:
     """Cached computation: read the cell file when it holds a value, else compute and store it."""
-    def fetch(path, compute):
+    def fetch(path, compute, shape=None):
         if run_dir is None:
             return compute()
-        value = read_json_cache(path)
+        value = read_json_cache(path, shape)
         if value is None:
             value = compute()
             atomic_write_text(path, json.dumps(value))
@@ -299,9 +310,9 @@ def _compute_fetch(run_dir: Path | None) -> Fetch:
     return fetch
 
 
-def _stored_fetch(path: Path | None, compute: Callable[[], Any]) -> Any:
+def _stored_fetch(path: Path | None, compute: Callable[[], Any], shape: Callable[[Any], bool] | None = None) -> Any:
     """Read-only: the cell file's value, or None for a cell this folder has not finished."""
-    return read_json_cache(path)
+    return read_json_cache(path, shape)
 
 
 def _grid_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetch, progress: bool) -> dict[str, list]:
@@ -313,7 +324,8 @@ def _grid_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetch
     for p, s, n, m in bar:
         bar.set_postfix_str(f"{p} seed={s} n={n} {m}")
         gen_seed = s * 1_000_003 + n * 101 + markov_methods().index(m)
-        value = fetch(path(p, s, n, m), lambda: evaluate(cell_of(p, s, n), m, config.gamma, torch.Generator().manual_seed(gen_seed)))
+        value = fetch(path(p, s, n, m), lambda: evaluate(cell_of(p, s, n), m, config.gamma, torch.Generator().manual_seed(gen_seed)),
+                      GRID_CELL)
         if value is not None:
             out["cells"].append({"preset": p, "n_target": n, "method": m, "seed": s, **value})
     if any(m in config.methods for m in ("gtl", "gtl-oracle-denoiser", "gtl-planner")):
@@ -321,11 +333,13 @@ def _grid_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetch
             for s in config.seeds:
                 for n in config.n_targets:
                     out["components"].extend(fetch(path(p, s, n, "components"),
-                                                   lambda: component_errors(cell_of(p, s, n), torch.Generator().manual_seed(s))) or [])
+                                                   lambda: component_errors(cell_of(p, s, n), torch.Generator().manual_seed(s)),
+                                                   CHECK_ROWS) or [])
     if "ar2diff" in config.methods:
         for p in config.presets:
             for s in config.seeds:
-                out["components"].extend(fetch(path(p, s, "ar-check"), lambda: ar_likelihood_check(cell_of(p, s, config.n_targets[0]))) or [])
+                out["components"].extend(fetch(path(p, s, "ar-check"), lambda: ar_likelihood_check(cell_of(p, s, config.n_targets[0])),
+                                               CHECK_ROWS) or [])
     return out
 
 
@@ -337,14 +351,16 @@ def _sweep_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetc
     sweep = [(p, s, g) for p in config.presets for s in config.seeds for g in config.gamma_sweep]
     for p, s, g in tqdm(sweep, desc="gamma sweep", disable=not progress or not sweep):
         n = config.gamma_sweep_n_target
-        value = fetch(path(p, s, n, "gamma", g), lambda: evaluate(cell_of(p, s, n), "gtl", g, torch.Generator().manual_seed(s + 17))["metrics"])
+        value = fetch(path(p, s, n, "gamma", g), lambda: evaluate(cell_of(p, s, n), "gtl", g, torch.Generator().manual_seed(s + 17))["metrics"],
+                      SWEEP_CELL)
         if value is not None:
             out["gamma_sweep"].append({"preset": p, "n_target": n, "gamma": g, "seed": s, "transition_kl": value["transition_kl"]})
     overlap = [(o, s, "gtl-oracle-denoiser") for o in config.overlap_sweep for s in config.seeds]
     for o, s, m in tqdm(overlap, desc="overlap sweep", disable=not progress or not overlap):
         p, n = config.presets[0], config.overlap_n_target
         value = fetch(path(p, s, n, "overlap", o, m),
-                      lambda: evaluate(cell_of(p, s, n, o), m, config.gamma, torch.Generator().manual_seed(s + 29))["metrics"])
+                      lambda: evaluate(cell_of(p, s, n, o), m, config.gamma, torch.Generator().manual_seed(s + 29))["metrics"],
+                      SWEEP_CELL)
         if value is not None:
             out["overlap_sweep"].append({"overlap": o, "method": m, "seed": s, "transition_kl": value["transition_kl"]})
     return out

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from gtl_verify.schedules import LogLinearSchedule
 from gtl_verify.storage import RunLock, atomic_write_text, read_json_cache
 from gtl_verify.store import ComponentStore
 from gtl_verify.training import config_hash
-from gtl_verify.validation import check_int_range, check_real_range
+from gtl_verify.validation import check_int_range, check_real_range, check_sample_memory
 
 from .benchmark import check_run_dir, score_parts
 from .components import as_denoiser, train_denoiser
@@ -108,14 +109,21 @@ class RatiosConfig:
             if n not in self.n_targets:
                 raise ConfigError(f"steps_n_targets must be chosen from n_targets {list(self.n_targets)}, got {n!r}")
         for t in check_sequence("times", self.times):
-            check_real_range("times", t, 0.0, 1.0)
+            check_real_range("times", t, 0.0, 1.0, open_low=True)  # t = 0 masks nothing: no masked position to score
         check_choice("denoiser", self.denoiser, DENOISERS)
         check_int_range("denoiser_steps", self.denoiser_steps, 1)
         check_int_range("n_source", self.n_source, 1)
         check_int_range("length", self.length, 2)
         check_int_range("samples", self.samples, 2)
         check_int_range("heldout", self.heldout, 1)
+        for name in ("presets", "estimators", "n_targets", "seeds", "steps", "times"):
+            values = list(getattr(self, name))
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{name} must not repeat a value, got {values}")
         self.budget(self.steps[0])  # batch size, rate, weight decay and sizes checked by the budget
+        vocab = max(resolve_pair(p, seed=0).vocab_size for p in self.presets)
+        check_sample_memory("samples", self.samples, self.length, vocab)
+        check_sample_memory("n_targets (with n_source)", max(self.n_targets) + self.n_source, self.length, 0, copies=1)
 
     def budget(self, steps: int) -> EstimatorBudget:
         """The estimators' budget of a fit of ``steps`` steps."""
@@ -221,8 +229,17 @@ def cell_path(run_dir: Path, *parts: Any) -> Path:
     return run_dir / "cells" / ("__".join(str(p) for p in parts) + ".json")
 
 
+def _cell_shape(value: Any) -> bool:
+    """What a cell file must hold: an object with its GTL ``metrics`` object and, for a fitted cell,
+    a finite single-site TV and the per-level records."""
+    if not (isinstance(value, dict) and isinstance(value.get("metrics"), dict)):
+        return False
+    tv = value.get("single_site_tv", 0.0)
+    return "single_site_tv" not in value or (isinstance(tv, (int, float)) and math.isfinite(tv) and isinstance(value.get("levels"), list))
+
+
 def _fetch(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    value = read_json_cache(path)  # a damaged file is named, removed and recomputed
+    value = read_json_cache(path, _cell_shape)  # a damaged or malformed file is named, removed and recomputed
     if value is None:
         value = compute()
         atomic_write_text(path, json.dumps(value))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections import defaultdict
 from typing import Any
 
@@ -290,7 +292,13 @@ def _paired(d: dict[str, Any]) -> dict[tuple[str, str, float, str], tuple[list[f
                         continue
                     mean = lambda v: sum(v) / len(v)  # noqa: E731
                     ga, bc = [mean(a[k]) for k in common], [mean(c[k]) for k in common]
-                    diffs = [x / y if label.startswith("perplexity") else x - y for x, y in zip(ga, bc)]
+                    ratio = label.startswith("perplexity")
+                    if ratio:  # a ratio of perplexities needs positive finite values on both sides
+                        keep = [(x, y) for x, y in zip(ga, bc) if 0 < x < math.inf and 0 < y < math.inf]
+                        ga, bc = [x for x, _ in keep], [y for _, y in keep]
+                        if not keep:
+                            continue
+                    diffs = [x / y if ratio else x - y for x, y in zip(ga, bc)]
                     wins = sum((x > y) == higher and x != y for x, y in zip(ga, bc))
                     out[(g, b, pct, label)] = (diffs, wins)
     return out
@@ -428,11 +436,12 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
     if d["mauve"]:
         sections.append(_mauve_section(d, ctx, warning))
         summary_parts.append(_highest_mauve(d))
-        paired = _paired_section(d)
-        if paired is not None:
-            sections.append(paired[0])
-            if paired[1]:
-                summary_parts.append(paired[1])
+    paired = _paired_section(d)
+    if paired is not None:
+        sections.append(paired[0])
+        if paired[1]:
+            summary_parts.append(paired[1])
+    if d["mauve"]:
         compared = _paper_section(d, ctx, warning)
         if compared is not None:
             sections.insert(0, compared[0])

@@ -56,6 +56,23 @@ def test_a_damaged_cell_is_named_and_recomputed(tmp_path):
         again = ratios.run_ratios(ONE, tmp_path, progress=False)
     assert again.cells[0]["single_site_tv"] == pytest.approx(first.cells[0]["single_site_tv"])  # seeded: the same fit
     assert json.loads(path.read_text())["estimator"] == "noisy-classifier"
+    for text in ("{}", '{"metrics": {}, "single_site_tv": NaN, "levels": []}'):  # parses, but is not a cell
+        path.write_text(text)
+        with pytest.warns(DamagedCacheWarning, match=path.name):
+            assert ratios.run_ratios(ONE, tmp_path, progress=False).cells[0]["single_site_tv"] == \
+                pytest.approx(first.cells[0]["single_site_tv"])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"times": (0.0,)}, r"times must be in \(0, 1\], got 0.0"),
+    ({"seeds": (0, 0)}, r"seeds must not repeat a value, got \[0, 0\]"),
+    ({"estimators": ("paper", "paper")}, "estimators must not repeat"),
+    ({"samples": 3 * 10**9}, "samples = 3000000000 needs about"),
+    ({"n_targets": (10**10,)}, r"n_targets \(with n_source\) = 10000000\d+ needs about"),
+])
+def test_config_refuses_what_would_fail_late(change, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(ONE, **change)
 
 
 def test_learned_denoiser_is_trained_once_and_used(tmp_path):

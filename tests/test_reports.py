@@ -306,6 +306,18 @@ def test_language_report_pairs_gtl_with_each_baseline_by_replicate(tmp_path, out
     assert "| gtl | 1 | 2.00x | 2.00x | 64 | cpu |" in text  # twice the unguided source-only sampler
 
 
+def test_language_report_pairs_skip_perplexities_that_are_not_positive(tmp_path, out):
+    rows = [{"method": m, "fraction": 0.05, "replicate": 0, "value": v, "evaluator": "e"}
+            for m, v in (("gtl", 50.0), ("fine-tuned", 0.0), ("target-only", 100.0))]
+    res = {"config": {}, "mauve": [], "perplexity": rows,
+           "classifier": [{"method": m, "fraction": 0.05, "replicate": 0, "p_source": 0.5, "pct_target": 50.0}
+                          for m in ("gtl", "fine-tuned", "target-only")]}
+    text = build_report(write(tmp_path, "lang-zero", "language", res), out).read_text()
+    line = next(x for x in text.splitlines() if x.startswith("| 5 % | gtl vs fine-tuned"))
+    assert line.endswith("| - |")  # no ratio against a zero perplexity
+    assert "| 0.5 (1/1) |" in next(x for x in text.splitlines() if x.startswith("| 5 % | gtl vs target-only"))
+
+
 def test_language_ordering_disagreement_and_percent_fractions(tmp_path, out):
     res = language_results()
     for r in res["mauve"]:

@@ -46,6 +46,17 @@ def test_damaged_json_cache_is_named_and_dropped(tmp_path, text):
     assert read_json_cache(tmp_path / "missing.json") is None
 
 
+def test_a_cache_of_the_wrong_shape_is_named_and_dropped(tmp_path):
+    path = tmp_path / "cell.json"
+    for text in ("{}", "[]", "\"x\""):
+        path.write_text(text)
+        with pytest.warns(DamagedCacheWarning, match="unexpected content"):
+            assert read_json_cache(path, lambda v: isinstance(v, dict) and "metrics" in v) is None
+        assert not path.exists()
+    path.write_text('{"metrics": {}}')
+    assert read_json_cache(path, lambda v: isinstance(v, dict) and "metrics" in v) == {"metrics": {}}
+
+
 def test_truncated_torch_cache_is_named_and_dropped(tmp_path):
     path = atomic_torch_save({"tokens": torch.arange(1000)}, tmp_path / "segments.pt")
     data = path.read_bytes()
@@ -129,6 +140,16 @@ def test_markov_folder_summary_covers_every_finished_cell_and_recomputes_damaged
 
     assert timeless(again.cells) == timeless(smaller.cells)  # recomputed from the stored models: the same value
     assert json.loads(cell.read_text())["metrics"]
+    cell.write_text("{}")  # valid JSON, not a cell: also a damaged cache
+    with pytest.warns(DamagedCacheWarning, match=cell.name):
+        assert timeless(benchmark.run_benchmark(TINY, tmp_path, progress=False).cells) == timeless(smaller.cells)
+    # without its marker the cells cannot be tied to a configuration: refused, nothing reused or deleted
+    marker = tmp_path / "cell-config.json"
+    for text in ('{"cell_h', "[]"):
+        marker.write_text(text)
+        with pytest.warns(DamagedCacheWarning), pytest.raises(ValueError, match="cell-config.json is missing or damaged"):
+            benchmark.run_benchmark(TINY, tmp_path, progress=False)
+        assert cell.exists()
 
 
 def test_component_ids_are_typed_and_shared_by_writers_and_readers():
