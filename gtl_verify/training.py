@@ -134,6 +134,9 @@ class TrainConfig:
         if not isinstance(self.lr_schedule, str) or self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         check_real_range("lr_floor", self.lr_floor, 0.0, 1.0)
+        if self.lr_schedule == "cosine" and self.steps > 0 and self.warmup >= self.steps:
+            raise ValueError(f"lr_schedule = 'cosine' needs warmup < steps, got warmup={self.warmup}, steps={self.steps} "
+                             "(the rate would never decay)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,6 +24,11 @@ def _ablation_extra(r: dict[str, Any], w: str) -> dict[str, Any]:
 
 def _parse(results: dict[str, Any]) -> dict[str, Any]:
     results = LanguageResults.from_dict(results).to_dict()  # the typed layout: every required key present
+    rows = [r for table in ("mauve", "classifier", "distinct", "perplexity") for _, r in S.records(results, table, "results")]
+    tagged = sum("replicate" in r for r in rows)
+    if 0 < tagged < len(rows):
+        raise S.ResultsError(f"results: {len(rows) - tagged} of {len(rows)} metric rows carry no replicate while the others "
+                             "do; a row's replicate cannot be guessed")
     mauve = [{"method": S.text(r, "method", w), "fraction": S.number(r, "fraction", w), "replicate": _replicate(r, w),
               "seed": S.integer(r, "seed", w), "value": S.number(r, "mauve", w, nullable=True),
               "buckets": S.field(r, "buckets", w, required=False), "meaningful": S.field(r, "meaningful", w, required=False, default=True)}

@@ -306,6 +306,13 @@ def test_language_report_pairs_gtl_with_each_baseline_by_replicate(tmp_path, out
     assert "| gtl | 1 | 2.00x | 2.00x | 64 | cpu |" in text  # twice the unguided source-only sampler
 
 
+def test_language_report_refuses_rows_without_their_replicate(tmp_path, out):
+    res = {"config": {}, "mauve": [{"method": "gtl", "fraction": 0.05, "replicate": 1, "seed": 0, "mauve": 0.5},
+                                   {"method": "gtl", "fraction": 0.05, "seed": 0, "mauve": 0.4}]}
+    with pytest.raises(ResultsError, match="1 of 2 metric rows carry no replicate"):
+        build_report(write(tmp_path, "lang-mixed", "language", res), out)
+
+
 def test_language_report_pairs_skip_perplexities_that_are_not_positive(tmp_path, out):
     rows = [{"method": m, "fraction": 0.05, "replicate": 0, "value": v, "evaluator": "e"}
             for m, v in (("gtl", 50.0), ("fine-tuned", 0.0), ("target-only", 100.0))]

@@ -130,9 +130,12 @@ def test_lr_factor_values():
     assert lr_factor(99, 14, 4, "cosine", floor) == pytest.approx(floor, abs=1e-15)  # an extended run stays at the floor
     decay = [lr_factor(k, 50, 5, "cosine", floor) for k in range(5, 50)]
     assert all(a >= b for a, b in zip(decay, decay[1:])) and min(decay) > floor
-    assert lr_factor(3, 3, 3, "cosine") == 1.0  # all warm-up: no decay left
+    assert lr_factor(3, 3, 3, "cosine") == 1.0  # all warm-up: no decay left (a TrainConfig refuses it)
     with pytest.raises(ValueError, match="lr_schedule"):
         lr_factor(0, 10, 0, "step")
+    with pytest.raises(ValueError, match="needs warmup < steps, got warmup=10, steps=10"):
+        TrainConfig(steps=10, batch_size=2, warmup=10, lr_schedule="cosine")
+    assert TrainConfig(steps=0, batch_size=2, warmup=10, lr_schedule="cosine").steps == 0  # nothing to train
 
 
 def test_cosine_schedule_drives_the_optimiser():
