@@ -26,10 +26,20 @@ def _run(index: int) -> Any:
     return _TASKS[index]()
 
 
+def _one_thread() -> None:
+    """Worker start-up: one intra-op thread. The OpenMP runtime is not fork-safe: a child that opens
+    a multi-threaded parallel region after the parent used one waits forever for the parent's pool
+    threads, which the fork did not copy; with one thread no pool is used."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def run_tasks(tasks: Sequence[Callable[[], T]], workers: int) -> list[T]:
     """Results of ``tasks`` (zero-argument callables) in their order, computed by ``workers``
     forked processes (``workers`` = 1, or a single task: in this process). Tasks are handed out
-    one at a time in the given order (put the longest first); results must be picklable. A task's
+    one at a time in the given order (put the longest first); each worker uses one torch thread;
+    results must be picklable. A task's
     exception is re-raised here (the other workers are stopped). Raises ValueError for
     ``workers`` < 1 or a task that is not callable."""
     global _TASKS
@@ -41,7 +51,7 @@ def run_tasks(tasks: Sequence[Callable[[], T]], workers: int) -> list[T]:
         return [task() for task in tasks]
     _TASKS = tasks
     try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(tasks)), initializer=_one_thread) as pool:
             return pool.map(_run, range(len(tasks)), chunksize=1)
     finally:
         _TASKS = ()

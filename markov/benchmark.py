@@ -431,7 +431,8 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
     """Run the whole grid; every finished cell is stored under ``run_dir`` and reused on re-runs.
     With a run folder, the results cover every finished cell of the folder (the union of the grids
     run into it), not only this call's grid. ``workers`` > 1 (CPU, with a run folder) first computes
-    the cells on that many forked processes (:func:`_prefill`; the same values as one process)."""
+    the cells on that many forked processes of one torch thread each (:func:`_prefill`; the same
+    values as one process on one thread)."""
     if run_dir is not None:
         check_run_dir(run_dir, config.cell_hash())
     store = ComponentStore(None if run_dir is None else run_dir / "models")
@@ -468,7 +469,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run folder (default runs/markov-<config hash>); re-running resumes it")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="forked CPU processes computing independent cells (default 1; the same numbers with any N)")
+                        help="forked CPU processes computing independent cells, one torch thread each (default 1; the "
+                             "same numbers as one process on one thread)")
 
 
 def run_from_args(args: argparse.Namespace, device: torch.device = torch.device("cpu")) -> int:

@@ -55,10 +55,17 @@ def test_tiny_grid_runs_and_resumes(tmp_path, monkeypatch):
 
 def test_forked_workers_give_the_serial_results(tmp_path):
     """Every cell, sweep row and component row of the tiny grid (all methods, both sweeps, two
-    seeds) is the same with two forked workers as in one process."""
+    seeds) is the same with two forked workers as in one process on one thread."""
+    import torch
+
     config = dataclasses.replace(TINY, seeds=(0, 1))
-    serial = benchmark.run_benchmark(config, tmp_path / "one", progress=False)
-    forked = benchmark.run_benchmark(config, tmp_path / "two", progress=False, workers=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # workers run on one thread each: compare with one process on one thread
+    try:
+        serial = benchmark.run_benchmark(config, tmp_path / "one", progress=False)
+        forked = benchmark.run_benchmark(config, tmp_path / "two", progress=False, workers=2)
+    finally:
+        torch.set_num_threads(threads)
 
     def timeless(rows):  # wall times differ from run to run
         return [{**r, "metrics": {k: v for k, v in r["metrics"].items() if not k.endswith("_s")}} if "metrics" in r else r

@@ -48,3 +48,28 @@ def test_errors_and_bad_input():
     with pytest.raises(ValueError, match=r"tasks\[1\] must be callable"):
         run_tasks([lambda: 1, 5], 2)
     assert run_tasks([], 2) == []
+
+
+def test_workers_do_not_hang_after_the_parent_used_several_threads():
+    """Forking after a multi-threaded OpenMP region: a worker that opened one again would wait forever
+    for pool threads the fork did not copy (seen in the suite); workers run on one thread instead."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import torch
+        from gtl_verify.workers import run_tasks
+        torch.set_num_threads(2)
+        a = torch.randn(512, 512)
+        torch.nn.functional.gelu(a @ a).sum()
+
+        def task():
+            x = torch.randn(512, 512)
+            return (torch.get_num_threads(), float(torch.nn.functional.gelu(x @ x).sum()))
+
+        print([n for n, _ in run_tasks([task] * 3, 2)])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1, 1, 1]"
