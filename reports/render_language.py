@@ -72,14 +72,14 @@ def _replicate(r: dict[str, Any], w: str) -> int:
     return S.integer(r, "replicate", w) if "replicate" in r else 0
 
 
-def _over_replicates(rows: list[dict[str, Any]], key, value: str = "value") -> dict[Any, list[float]]:
-    """Per ``key(row)``: one value per replicate (the mean of that replicate's rows, e.g. its MAUVE
-    k-means seeds), in replicate order; None values are skipped."""
+def _over_replicates(rows: list[dict[str, Any]], key, value: str = "value") -> dict[Any, dict[int, float]]:
+    """Per ``key(row)``: replicate -> the mean of that replicate's rows (e.g. its MAUVE k-means
+    seeds), in replicate order; None values are skipped."""
     groups: dict[Any, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r[value] is not None:
             groups[key(r)][r["replicate"]].append(r[value])
-    return {k: [sum(v) / len(v) for _, v in sorted(reps.items())] for k, reps in groups.items()}
+    return {k: {rep: sum(v) / len(v) for rep, v in sorted(reps.items())} for k, reps in groups.items()}
 
 
 def _unit(d: dict[str, Any]) -> str:
@@ -163,7 +163,7 @@ def _mauve_summaries(d: dict[str, Any]) -> tuple[dict[tuple[str, float], Summary
     for r in d["mauve"]:
         mrows[(r["method"], _pct(r["fraction"], af))].append(r)
     if len(d["replicates"]) > 1:
-        mvals = _over_replicates(d["mauve"], lambda r: (r["method"], _pct(r["fraction"], af)))
+        mvals = {k: list(v.values()) for k, v in _over_replicates(d["mauve"], lambda r: (r["method"], _pct(r["fraction"], af))).items()}
     else:
         mvals = {k: [r["value"] for r in rows] for k, rows in mrows.items()}
     msums = {k: summarize(v) for k, v in mvals.items()}
@@ -280,13 +280,7 @@ def _paired(d: dict[str, Any]) -> dict[tuple[str, str, float, str], tuple[list[f
     out = {}
     for table, field, n, higher, label in _PAIRED_METRICS:
         rows = [r for r in d[table] if n is None or r.get("n") == n]
-        per = defaultdict(dict)
-        for key, vals in _over_replicates(rows, lambda r: (r["method"], _pct(r["fraction"], af)), field).items():
-            per[key] = vals
-        reps = defaultdict(dict)  # (method, pct) -> {replicate: value}
-        for r in rows:
-            if r[field] is not None:
-                reps[(r["method"], _pct(r["fraction"], af))].setdefault(r["replicate"], []).append(r[field])
+        reps = _over_replicates(rows, lambda r: (r["method"], _pct(r["fraction"], af)), field)  # (method, pct) -> {replicate: value}
         methods = {m for m, _ in reps}
         for g in (m for m in _GUIDED if m in methods):
             for b in sorted(m for m in methods if m not in _GUIDED and not m.startswith("held-out")):
@@ -295,8 +289,7 @@ def _paired(d: dict[str, Any]) -> dict[tuple[str, str, float, str], tuple[list[f
                     common = sorted(set(a) & set(c))
                     if not common:
                         continue
-                    mean = lambda v: sum(v) / len(v)  # noqa: E731
-                    ga, bc = [mean(a[k]) for k in common], [mean(c[k]) for k in common]
+                    ga, bc = [a[k] for k in common], [c[k] for k in common]
                     ratio = label.startswith("perplexity")
                     if ratio:  # a ratio of perplexities needs positive finite values on both sides
                         keep = [(x, y) for x, y in zip(ga, bc) if 0 < x < math.inf and 0 < y < math.inf]
