@@ -238,7 +238,8 @@ def ar_likelihood_check(cell: Cell) -> list[dict[str, Any]]:
             {**base, "metric": "excess over exact source NLL per token (nats)", "value": nll - exact}]
 
 
-def _cell_path(run_dir: Path, *parts: Any) -> Path:
+def cell_path(run_dir: Path, *parts: Any) -> Path:
+    """The file of one cell of a run folder: ``cells/<part>__<part>....json``."""
     return run_dir / "cells" / ("__".join(str(p) for p in parts).replace("/", "-") + ".json")
 
 
@@ -296,7 +297,7 @@ SWEEP_CELL = lambda v: isinstance(v, dict) and isinstance(v.get("transition_kl")
 CHECK_ROWS = lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)  # noqa: E731
 
 
-def _compute_fetch(run_dir: Path | None) -> Fetch:
+def compute_fetch(run_dir: Path | None) -> Fetch:
     """Cached computation: read the cell file when it holds a value, else compute and store it."""
     def fetch(path, compute, shape=None):
         if run_dir is None:
@@ -318,7 +319,7 @@ def _stored_fetch(path: Path | None, compute: Callable[[], Any], shape: Callable
 def _grid_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetch, progress: bool) -> dict[str, list]:
     """The cell rows of the grid and the component checks; a cell ``fetch`` gives None for is left out."""
     out: dict[str, list] = {"cells": [], "components": []}
-    path = (lambda *parts: _cell_path(run_dir, *parts)) if run_dir is not None else (lambda *parts: None)
+    path = (lambda *parts: cell_path(run_dir, *parts)) if run_dir is not None else (lambda *parts: None)
     jobs = [(p, s, n, m) for p in config.presets for s in config.seeds for n in config.n_targets for m in config.methods]
     bar = tqdm(jobs, desc="markov grid", disable=not progress)
     for p, s, n, m in bar:
@@ -347,7 +348,7 @@ def _sweep_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetc
     """The gamma sweep (gtl at ``gamma_sweep_n_target``) and the overlap sweep (exact source denoiser
     + learned ratio: only the ratio is retrained per overlap value)."""
     out: dict[str, list] = {"gamma_sweep": [], "overlap_sweep": []}
-    path = (lambda *parts: _cell_path(run_dir, *parts)) if run_dir is not None else (lambda *parts: None)
+    path = (lambda *parts: cell_path(run_dir, *parts)) if run_dir is not None else (lambda *parts: None)
     sweep = [(p, s, g) for p in config.presets for s in config.seeds for g in config.gamma_sweep]
     for p, s, g in tqdm(sweep, desc="gamma sweep", disable=not progress or not sweep):
         n = config.gamma_sweep_n_target
@@ -394,7 +395,7 @@ def _prefill(config: MarkovConfig, run_dir: Path, workers: int) -> None:
     needs_ar = "ar2diff" in config.methods
     run_tasks([lambda p=p, s=s, w=w: shared(p, s, w) for p in config.presets for s in config.seeds
                for w in ("source",) + (("ar",) if needs_ar else ())], workers)
-    fetch = _compute_fetch(run_dir)
+    fetch = compute_fetch(run_dir)
 
     def part(sub: MarkovConfig, grid: bool) -> None:
         cache: dict = {}
@@ -447,7 +448,7 @@ def run_benchmark(config: MarkovConfig, run_dir: Path | None, progress: bool = T
 
     if workers > 1 and run_dir is not None and device.type == "cpu":
         _prefill(config, run_dir, workers)
-    fetch = _compute_fetch(run_dir)
+    fetch = compute_fetch(run_dir)
     rows = {**_grid_rows(config, run_dir, cell_of, fetch, progress), **_sweep_rows(config, run_dir, cell_of, fetch, progress)}
     summary = config if run_dir is None else folder_grid(run_dir, config)
     if summary != config:

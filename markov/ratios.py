@@ -24,7 +24,6 @@ and the Markdown report (:mod:`reports.render_ratios`) are written at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -41,12 +40,12 @@ from gtl_verify.provenance import InvocationClock, provenance, write_results
 from gtl_verify.results import RatiosResults
 from gtl_verify.rules import GTL
 from gtl_verify.schedules import LogLinearSchedule
-from gtl_verify.storage import RunLock, atomic_write_text, read_json_cache
+from gtl_verify.storage import RunLock
 from gtl_verify.store import ComponentStore
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range, check_sample_memory
 
-from .benchmark import check_run_dir, score_parts
+from .benchmark import cell_path, check_run_dir, compute_fetch, score_parts
 from .components import as_denoiser, train_denoiser
 from .config import ModelSizes, TrainingBudget
 from .data import MarkovData, make_data
@@ -225,10 +224,6 @@ def _jobs(config: RatiosConfig) -> list[tuple[str, int, str, int, int]]:
             for n in config.n_targets for k in config.steps if fitted(n, k)]
 
 
-def cell_path(run_dir: Path, *parts: Any) -> Path:
-    return run_dir / "cells" / ("__".join(str(p) for p in parts) + ".json")
-
-
 def _cell_shape(value: Any) -> bool:
     """What a cell file must hold: an object with its GTL ``metrics`` object and, for a fitted cell,
     a finite single-site TV and the per-level records."""
@@ -236,14 +231,6 @@ def _cell_shape(value: Any) -> bool:
         return False
     tv = value.get("single_site_tv", 0.0)
     return "single_site_tv" not in value or (isinstance(tv, (int, float)) and math.isfinite(tv) and isinstance(value.get("levels"), list))
-
-
-def _fetch(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    value = read_json_cache(path, _cell_shape)  # a damaged or malformed file is named, removed and recomputed
-    if value is None:
-        value = compute()
-        atomic_write_text(path, json.dumps(value))
-    return value
 
 
 def run_ratios(config: RatiosConfig, run_dir: Path, progress: bool = True) -> RatiosResults:
@@ -257,14 +244,15 @@ def run_ratios(config: RatiosConfig, run_dir: Path, progress: bool = True) -> Ra
             settings[(p, s)] = make_setting(config, p, s, store)
         return settings[(p, s)]
 
+    fetch = compute_fetch(run_dir)  # a damaged or malformed cell file is named, removed and recomputed
     cells, reference = [], []
     bar = tqdm(_jobs(config), desc="ratio estimators", disable=not progress)
     for p, s, e, n, k in bar:
         bar.set_postfix_str(f"{p} seed={s} {e} n={n} steps={k}")
-        cells.append(_fetch(cell_path(run_dir, p, s, e, n, k), lambda: run_cell(config, setting(p, s), e, n, k)))
+        cells.append(fetch(cell_path(run_dir, p, s, e, n, k), lambda: run_cell(config, setting(p, s), e, n, k), _cell_shape))
     for p in config.presets:
         for s in config.seeds:
-            reference.append(_fetch(cell_path(run_dir, p, s, EXACT), lambda: reference_cell(config, setting(p, s))))
+            reference.append(fetch(cell_path(run_dir, p, s, EXACT), lambda: reference_cell(config, setting(p, s)), _cell_shape))
     return RatiosResults(config=config.to_dict(), cells=cells, reference=reference)
 
 
