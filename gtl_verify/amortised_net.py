@@ -80,7 +80,8 @@ class AmortisedRatio:
     """Sampler adapter of a :class:`SingleSiteRatioNet` (SequenceRatio + SingleSiteRatio).
 
     ``single_site(z, t)`` = level(z) + delta(z) [B, L, K] (float32, on z's device; the level at
-    unmasked positions). ``__call__(z, t)`` = level(z) [B]. The level is the network's level head,
+    unmasked positions); ``increment(z, t)`` = delta(z) [B, L, K] (one pass, no level: what the
+    stabilised step reads). ``__call__(z, t)`` = level(z) [B]. The level is the network's level head,
     or ``base_ratio(z, t)`` when ``base_ratio`` is given (one extra base pass per row, counted in
     ``base_count``). Evaluation runs in eval mode under ``torch.no_grad`` in chunks of
     ``max_batch`` rows (the previous train/eval mode is restored).
@@ -140,6 +141,11 @@ class AmortisedRatio:
         if self.base_ratio is not None:
             return self._base(z, t)
         return self.outputs(z, t, need_delta=False).level
+
+    def increment(self, z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
+        """log r(z^{i<-v}) - log r(z) ~ delta(z)[i, v], [B, L, K] (0 at unmasked positions): one pass,
+        no level (:class:`~gtl_verify.protocols.SingleSiteIncrement`)."""
+        return self.outputs(z, t).delta
 
     def single_site(self, z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
         """log r(z^{i<-v}) ~ level(z) + delta(z)[i, v], [B, L, K]; the level at unmasked positions."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .protocols import SingleSiteRatio
+from .protocols import SingleSiteIncrement, SingleSiteRatio
 from .validation import STOCHASTIC_ATOL
 
 
@@ -111,16 +111,18 @@ class CountingRatio:
     """Wraps a sequence ratio (and its ``single_site`` when present); counts sequences scored.
     ``vocab_size``: K of the single-site table [B, L, K] (None: not checked).
 
-    A ``single_site`` call answers every (position, token) of a sequence in one pass and counts
-    one sequence per row."""
+    A ``single_site`` or ``increment`` call answers every (position, token) of a sequence in one
+    pass and counts one sequence per row in ``single_site_count``."""
 
     def __init__(self, ratio, vocab_size: int | None = None) -> None:
         self.inner = ratio
         self.vocab_size = vocab_size
         self.count = CallCount()
         self.single_site_count = CallCount()
-        if isinstance(ratio, SingleSiteRatio):  # keep the capability visible to the protocol check
+        if isinstance(ratio, SingleSiteRatio):  # keep the capabilities visible to the protocol checks
             self.single_site = self._single_site
+        if isinstance(ratio, SingleSiteIncrement):
+            self.increment = self._increment
 
     def __call__(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         self.count.add(z.shape[0])
@@ -129,6 +131,10 @@ class CountingRatio:
     def _single_site(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         self.single_site_count.add(z.shape[0])
         return check_output("ratio.single_site", self.inner.single_site(z, t), (*z.shape, self.vocab_size)).detach()
+
+    def _increment(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        self.single_site_count.add(z.shape[0])
+        return check_output("ratio.increment", self.inner.increment(z, t), (*z.shape, self.vocab_size)).detach()
 
 
 class CountingPlanner:

@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .protocols import SequenceRatio, SingleSiteRatio
+from .protocols import SequenceRatio, SingleSiteIncrement, SingleSiteRatio
 from .validation import check_int_range, check_real_range
 
 NEG_INF = float("-inf")
@@ -249,22 +249,29 @@ def score_candidates(
     tokens: torch.Tensor,
     t: torch.Tensor | None = None,
     max_batch: int = 65536,
+    relative: bool = False,
 ) -> torch.Tensor:
     """log r(z^{i <- v}) for each (b, i) in ``positions`` [M, 2] and candidate v in ``tokens`` [M, n],
     float64 [M, n] (network outputs are cast up before any guidance).
 
-    A :class:`~gtl_verify.protocols.SingleSiteRatio` answers for all (i, v) in one pass and is
-    gathered; otherwise the M * n candidate sequences are scored in batched ratio calls (no loop
-    over candidates)."""
+    ``relative=True``: the scores may be shifted by a constant per sequence b (any c(z_b)); that is
+    all a step which normalises over the candidates of each position needs. A
+    :class:`~gtl_verify.protocols.SingleSiteIncrement` then answers with its increments
+    log r(z^{i<-v}) - log r(z) in one pass (no sequence level). Otherwise a
+    :class:`~gtl_verify.protocols.SingleSiteRatio` answers for all (i, v) in one pass and is
+    gathered, and a plain sequence ratio scores the M * n candidate sequences in batched calls (no
+    loop over candidates)."""
     if positions.numel() == 0:
         return torch.zeros(tokens.shape, dtype=torch.float64, device=z.device)
     b, i = positions[:, 0], positions[:, 1]
-    if isinstance(ratio, SingleSiteRatio):
+    table_of = (ratio.increment if relative and isinstance(ratio, SingleSiteIncrement)
+                else ratio.single_site if isinstance(ratio, SingleSiteRatio) else None)
+    if table_of is not None:
         rows = sorted(set(b.tolist()))
         index = torch.full((z.shape[0],), -1, dtype=torch.long, device=z.device)
         index[torch.tensor(rows, device=z.device)] = torch.arange(len(rows), device=z.device)
         tt = None if t is None else t[rows]
-        table = ratio.single_site(z[rows], tt).to(torch.float64)  # [R, L, K]
+        table = table_of(z[rows], tt).to(torch.float64)  # [R, L, K]
         return table[index[b], i].gather(-1, tokens)
     cand = substitute(z, positions, tokens)  # [M, n, L]
     flat = cand.reshape(-1, z.shape[1])

@@ -41,6 +41,20 @@ class SingleSiteRatio(Protocol):
 
 
 @runtime_checkable
+class SingleSiteIncrement(Protocol):
+    """z -> log r(z^{i<-v}) - log r(z) at every masked position i and token v, [B, L, K] (0 at
+    unmasked positions): the single-site increments, without the sequence level log r(z).
+
+    The stabilised guided step normalises over the candidates of each position, so a per-sequence
+    constant cancels and the increments are all it needs (THEORY section 6). A model whose level
+    costs extra passes (a telescoped level: up to L passes) implements this so that the step pays one
+    pass; :func:`gtl_verify.guidance.score_candidates` uses it when asked for relative scores.
+    """
+
+    def increment(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
 class Planner(Protocol):
     """(z, denoiser log-probs [B, L, K]) -> position scores [B, L]; higher = reveal sooner.
 

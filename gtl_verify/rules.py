@@ -40,6 +40,9 @@ class StepInput:
     score: Callable[[torch.Tensor], torch.Tensor] | None  # tokens [M, n] -> log r(z^{i<-v}) [M, n] float64
     sequence_log_ratio: Callable[[], torch.Tensor] | None  # -> log r(z) [B]
     sequence_ratio: Callable[..., torch.Tensor] | None = None  # the (counted) ratio itself: z -> log r [B]
+    # tokens [M, n] -> log r(z^{i<-v}) + c(z_b) [M, n] float64, c any constant per sequence: enough for a
+    # rule that normalises over each position's candidates (one pass for a SingleSiteIncrement model)
+    relative_score: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -87,7 +90,7 @@ class GTL:
         k = lp.shape[-1]
         n = k if self.candidates is None else check_int_range("candidates", self.candidates, 1, k)
         values, ids = guidance.top_n(lp, n)
-        log_r = self._candidate_log_ratio(step, ids)
+        log_r = self._candidate_log_ratio(step, ids, relative=self.stabilise)
         if self.stabilise:
             tokens = guidance.scatter_tokens(guidance.combine(values, log_r, step.gamma), ids, k)
             return guidance.stabilise(tokens, step.alpha_s, step.alpha_t)
@@ -98,14 +101,17 @@ class GTL:
         return torch.cat([guidance.scatter_tokens(step_w[:, :-1], ids, k), step_w[:, -1:]], dim=-1)
 
     @staticmethod
-    def _candidate_log_ratio(step: StepInput, ids: torch.Tensor) -> torch.Tensor:
-        """log r(z^{i<-v}) [M, n] of the candidates; zeros at gamma = 0 (r^0 = 1: no ratio call), so
-        the law is continuous in gamma and gamma = 0 keeps the candidate set."""
+    def _candidate_log_ratio(step: StepInput, ids: torch.Tensor, relative: bool) -> torch.Tensor:
+        """log r(z^{i<-v}) [M, n] of the candidates (``relative``: up to a constant per sequence, which
+        the stabilised step's per-position normalisation removes); zeros at gamma = 0 (r^0 = 1: no
+        ratio call), so the law is continuous in gamma and gamma = 0 keeps the candidate set."""
         if step.gamma == 0:
             return torch.zeros(ids.shape, dtype=torch.float64, device=ids.device)
-        if step.score is None:
+        score = step.relative_score if relative and step.relative_score is not None else step.score
+        if score is None:
             raise ValueError(f"rule gtl needs a ratio at gamma={step.gamma}, got score=None")
-        return step.score(ids)
+        return score(ids)
+
 
 def rule_name(rule: GuidanceRule) -> str:
     return getattr(rule, "name", None) or getattr(rule, "__name__", None) or type(rule).__name__

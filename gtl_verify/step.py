@@ -97,6 +97,7 @@ class StepContext:
             score=None if ratio is None else (lambda tokens: guidance.score_candidates(ratio, z, positions, tokens, tt)),
             sequence_log_ratio=None if ratio is None else (lambda: ratio(z, tt).to(torch.float64)),
             sequence_ratio=ratio,
+            relative_score=None if ratio is None else (lambda tokens: guidance.score_candidates(ratio, z, positions, tokens, tt, relative=True)),
         )
 
 

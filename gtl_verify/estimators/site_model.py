@@ -17,13 +17,19 @@ from __future__ import annotations
 import torch
 
 from ..amortised import AmortisedRatio, SingleSiteRatioNet
+from ..counting import CallCount
 from .base import checked
 
 
 class SiteRatioModel:
     """Sampler model of an increment network: ``__call__(z, t)`` -> telescoped log r(z) [B];
     ``single_site(z, t)`` -> log r(z) + d(z) [B, L, K]; ``increment(z, t)`` -> d(z) [B, L, K]
-    (float64, 0 at unmasked positions). NaN in any output raises ValueError naming ``name``."""
+    (float64, 0 at unmasked positions). NaN in any output raises ValueError naming ``name``.
+
+    Cost in network passes per row: ``increment`` 1; ``__call__`` one per observed position (up to
+    L, the telescoping); ``single_site`` both. The stabilised guided step reads ``increment`` only
+    (:class:`~gtl_verify.protocols.SingleSiteIncrement`: one pass per step), the unstabilised rule
+    needs the level too. ``passes`` counts every network pass (rows), whatever asked for it."""
 
     def __init__(self, name: str, net: SingleSiteRatioNet) -> None:
         if not isinstance(net, SingleSiteRatioNet):
@@ -32,9 +38,11 @@ class SiteRatioModel:
         self.mask_id, self.vocab_size = net.mask_id, net.vocab_size
         self.parts = {"increments": net}
         self._amortised = AmortisedRatio(net, base_ratio=self._telescoped)
+        self.passes = CallCount()
 
     def increment(self, z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
-        return checked(self.name, "the single-site increments", self._amortised.outputs(z, t).delta)
+        self.passes.add(z.shape[0])
+        return checked(self.name, "the single-site increments", self._amortised.increment(z, t))
 
     def _telescoped(self, z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
         current = torch.full_like(z, self.mask_id)
@@ -53,4 +61,5 @@ class SiteRatioModel:
         return checked(self.name, "log r(z)", self._amortised(z, t))
 
     def single_site(self, z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
+        self.passes.add(z.shape[0])  # the increments' pass; the telescoped level counts its own
         return checked(self.name, "log r(z^{i<-v})", self._amortised.single_site(z, t))
