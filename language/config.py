@@ -107,7 +107,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class Models:
-    """Sizes of the denoisers, the ratio network, the two domain classifiers and the planner.
+    """Sizes of the denoisers, the ratio (every network its estimator trains), the clean classifier
+    and the planner.
 
     The paper uses a 512-hidden, 8-block denoiser and a ratio network of the same block design at
     hidden 96 / cond 48 (about 7 % of the denoiser's parameters); the share reached by a config is
@@ -268,7 +269,7 @@ class LanguageConfig:
     shares, MAUVE reference rows, the source denoiser and the planner. ``seeds`` (empty, the default:
     one replicate seeded with ``seed``, the run of a config without replicates) are the target-side
     replicates: for each, every component trained on the physics share
-    (target-only, fine-tuned, TCSM, classifiers, ratio, AR2Diff fine-tune), every sample set and
+    (target-only, fine-tuned, TCSM, clean classifier, ratio, AR2Diff fine-tune), every sample set and
     evaluation draw is seeded anew; the reported intervals are over these replicates."""
 
     name: str = "custom"
