@@ -40,21 +40,6 @@ from .training import balanced_batches
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], torch.Tensor]
 
-#: the ratio estimators the language pipeline trains from these recipes (the Markov benchmark fits
-#: every estimator of :mod:`gtl_verify.estimators` by name; these are its names, plus the language-only
-#: log-space regression): a noisy classifier as the ratio, or a clean classifier's pseudo labels
-#: regressed in ratio space (unbiased) or in log space (Jensen-biased)
-RATIO_ESTIMATORS = ("noisy-classifier", "regression-ratio", "regression-log")
-
-
-def regression_space(estimator: str) -> str | None:
-    """The regression space (``ratio`` / ``log``) of a pipeline ratio estimator, None for the noisy
-    classifier; raises ValueError naming an unknown estimator."""
-    if estimator not in RATIO_ESTIMATORS:
-        raise ValueError(f"ratio estimator must be one of {list(RATIO_ESTIMATORS)}, got {estimator!r}")
-    return None if estimator == "noisy-classifier" else estimator.removeprefix("regression-")
-
-
 @dataclass(frozen=True)
 class Hooks:
     """bf16 autocast and ``torch.compile`` of the networks, for training and sampling.
@@ -247,5 +232,5 @@ def planner(net: nn.Module, frozen_denoiser: nn.Module, data: torch.Tensor, *, s
     return Recipe(data, loss)
 
 
-__all__ = ["Cycle", "Hooks", "NO_HOOKS", "RATIO_ESTIMATORS", "Recipe", "autoregressive", "clean_classifier", "denoiser", "noisy_classifier",
-           "planner", "ratio_regression", "regression_space"]
+__all__ = ["Cycle", "Hooks", "NO_HOOKS", "Recipe", "autoregressive", "clean_classifier", "denoiser", "noisy_classifier",
+           "planner", "ratio_regression"]

@@ -13,7 +13,7 @@ from gtl_verify.provenance import device_name
 from gtl_verify.results import LanguageResults
 
 from . import evaluate as ev
-from .components import SOURCE, ratio_network_id
+from .components import RATIO, SOURCE
 from .config import parameter_share
 from .run_folder import Run, _jsonable
 
@@ -118,8 +118,7 @@ def _assemble(run: Run, replicates: list[Replicate], abl_rows) -> LanguageResult
     guards += [(f"ablation {s.tag}", r) for rows in abl_rows.values() for _, s, r in rows]
     guards += [(HELD_OUT, held), (HELD_OUT_SOURCE, held_src)]
     den = run.components.get(SOURCE.name, {}).get("parameters")
-    ratio_name = ratio_network_id(run, f_eval).name
-    rat = run.components.get(ratio_name, {}).get("parameters")
+    rat = run.components.get(RATIO.at(f_eval).name, {}).get("parameters")
     return LanguageResults.from_dict(_jsonable({
         "config": cfg.to_dict(),
         "data": data.summary,
@@ -141,7 +140,7 @@ def _assemble(run: Run, replicates: list[Replicate], abl_rows) -> LanguageResult
         "mauve": mauve, "classifier": classifier, "distinct": distinct, "perplexity": perplexity,
         "ablations": ablations, "timing": timing_rows,
         "components": run.components,
-        "parameters": {"denoiser": den, "ratio": rat, "ratio_network": ratio_name,
+        "parameters": {"denoiser": den, "ratio": rat, "ratio_network": RATIO.at(f_eval).name,
                        "ratio_share_of_denoiser": parameter_share(rat, den) if rat and den else None,
                        "paper_ratio_share": 4.1 / 59.8},
         "diagnostics": diagnostics,

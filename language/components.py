@@ -1,10 +1,11 @@
 """The learned components of the language pipeline (source, target-only, fine-tuned, TCSM and
-AR2Diff denoisers; clean and noisy classifiers; ratio network; planner), each trained once through the run's
-component store, and :class:`Components`, the pipeline's provider for the method registry."""
+AR2Diff denoisers; the clean classifier; the density ratio of a core estimator; planner), each
+trained once through the run's component store, and :class:`Components`, the pipeline's provider for the method registry."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +13,14 @@ import torch
 from torch import nn
 
 from gtl_verify.baselines import TCSMNet, diffusion_from_ar, zero_correction
-from gtl_verify.learned import ClassifierRatio, NetworkPlanner, NetworkRatio
-from gtl_verify.networks import DenoiserNet, PositionNet, SequenceNet
 from gtl_verify import recipes
+from gtl_verify.estimators import EstimatorBudget, fit_or_load, get_estimator, on_device
+from gtl_verify.learned import NetworkPlanner
 from gtl_verify.methods import Method
-from gtl_verify.store import ComponentId
+from gtl_verify.networks import DenoiserNet, PositionNet, SequenceNet, count_parameters
+from gtl_verify.store import ComponentId, key_dict, key_digest
 
+from .ratio import estimator_denoiser, pipeline_ratio
 from .run_folder import Run, backbone
 
 #: the component roles (one instance each: writers and readers share them; ``.at(f)`` per target set)
@@ -26,8 +29,7 @@ TARGET_ONLY = ComponentId("target-only denoiser")
 FINE_TUNED = ComponentId("fine-tuned denoiser")
 TCSM = ComponentId("tcsm correction")
 CLEAN = ComponentId("clean classifier")
-NOISY = ComponentId("noisy classifier")
-RATIO = ComponentId("ratio network")
+RATIO = ComponentId("ratio")
 PLANNER = ComponentId("planner")
 AR_SOURCE = ComponentId("autoregressive source")
 AR2DIFF_SOURCE = ComponentId("ar2diff source denoiser")
@@ -148,7 +150,7 @@ def ar2diff_denoiser(run: Run, fraction: float) -> DenoiserNet:
 
 def tcsm_denoiser(run: Run, fraction: float) -> TCSMNet:
     """TCSM-style post-training: logits = frozen source denoiser + correction(z), i.e.
-    p(x^i|z) proportional to p_ref(x^i|z) exp(f(z)_{i,x}); the correction has the ratio network's
+    p(x^i|z) proportional to p_ref(x^i|z) exp(f(z)_{i,x}); the correction has the ratio's
     size ``[models.ratio]`` and budget ``[training.ratio]``, a zero-initialised head (training starts
     at the source model) and is fitted on the kept physics segments with the MDLM loss."""
     cfg = run.config
@@ -184,62 +186,53 @@ def clean_classifier(run: Run, fraction: float) -> SequenceNet:
     return run.component(cid, key, lambda: SequenceNet(backbone(cfg.models.classifier, data.vocab, data.length)), fit)
 
 
-def noisy_classifier(run: Run, fraction: float) -> SequenceNet:
-    """P(source | z_t[, t]) on masked segments of both domains (t ~ U[0, 1] per row)."""
+def ratio_budget(run: Run) -> EstimatorBudget:
+    """The estimators' budget of the ratio: ``[training.ratio]`` and ``[models.ratio]`` as they are
+    (the TCSM correction trains with the same budget and size)."""
+    return EstimatorBudget.from_parts(run.config.training.ratio, run.config.models.ratio)
+
+
+def ratio_model(run: Run, fraction: float):
+    """The density ratio GTL reads at ``fraction``: estimator ``[ratio] estimator`` of
+    :mod:`gtl_verify.estimators` fitted on the CS training segments and the kept physics segments
+    with :func:`ratio_budget`, the frozen source denoiser (estimators that need one) and the
+    replicate's seed of this component; saved in ``<run>/models`` under a key of data, vocabulary,
+    seed, fraction, estimator, budget, size and the source denoiser's key, and reloaded on resume
+    (a damaged file is refitted: :func:`gtl_verify.estimators.fit_or_load`). Returns the fitted
+    model on the run's device, read with the pipeline's mask id (:func:`language.ratio.pipeline_ratio`):
+    ``model(z, t)`` -> log r(z) [B] and, where the estimator has it, ``single_site``.
+
+    The runtime's bf16/compile hooks wrap networks, and a fitted model is not one: the ratio is
+    called unwrapped (float32 weights; its outputs are float64, :func:`gtl_verify.estimators.checked`).
+    Fitting runs without a progress bar (the estimators train quietly); the run's log names it."""
     cfg = run.config
     data = run.data
-    budget = cfg.training.noisy_classifier
-    timed = cfg.ratio.time_conditioned_classifier
-    # when it is the ratio itself, the noisy classifier has the ratio network's size
-    size = cfg.models.ratio if cfg.ratio.estimator == "noisy-classifier" else cfg.models.classifier
-    key = {**_base_key(run), "stage": "noisy-classifier", "fraction": fraction, "size": vars(size),
-           "budget": vars(budget), "time": timed}
-    cid = NOISY.at(fraction)
-
-    def fit(net, ckpt, digest):
-        recipe = recipes.noisy_classifier(net, data.source_train, data.target_train[fraction], budget.batch_size,
-                                          schedule=run.schedule, mask_id=data.vocab.mask_id, time_conditioned=timed,
-                                          hooks=run.hooks)
-        return run.fit(net, recipe.loss, recipe.data, budget, cid.name, ckpt, digest)
-
-    return run.component(cid, key, lambda: SequenceNet(backbone(size, data.vocab, data.length, timed)), fit)
-
-
-def ratio_model(run: Run, fraction: float, hooks: recipes.Hooks = recipes.NO_HOOKS):
-    """The ratio used by GTL at ``fraction`` (a SequenceRatio: z [, t] -> log r(z)), its network
-    called through ``hooks`` (the runtime's bf16/compile at sampling time)."""
-    cfg = run.config
-    rc = cfg.ratio
-    data = run.data
-    noisy = noisy_classifier(run, fraction) if (rc.estimator == "noisy-classifier" or rc.cycle_weight > 0) else None
-    if rc.estimator == "noisy-classifier":
-        return ClassifierRatio(hooks.sampling(noisy), n_source=1, n_target=1)  # balanced batches: pi_s = pi_t
-    clean = clean_classifier(run, fraction)
-    budget = cfg.training.ratio
-    key = {**_base_key(run), "stage": "ratio", "fraction": fraction, "size": vars(cfg.models.ratio), "budget": vars(budget),
-           "space": rc.space, "cycle": rc.cycle_weight, "max_log_ratio": rc.max_log_ratio,
-           "clean": run.keys[CLEAN.at(fraction)],
-           "noisy": run.keys.get(NOISY.at(fraction)) if noisy is not None else None}
+    name = cfg.ratio.estimator
+    needs_denoiser = get_estimator(name).needs_denoiser
+    source = (run.nets.get(SOURCE) or source_denoiser(run)) if needs_denoiser else None
+    key = {**_base_key(run), "stage": "ratio", "fraction": fraction, "estimator": name, "size": vars(cfg.models.ratio),
+           "budget": vars(cfg.training.ratio), "denoiser": run.keys[SOURCE] if needs_denoiser else None}
     cid = RATIO.at(fraction)
-    mask_id = data.vocab.mask_id
-    source, target = data.source_train, data.target_train[fraction]
-
-    def fit(net, ckpt, digest):
-        # pseudo labels log r_0(x) of the clean source segments (prior-corrected, balanced training)
-        labels = ClassifierRatio(clean, n_source=1, n_target=1)(source).float().cpu()
-        cycle = recipes.Cycle(noisy, rc.cycle_weight) if (noisy is not None and rc.cycle_weight > 0) else None
-        recipe = recipes.ratio_regression(net, source, labels, budget.batch_size, schedule=run.schedule, mask_id=mask_id,
-                                          space=rc.space, max_log_ratio=rc.max_log_ratio, target=target, cycle=cycle,
-                                          hooks=run.hooks)
-        return run.fit(net, recipe.loss, recipe.data, budget, cid.name, ckpt, digest)
-
-    net = run.component(cid, key, lambda: SequenceNet(backbone(cfg.models.ratio, data.vocab, data.length)), fit)
-    return NetworkRatio(hooks.sampling(net))
-
-
-def ratio_network_id(run: Run, fraction: float) -> ComponentId:
-    """The network GTL reads as its ratio at ``fraction`` (the noisy classifier or the ratio network)."""
-    return (NOISY if run.config.ratio.estimator == "noisy-classifier" else RATIO).at(fraction)
+    digest = key_digest(key, run.store.digest_chars)
+    if run.keys.get(cid) == digest and cid in run.ratios:
+        return run.ratios[cid]
+    path = run.store.path(cid.name, digest)
+    run.log(f"{cid.name}: {'loading' if path.is_file() else 'fitting'} {name} ({path.name})")
+    start = time.perf_counter()
+    model, trained = fit_or_load(name, path, {"config_hash": digest, "key": key_dict(key)}, data.source_train,
+                                 data.target_train[fraction], ratio_budget(run), schedule=run.schedule,
+                                 vocab_size=data.vocab.size, mask_id=data.vocab.size,
+                                 denoiser=None if source is None else estimator_denoiser(source, data.vocab),
+                                 seed=run.seed(cid.name))
+    info: dict[str, Any] = {"estimator": name, "parameters": sum(count_parameters(n) for n in model.parts.values())}
+    if trained:
+        run.store.trained.append(cid.name)
+        info["train_seconds"] = time.perf_counter() - start
+        run.log(f"{cid.name}: fitted in {info['train_seconds']:.1f}s, saved")
+    run.store.components[cid.name] = info
+    run.keys[cid] = digest
+    run.ratios[cid] = pipeline_ratio(on_device(model, run.device), data.vocab)
+    return run.ratios[cid]
 
 
 def planner(run: Run, hooks: recipes.Hooks = recipes.NO_HOOKS) -> NetworkPlanner:
@@ -282,7 +275,7 @@ class Components:
     def ratio(self, which: str):
         if which != "learned":
             raise ValueError(f"the language pipeline has no {which!r} ratio")
-        return ratio_model(self.run, self.fraction, self.run.hooks)
+        return ratio_model(self.run, self.fraction)
 
     def planner(self) -> NetworkPlanner:
         return planner(self.run, self.run.hooks)
@@ -291,7 +284,7 @@ class Components:
         f = self.fraction
         denoiser = {"source": [SOURCE], "target-only": [TARGET_ONLY.at(f)], "fine-tuned": [FINE_TUNED.at(f)],
                     "tcsm": [SOURCE, TCSM.at(f)], "ar2diff": [AR2DIFF.at(f)]}
-        return (denoiser[method.denoiser] + ([ratio_network_id(self.run, f)] if method.guided else [])
+        return (denoiser[method.denoiser] + ([RATIO.at(f)] if method.guided else [])
                 + ([PLANNER] if method.planner else []))
 
 

@@ -2,8 +2,7 @@
 
 A config file is TOML with top-level ``seed`` (and optionally ``seeds``) and the tables ``[data]``, ``[models.<net>]``
 (``denoiser``, ``ratio``, ``classifier``, ``planner``), ``[training.<component>]`` (``source``,
-``target``, ``finetune``, ``classifier``, ``noisy_classifier``, ``ratio``, ``planner``, ``ar``,
-``ar2diff``),
+``target``, ``finetune``, ``classifier``, ``ratio``, ``planner``, ``ar``, ``ar2diff``),
 ``[ratio]``, ``[sampling]``, ``[evaluation]`` and ``[runtime]``. Every key missing from the file
 takes the default below; an unknown key raises ValueError naming it and the valid keys.
 
@@ -13,7 +12,6 @@ Named configs live in ``language/configs/<name>.toml`` (``cpu-tiny``, ``cpu``, `
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 from gtl_verify.config import Budget, ConfigError, NetSize, build, check_sequence, read_toml
 from gtl_verify.methods import METHODS as METHOD_REGISTRY
 from gtl_verify.methods import methods_for
-from gtl_verify.recipes import RATIO_ESTIMATORS, regression_space
+from gtl_verify.estimators import ESTIMATORS
 from gtl_verify.training import config_hash
 from gtl_verify.validation import check_int_range, check_real_range
 
@@ -109,7 +107,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class Models:
-    """Sizes of the denoisers, the ratio network, the two domain classifiers and the planner.
+    """Sizes of the denoisers, the ratio (every network its estimator trains), the clean classifier
+    and the planner.
 
     The paper uses a 512-hidden, 8-block denoiser and a ratio network of the same block design at
     hidden 96 / cond 48 (about 7 % of the denoiser's parameters); the share reached by a config is
@@ -124,8 +123,9 @@ class Models:
 @dataclass(frozen=True)
 class Training:
     """Budgets: source denoiser (MDLM on CS), target-only denoisers, fine-tuning of the source
-    denoiser, clean classifier, noisy (time-dependent) classifier, ratio network and planner. The
-    TCSM correction network (method ``tcsm``) is trained with the ratio network's budget. AR2Diff
+    denoiser, clean classifier (the evaluator's P(source) score), the ratio estimator (every network
+    it trains) and planner. The TCSM correction network (method ``tcsm``) is trained with the
+    ratio's budget. AR2Diff
     (method ``ar2diff``): ``ar`` trains the autoregressive source model, ``ar2diff`` continues its
     weights as an MDLM denoiser on CS (so ``ar.steps + ar2diff.steps`` is its source budget, beside
     the source denoiser's ``source.steps``), then ``finetune`` on the physics share."""
@@ -134,7 +134,6 @@ class Training:
     target: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3, warmup=20))
     finetune: Budget = field(default_factory=lambda: Budget(steps=100, lr=3e-4))
     classifier: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3))
-    noisy_classifier: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3))
     ratio: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3))
     planner: Budget = field(default_factory=lambda: Budget(steps=100, lr=1e-3))
     ar: Budget = field(default_factory=lambda: Budget(steps=200, lr=1e-3, warmup=20))
@@ -143,42 +142,19 @@ class Training:
 
 @dataclass(frozen=True)
 class RatioConfig:
-    """How the density ratio is estimated.
+    """How the density ratio GTL reads is estimated.
 
-    ``estimator`` (the suite's one vocabulary, :data:`gtl_verify.recipes.RATIO_ESTIMATORS`):
-    ``regression-ratio`` / ``regression-log`` (the reference pipeline: the clean classifier gives
-    pseudo log-ratios log r_0(x) of the clean source segments, and the ratio network is regressed
-    on masked source segments in ratio space (unbiased) or log space (Jensen-biased), plus
-    ``cycle_weight`` x regression on masked target segments against the noisy classifier's
-    log-ratio; 0 turns the cycle term off) or ``noisy-classifier`` (the noisy classifier itself is
-    the ratio, log r = -logit with balanced batches; it then has the ratio network's size
-    ``[models.ratio]``). ``time_conditioned_classifier``: the noisy
-    classifier takes the time t as input. ``max_log_ratio``: clamp of the ratio-space regression.
-    ``space`` is derived from the estimator; the older spelling ``estimator = "regression"`` with
-    ``space = "ratio" | "log"`` still loads, with a deprecation note."""
+    ``estimator``: a name of the core registry :data:`gtl_verify.estimators.ESTIMATORS`
+    (``guided-likelihood``, ``paper``, ``regression-ratio``, ``noisy-classifier``,
+    ``telescoping-nce``; THEORY section 5), fitted on the CS and the kept physics segments with
+    ``[training.ratio]`` and ``[models.ratio]`` (and the frozen source denoiser where the
+    estimator needs it)."""
 
-    estimator: str = "regression-ratio"
-    space: str | None = None
-    cycle_weight: float = 0.1
-    time_conditioned_classifier: bool = True
-    max_log_ratio: float = 30.0
+    estimator: str = "guided-likelihood"
 
     def __post_init__(self) -> None:
-        if self.estimator == "regression":  # the older spelling: estimator "regression" + space
-            if self.space not in ("ratio", "log"):
-                raise ValueError(f"ratio.space must be one of ['ratio', 'log'], got {self.space!r}")
-            warnings.warn(f'ratio.estimator = "regression" with space = "{self.space}" is deprecated: write '
-                          f'estimator = "regression-{self.space}"', DeprecationWarning, stacklevel=2)
-            object.__setattr__(self, "estimator", f"regression-{self.space}")
-        if self.estimator not in RATIO_ESTIMATORS:
-            raise ValueError(f"ratio.estimator must be one of {list(RATIO_ESTIMATORS)}, got {self.estimator!r}")
-        space = regression_space(self.estimator) or "ratio"
-        if self.space is not None and self.space != space:
-            raise ValueError(f"ratio.space is derived from ratio.estimator {self.estimator!r} ({space!r}), got {self.space!r}")
-        object.__setattr__(self, "space", space)
-        check_real_range("ratio.cycle_weight", self.cycle_weight, 0.0)
-        _check_bool("ratio.time_conditioned_classifier", self.time_conditioned_classifier)
-        check_real_range("ratio.max_log_ratio", self.max_log_ratio, 0.0, open_low=True)
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"ratio.estimator must be one of {list(ESTIMATORS)}, got {self.estimator!r}")
 
 
 @dataclass(frozen=True)
@@ -293,7 +269,7 @@ class LanguageConfig:
     shares, MAUVE reference rows, the source denoiser and the planner. ``seeds`` (empty, the default:
     one replicate seeded with ``seed``, the run of a config without replicates) are the target-side
     replicates: for each, every component trained on the physics share
-    (target-only, fine-tuned, TCSM, classifiers, ratio, AR2Diff fine-tune), every sample set and
+    (target-only, fine-tuned, TCSM, clean classifier, ratio, AR2Diff fine-tune), every sample set and
     evaluation draw is seeded anew; the reported intervals are over these replicates."""
 
     name: str = "custom"

@@ -10,12 +10,11 @@ file with the same configuration hash exists, and training itself checkpoints to
 2.-6. ``language.components``: :func:`source_denoiser`: MDLM (SUBS, log-linear schedule, no time input) on the CS segments.
 3. :func:`target_denoiser` / :func:`finetuned_denoiser`: per target fraction, a denoiser trained
    from scratch on the kept physics segments, and the source denoiser fine-tuned on them.
-4. :func:`clean_classifier` / :func:`noisy_classifier`: source-vs-target classifiers on clean
-   segments and on masked segments z_t (time-conditioned by default), balanced batches.
-5. :func:`ratio_model`: the reference pipeline (clean classifier pseudo log-ratio of the source
-   segments, regression of the ratio network on masked source segments in ratio or log space,
-   optional cycle term against the noisy classifier on masked target segments) or the noisy
-   classifier itself as the ratio.
+4. :func:`clean_classifier`: source-vs-target classifier on clean segments, balanced batches
+   (the evaluator's P(source) score).
+5. :func:`ratio_model`: the density ratio of a :mod:`gtl_verify.estimators` estimator (``[ratio]
+   estimator``, e.g. ``guided-likelihood`` against the frozen source denoiser), saved in
+   ``<run>/models`` through :func:`gtl_verify.estimators.fit_or_load`.
 6. :func:`planner`: per-position probability that the frozen source denoiser's arg-max is right.
 7. :func:`draw_samples` (``language.sampling``): source-only, target-only, fine-tuned, tcsm (:func:`tcsm_denoiser`: the
    frozen source denoiser times a learned exp-correction of the ratio network's size, trained on the
@@ -45,10 +44,8 @@ from .components import (
     Components,
     clean_classifier,
     finetuned_denoiser,
-    noisy_classifier,
     planner,
     ratio_model,
-    ratio_network_id,
     source_denoiser,
     target_denoiser,
     tcsm_denoiser,
@@ -161,12 +158,10 @@ __all__ = [
     "finetuned_denoiser",
     "make_evaluator",
     "mauve_table",
-    "noisy_classifier",
     "observed_vocabulary",
     "planner",
     "prepare_data",
     "ratio_model",
-    "ratio_network_id",
     "resolve_device",
     "run",
     "run_pipeline",

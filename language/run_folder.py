@@ -64,6 +64,8 @@ class Run:
     replicate: int | None = None
     nets: dict[ComponentId, nn.Module] = field(default_factory=dict)
     keys: dict[ComponentId, str] = field(default_factory=dict)
+    #: fitted ratio models (language.components.ratio_model), keyed like ``nets``
+    ratios: dict[ComponentId, Any] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     schedule: Schedule = field(default_factory=LogLinearSchedule)

@@ -20,7 +20,7 @@ import torch
 
 from gtl_verify import recipes
 from gtl_verify.baselines import TCSMNet, diffusion_from_ar, zero_correction
-from gtl_verify.estimators import EstimatorBudget, get_estimator, load_fitted, save_fitted
+from gtl_verify.estimators import EstimatorBudget, fit_or_load, get_estimator
 from gtl_verify.learned import NetworkDenoiser, NetworkPlanner
 from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, count_parameters
 from gtl_verify.schedules import Schedule
@@ -94,14 +94,9 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
                 "denoiser": denoiser_key if fitter.needs_denoiser else None}
     digest = key_digest(full_key, store.digest_chars)
     label = f"ratio-{estimator}"
-    path = store.path(label, digest)
-    meta = {"config_hash": digest}
-    model = None if path is None else load_fitted(path, estimator, meta)
-    if model is None:
-        model = fitter.fit(source, target, ratio_b, schedule=schedule, vocab_size=key["vocab_size"],
-                           denoiser=denoiser if fitter.needs_denoiser else None, seed=seed)
-        if path is not None:
-            save_fitted(model, estimator, path, meta)
+    model, trained = fit_or_load(estimator, store.path(label, digest), {"config_hash": digest}, source, target, ratio_b,
+                                 schedule=schedule, vocab_size=key["vocab_size"], denoiser=denoiser, seed=seed)
+    if trained:
         store.trained.append(label)
     store.components[label] = {"parameters": sum(count_parameters(net) for net in model.parts.values())}
     return model

@@ -148,7 +148,7 @@ def test_sampling_budget_is_validated(value, message):
     assert config_from_dict({}).runtime.sampling_budget_minutes == 0.0
 
 
-FAST_TRAINING = {k: {"steps": 2} for k in ("source", "target", "finetune", "classifier", "noisy_classifier", "ratio", "planner")}
+FAST_TRAINING = {k: {"steps": 2} for k in ("source", "target", "finetune", "classifier", "ratio", "planner")}
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from gtl_verify.cli import main
+from gtl_verify.estimators import site_estimators
 from gtl_verify.provenance import read_results
 from gtl_verify.schedules import LogLinearSchedule
 from language import evaluate as ev
@@ -21,6 +23,7 @@ from language import pipeline, run_folder, sampling
 from language.config import (
     CONFIG_DIR,
     LanguageConfig,
+    RatioConfig,
     config_from_dict,
     load_config,
     resolve_config_path,
@@ -183,6 +186,37 @@ def test_resume_reuses_every_model_and_sample(tiny_run, monkeypatch):
     assert after.trained_this_run == []
     assert after.mauve == before["mauve"]
     assert after.classifier == before["classifier"]
+
+
+def test_the_ratio_is_fitted_once_reloaded_on_resume_and_refitted_for_another_estimator(tiny_run, tmp_path,
+                                                                                        monkeypatch):
+    """The run fits one guided-likelihood ratio per share through the core estimator registry; a
+    resumed run reloads it (no estimator trains); another estimator is fitted anew and keys the
+    GTL sample sets anew."""
+    config, out, results_path, _ = tiny_run
+    res = read_results(results_path)["results"]
+    names = [f"ratio {f:g}" for f in config.data.fractions]
+    assert sorted(n for n in res["trained_this_run"] if n.startswith("ratio")) == sorted(names)
+    assert all(res["components"][n]["estimator"] == "guided-likelihood" for n in names)
+    shutil.copytree(out, tmp_path / "run")
+    monkeypatch.setattr(site_estimators, "train", lambda *a, **k: pytest.fail("a saved ratio must be reloaded"))
+    monkeypatch.setattr(run_folder, "train", lambda *a, **k: pytest.fail("a saved component must be reloaded"))
+    run = pipeline.Run(config, tmp_path / "run", progress=False)
+    pipeline.prepare_data(run)
+    model = pipeline.ratio_model(run, 0.05)
+    assert run.trained == [] and model.single_site(torch.full((2, run.data.length), run.data.vocab.mask_id)).shape == \
+        (2, run.data.length, run.data.vocab.size)
+    assert pipeline.ratio_model(run, 0.05) is model
+    before = sampling._sample_key(run, "gtl", 0.05, 16, 1.0, 4, "main")[0]
+    monkeypatch.undo()
+    other = replace(config, ratio=RatioConfig(estimator="noisy-classifier"))
+    files = set((tmp_path / "run" / "models").glob("ratio-0.05-*.pt"))
+    run = pipeline.Run(other, tmp_path / "run", progress=False)
+    pipeline.prepare_data(run)
+    pipeline.source_denoiser(run)  # loaded: the GTL sample key names it beside the ratio
+    pipeline.ratio_model(run, 0.05)
+    assert run.trained == ["ratio 0.05"] and len(set((tmp_path / "run" / "models").glob("ratio-0.05-*.pt")) - files) == 1
+    assert sampling._sample_key(run, "gtl", 0.05, 16, 1.0, 4, "main")[0]["components"] != before["components"]
 
 
 def test_resumed_run_reports_every_invocations_wall_time(tiny_run, monkeypatch):

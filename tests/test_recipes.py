@@ -73,22 +73,12 @@ def test_hooks_are_no_ops_on_cpu_unless_forced():
 
 
 def test_ratio_estimator_vocabularies():
-    """Markov takes every estimator of the registry; the language pipeline the recipes' names, which
-    are registry names except the log-space regression (a language-only variant)."""
+    """Both pipelines take exactly the estimators of the core registry."""
     from gtl_verify.estimators import ESTIMATORS
 
     for name in ESTIMATORS:
         assert MarkovConfig(ratio_estimator=name).ratio_estimator == name
-    assert set(recipes.RATIO_ESTIMATORS) - set(ESTIMATORS) == {"regression-log"}
-    for name in recipes.RATIO_ESTIMATORS:
-        assert RatioConfig(estimator=name).space == (recipes.regression_space(name) or "ratio")
-    with pytest.warns(DeprecationWarning, match='estimator = "regression-log"'):
-        old = RatioConfig(estimator="regression", space="log")
-    assert (old.estimator, old.space) == ("regression-log", "log")
-    with pytest.raises(ValueError, match="ratio.space is derived"):
-        RatioConfig(estimator="regression-ratio", space="log")
-    with pytest.raises(ValueError, match="ratio estimator must be one of"):
-        recipes.regression_space("kernel")
+        assert RatioConfig(estimator=name).estimator == name
 
 
 def test_sampling_hooks_compile_and_autocast_the_networks_the_sampler_calls():

@@ -10,21 +10,25 @@ a :class:`~gtl_verify.amortised.SingleSiteRatioNet`), and :func:`load_fitted` re
 loads their weights and hands them to the estimator's :meth:`~RatioEstimator.assemble`. A file that
 cannot be read is named in a :class:`~gtl_verify.storage.DamagedCacheWarning`, removed and reported
 as missing (None), so the caller refits; a readable file of another estimator or key raises ValueError.
-:func:`on_device` reassembles a fitted model from copies of its parts on another device.
+:func:`fit_or_load` is the one load-or-fit-and-save path of the applications (the Markov
+benchmark and the language pipeline): a saved fit is reloaded, a missing or damaged one is fitted
+and saved. :func:`on_device` reassembles a fitted model from copies of its parts on another device.
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from ..amortised import SingleSiteRatioNet
 from ..networks import BackboneConfig, SequenceNet
+from ..schedules import Schedule
 from ..storage import atomic_torch_save, load_torch_cache
+from .base import DenoiserFn, EstimatorBudget
 from .registry import get_estimator
 
 
@@ -77,6 +81,35 @@ def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None)
     return get_estimator(name).assemble(parts)
 
 
+class FitOrLoad(NamedTuple):
+    """What :func:`fit_or_load` returns: the ratio ``model`` and whether it was ``trained`` now
+    (False: reloaded from its file)."""
+
+    model: Any
+    trained: bool
+
+
+def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source: torch.Tensor, target: torch.Tensor,
+                budget: EstimatorBudget, *, schedule: Schedule, vocab_size: int, mask_id: int | None = None,
+                denoiser: DenoiserFn | None = None, seed: int = 0) -> FitOrLoad:
+    """The ratio model of estimator ``name`` saved in ``path`` with ``meta`` (the caller's key),
+    else fitted by ``get_estimator(name).fit(source [N_s, L], target [N_t, L], budget, ...)`` and
+    saved there (``path`` None: fitted, nothing read or written). ``denoiser`` (z, t -> log p(x^i =
+    v | z) [B, L, K]) is handed only to an estimator that needs it. A damaged file is warned about,
+    removed and refitted (:func:`load_fitted`). Raises ValueError (one line) for an unknown
+    estimator, bad samples or a missing denoiser, before any training, and for a file written under
+    another estimator or ``meta``."""
+    fitter = get_estimator(name)
+    model = None if path is None else load_fitted(path, name, meta)
+    if model is not None:
+        return FitOrLoad(model, False)
+    model = fitter.fit(source, target, budget, schedule=schedule, vocab_size=vocab_size, mask_id=mask_id,
+                       denoiser=denoiser if fitter.needs_denoiser else None, seed=seed)
+    if path is not None:
+        save_fitted(model, name, path, meta)
+    return FitOrLoad(model, True)
+
+
 def on_device(model: Any, device: torch.device | str) -> Any:
     """``model`` (fitted by a registered estimator: it has ``name`` and ``parts``) with copies of its
     parts on ``device``, assembled by its estimator; ``model`` itself when its parts are there already
@@ -89,4 +122,4 @@ def on_device(model: Any, device: torch.device | str) -> Any:
     return get_estimator(model.name).assemble({k: copy.deepcopy(net).to(device) for k, net in parts.items()})
 
 
-__all__ = ["load_fitted", "on_device", "save_fitted"]
+__all__ = ["FitOrLoad", "fit_or_load", "load_fitted", "on_device", "save_fitted"]

@@ -1,0 +1,93 @@
+"""gtl_verify.estimators.fit_or_load, the one load-or-fit-and-save path of the applications: a saved
+fit is reloaded without training, a damaged file is refitted, no path means no file, and a
+denoiser reaches only the estimators that need one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gtl_verify.estimators import EstimatorBudget, fit_or_load, get_estimator, site_estimators
+from gtl_verify.estimators import classifiers
+from gtl_verify.schedules import LogLinearSchedule
+from gtl_verify.storage import DamagedCacheWarning
+from markov.oracle import PairOracle
+from markov.presets import make_pair
+
+SCHEDULE = LogLinearSchedule()
+PAIR = make_pair("diagonal", vocab_size=3)
+ORACLE = PairOracle(PAIR)
+GEN = torch.Generator().manual_seed(0)
+SOURCE, TARGET = PAIR.source.sample(40, 4, GEN), PAIR.target.sample(12, 4, GEN)
+BUDGET = EstimatorBudget(steps=3, batch_size=8, hidden=8, blocks=1, heads=2)
+Z = torch.tensor([[0, 3, 1, 3], [3, 3, 2, 0]])
+
+
+def _fit(path, meta=None, name="guided-likelihood"):
+    return fit_or_load(name, path, meta or {"key": 1}, SOURCE, TARGET, BUDGET, schedule=SCHEDULE, vocab_size=3,
+                       denoiser=ORACLE.source, seed=4)
+
+
+def _no_training(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a saved fit must be reloaded, not trained again")
+
+    monkeypatch.setattr(site_estimators, "train", forbidden)
+
+
+def test_a_saved_fit_is_reloaded_without_training(tmp_path, monkeypatch):
+    path = tmp_path / "ratio.pt"
+    first = _fit(path)
+    assert first.trained and path.is_file()
+    _no_training(monkeypatch)
+    again = _fit(path)
+    assert not again.trained
+    assert torch.equal(first.model.single_site(Z), again.model.single_site(Z))
+    model, trained = again  # unpacks as (model, trained)
+    assert model is again.model and trained is False
+
+
+def test_a_damaged_file_is_refitted_and_saved_again(tmp_path):
+    path = tmp_path / "ratio.pt"
+    first = _fit(path)
+    path.write_bytes(b"not a torch file")
+    with pytest.warns(DamagedCacheWarning, match="ratio.pt"):
+        redone = _fit(path)
+    assert redone.trained and path.is_file()
+    assert torch.equal(first.model.single_site(Z), redone.model.single_site(Z))  # same seed, same fit
+    assert not _fit(path).trained
+
+
+def test_another_key_in_the_file_is_refused(tmp_path):
+    path = tmp_path / "ratio.pt"
+    _fit(path, {"key": 1})
+    with pytest.raises(ValueError, match="another estimator or key"):
+        _fit(path, {"key": 2})
+
+
+def test_no_path_fits_every_time_and_writes_nothing(tmp_path):
+    assert _fit(None).trained and _fit(None).trained
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_denoiser_reaches_only_the_estimators_that_need_it(monkeypatch):
+    seen = []
+    real = classifiers.NoisyClassifier._fit
+
+    def spy(self, inputs, budget):
+        seen.append(inputs.denoiser)
+        return real(self, inputs, budget)
+
+    monkeypatch.setattr(classifiers.NoisyClassifier, "_fit", spy)
+    assert not get_estimator("noisy-classifier").needs_denoiser
+    _fit(None, name="noisy-classifier")
+    assert seen == [None]
+
+
+def test_bad_input_is_refused_before_any_training(tmp_path, monkeypatch):
+    _no_training(monkeypatch)
+    with pytest.raises(ValueError, match="unknown ratio estimator 'kernel'"):
+        _fit(tmp_path / "r.pt", name="kernel")
+    with pytest.raises(ValueError, match="needs the frozen source denoiser"):
+        fit_or_load("guided-likelihood", tmp_path / "r.pt", {}, SOURCE, TARGET, BUDGET, schedule=SCHEDULE, vocab_size=3)
+    assert not (tmp_path / "r.pt").exists()
