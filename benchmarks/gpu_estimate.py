@@ -9,13 +9,14 @@ then scaled to the config's work:
 
 - training: steps x batch rows of every component (the pipeline's stages: source denoiser;
   per target fraction a target-only denoiser, a fine-tuned denoiser, the TCSM correction next to
-  a frozen source forward, clean and noisy classifiers, the ratio network with its pseudo-label
-  pass and cycle term; the planner next to a frozen source forward);
+  a frozen source forward, the clean classifier, the guided-likelihood ratio (an increment network
+  of the TCSM correction's cost next to a frozen source forward); the planner next to a frozen
+  source forward);
 - sampling: per method and fraction, ``samples`` sequences. Unguided ancestral sampling makes
-  T denoiser passes per sequence; GTL adds n ratio passes per masked position and step, L(T+1)/2
-  masked position-steps per sequence in expectation under the log-linear schedule; the planner
-  sampler makes L denoiser, planner and n L ratio passes per sequence; TCSM a source and a
-  correction pass per step. The gamma and candidate ablations add their own GTL samples.
+  T denoiser passes per sequence; GTL with a single-site ratio (guided-likelihood,
+  telescoping-nce) adds one increment pass per step whatever n (the stabilised step reads every
+  candidate from it); the planner sampler makes L denoiser, planner and ratio passes per sequence;
+  TCSM a source and a correction pass per step. The gamma and candidate ablations add their own GTL samples.
 
 Time = FLOPs / (peak x utilisation) for an assumed bf16 dense peak (``--peak-tflops``, default
 989, NVIDIA H100/H200 SXM) at ``--utilisation`` (default 0.25, small transformers rarely reach
@@ -121,17 +122,17 @@ def attention_flops(config: BackboneConfig, length: int) -> float:
     return 4.0 * length * length * config.hidden * config.blocks
 
 
+SINGLE_SITE_ESTIMATORS = ("guided-likelihood", "telescoping-nce")
+
+
 def networks(cfg: LanguageConfig, rows: int) -> dict[str, NetCost]:
     """Measured costs of every network of ``cfg`` (the TCSM correction: a denoiser of the ratio's size)."""
     k, length, m = _vocab_size(cfg), cfg.data.segment_length, cfg.models
-    timed = bool(cfg.ratio.time_conditioned_classifier)
     torch.manual_seed(0)
     nets = {
         "denoiser": (DenoiserNet(_backbone(m.denoiser, k, length)), False),
-        "ratio": (SequenceNet(_backbone(m.ratio, k, length)), False),
         "tcsm correction": (DenoiserNet(_backbone(m.ratio, k, length)), False),
         "classifier": (SequenceNet(_backbone(m.classifier, k, length)), False),
-        "noisy classifier": (SequenceNet(_backbone(m.classifier, k, length, timed)), timed),
         "planner": (PositionNet(_backbone(m.planner, k, length), cfg.sampling.planner_log_prob_features), False),
     }
     return {name: measure(net, rows, length, k, t) for name, (net, t) in nets.items()}
@@ -147,12 +148,7 @@ def _stage(name: str, count: int, steps: int, batch: int, flops_per_row: float, 
 def training_stages(cfg: LanguageConfig, c: dict[str, NetCost]) -> list[dict[str, Any]]:
     """FLOPs and memory of every training stage (see the module docstring)."""
     tr, f = cfg.training, len(cfg.data.fractions)
-    den, rat, tcsm, cls, noisy, plan = (c[k] for k in ("denoiser", "ratio", "tcsm correction", "classifier",
-                                                       "noisy classifier", "planner"))
-    cycle = cfg.ratio.cycle_weight > 0
-    uses_noisy = cfg.ratio.estimator == "noisy-classifier" or cycle
-    # ratio step: B rows of ratio fwd+bwd; with the cycle term B/2 more, plus B/2 noisy-classifier forwards
-    ratio_row = rat.train * (1.5 if cycle else 1.0) + (0.5 * noisy.forward if cycle else 0.0)
+    den, tcsm, cls, plan = (c[k] for k in ("denoiser", "tcsm correction", "classifier", "planner"))
     rows = [
         _stage("source denoiser", 1, tr.source.steps, tr.source.batch_size, den.train, den.parameters, 0, den.saved_bytes,
                tr.source.ema > 0),
@@ -165,13 +161,10 @@ def training_stages(cfg: LanguageConfig, c: dict[str, NetCost]) -> list[dict[str
         _stage("clean classifier", f, tr.classifier.steps, tr.classifier.batch_size, cls.train, cls.parameters, 0,
                cls.saved_bytes, tr.classifier.ema > 0),
     ]
-    if uses_noisy:
-        rows.append(_stage("noisy classifier", f, tr.noisy_classifier.steps, tr.noisy_classifier.batch_size, noisy.train,
-                           noisy.parameters, 0, noisy.saved_bytes, tr.noisy_classifier.ema > 0))
-    if cfg.ratio.estimator != "noisy-classifier":
-        rows.append(_stage("ratio network", f, tr.ratio.steps, tr.ratio.batch_size, ratio_row, rat.parameters,
-                           cls.parameters + (noisy.parameters if cycle else 0), rat.saved_bytes * (1.5 if cycle else 1.0),
-                           tr.ratio.ema > 0))
+    # the guided-likelihood ratio: an increment network of the ratio's size with a hidden -> K head (the
+    # cost of a TCSM correction) next to a frozen source forward, per step
+    rows.append(_stage("ratio (guided-likelihood)", f, tr.ratio.steps, tr.ratio.batch_size, tcsm.train + den.forward,
+                       tcsm.parameters, den.parameters, tcsm.saved_bytes, tr.ratio.ema > 0))
     rows.append(_stage("planner", 1, tr.planner.steps, tr.planner.batch_size, plan.train + den.forward, plan.parameters,
                        den.parameters, plan.saved_bytes, tr.planner.ema > 0))
     return rows
@@ -181,12 +174,11 @@ def sampling_stages(cfg: LanguageConfig, c: dict[str, NetCost]) -> list[dict[str
     """FLOPs and memory of drawing every method's samples and the ablations."""
     s, length, k = cfg.sampling, cfg.data.segment_length, _vocab_size(cfg)
     t_steps, f = s.steps, len(cfg.data.fractions)
-    ratio = c["noisy classifier"] if cfg.ratio.estimator == "noisy-classifier" else c["ratio"]
+    ratio = c["tcsm correction"]  # the single-site increment network: every candidate in one pass per step
     den = c["denoiser"].forward
-    masked_steps = length * (t_steps + 1) / 2  # expected masked position-steps per sequence (log-linear)
 
     def gtl(n: int) -> float:
-        return t_steps * den + n * masked_steps * ratio.forward
+        return t_steps * (den + ratio.forward)
 
     per_sequence = {
         "source-only": (1, t_steps * den),
@@ -194,7 +186,7 @@ def sampling_stages(cfg: LanguageConfig, c: dict[str, NetCost]) -> list[dict[str
         "fine-tuned": (f, t_steps * den),
         "tcsm": (f, t_steps * (den + c["tcsm correction"].forward)),
         "gtl": (f, gtl(s.candidates)),
-        "gtl-planner": (f, length * (den + c["planner"].forward + s.candidates * ratio.forward)),
+        "gtl-planner": (f, length * (den + c["planner"].forward + ratio.forward)),
     }
     out_bytes = s.batch * length * k * (4 + 8 + 8)  # float32 outputs, float64 log-probs and their cache
     weights = 4 * (c["denoiser"].parameters + ratio.parameters + c["planner"].parameters)
@@ -212,6 +204,9 @@ def sampling_stages(cfg: LanguageConfig, c: dict[str, NetCost]) -> list[dict[str
 
 def estimate(cfg: LanguageConfig, rows: int, peak_tflops: float, utilisation: float, low_utilisation: float) -> dict[str, Any]:
     """The whole estimate: measured per-row costs, stages with FLOPs, times and memory, totals."""
+    if cfg.ratio.estimator not in SINGLE_SITE_ESTIMATORS:
+        raise ValueError(f"ratio.estimator {cfg.ratio.estimator!r}: this estimate models the single-site estimators "
+                         f"{list(SINGLE_SITE_ESTIMATORS)} only")
     costs = networks(cfg, rows)
     stages = training_stages(cfg, costs) + sampling_stages(cfg, costs)
     for st in stages:

@@ -515,13 +515,12 @@ def language_case(name_or_file: str | Path, vocab_results: Path | None = None) -
     cfg = load_config(name_or_file)
     vocab, note = language_vocabulary(cfg, vocab_results)
     s, length = cfg.sampling, cfg.data.segment_length
-    timed = cfg.ratio.estimator == "noisy-classifier" and cfg.ratio.time_conditioned_classifier
     return ConfigCase(
         name=f"language {cfg.name}", source=str(resolve_config_path(name_or_file)), vocabulary=note, k=vocab.size,
         mask_id=vocab.mask_id, length=length, batch=s.batch, steps=s.steps, samplers=("ancestral", "planner"),
         candidates=(min(s.candidates, vocab.size),), top_k=s.top_k or None, gamma=s.gamma,
         planner_temperature=s.planner_temperature, denoiser=backbone(cfg.models.denoiser, vocab, length),
-        ratio=backbone(cfg.models.ratio, vocab, length, timed), planner=backbone(cfg.models.planner, vocab, length),
+        ratio=backbone(cfg.models.ratio, vocab, length), planner=backbone(cfg.models.planner, vocab, length),
         planner_log_prob_features=s.planner_log_prob_features)
 
 
