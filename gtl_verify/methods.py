@@ -65,6 +65,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     # last: a Markov cell seed uses its method's registry index, so earlier methods keep theirs
     Method("gtl-paper", "source", "paper", rule="gtl",
            description="source denoiser guided by the ratio of the paper's estimator (the reference pipeline)"),
+    Method("fine-tuned-planner", "fine-tuned", planner=True,
+           description="fine-tuned denoiser revealing the positions the learned planner chooses (gtl-planner's sampler)"),
 )}
 
 

@@ -16,7 +16,7 @@ from gtl_verify.baselines import TCSMNet, diffusion_from_ar, zero_correction
 from gtl_verify import recipes
 from gtl_verify.estimators import EstimatorBudget, fit_or_load, get_estimator, on_device
 from gtl_verify.learned import NetworkPlanner
-from gtl_verify.methods import Method
+from gtl_verify.methods import METHODS, Method
 from gtl_verify.networks import DenoiserNet, PositionNet, SequenceNet, count_parameters
 from gtl_verify.store import ComponentId, key_dict, key_digest
 
@@ -311,8 +311,8 @@ def train_components(run: Run) -> None:
         with run.stage("classifiers and ratio"):
             if f == cfg.evaluator_fraction:
                 clean_classifier(run, f)
-            if "gtl" in methods or "gtl-planner" in methods:
+            if any(METHODS[m].guided for m in methods):
                 ratio_model(run, f)
-    if "gtl-planner" in methods:
+    if any(METHODS[m].planner for m in methods):
         with run.stage("planner"):
             planner(run)

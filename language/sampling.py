@@ -77,7 +77,7 @@ def _sample_key(run: Run, method: str, fraction: float, samples: int, gamma: flo
     guided = METHODS[method].guided
     key = {"method": method, "fraction": fraction if method != "source-only" else None, "samples": samples,
            "components": [run.keys[c] for c in ids], "steps": cfg.steps, "top_k": cfg.top_k, "batch": cfg.batch,
-           "temperature": cfg.planner_temperature if method == "gtl-planner" else None,
+           "temperature": cfg.planner_temperature if METHODS[method].planner else None,
            "gamma": gamma if guided else None, "candidates": candidates if guided else None, "seed": run.target_seed}
     digest = config_hash(key)[:16]
     return key, run.root / "samples" / f"{slug(method)}-{fraction:g}-{tag}-{digest}.pt"

@@ -329,7 +329,7 @@ def _grid_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetch
                       GRID_CELL)
         if value is not None:
             out["cells"].append({"preset": p, "n_target": n, "method": m, "seed": s, **value})
-    if any(m in config.methods for m in ("gtl", "gtl-oracle-denoiser", "gtl-planner")):
+    if any(METHODS[m].ratio == "learned" for m in config.methods):
         for p in config.presets:
             for s in config.seeds:
                 for n in config.n_targets:

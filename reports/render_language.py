@@ -7,6 +7,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
+from gtl_verify.methods import METHODS
 from gtl_verify.results import LanguageResults
 
 from . import paper
@@ -268,8 +269,8 @@ _PAIRED_METRICS = (
     ("distinct", "value", 2, True, "distinct-2"),
     ("perplexity", "value", None, False, "perplexity (ratio)"),
 )
-_GUIDED = ("gtl", "gtl-planner")
-_BASELINES = ("target-only", "fine-tuned", "tcsm", "ar2diff", "source-only")  # the report's order (others follow)
+# the report's order of the paired rows (others follow)
+_BASELINES = ("target-only", "fine-tuned", "fine-tuned-planner", "tcsm", "ar2diff", "source-only")
 
 
 def _paired(d: dict[str, Any]) -> dict[tuple[str, str, float, str], tuple[list[float], int]]:
@@ -282,8 +283,9 @@ def _paired(d: dict[str, Any]) -> dict[tuple[str, str, float, str], tuple[list[f
         rows = [r for r in d[table] if n is None or r.get("n") == n]
         reps = _over_replicates(rows, lambda r: (r["method"], _pct(r["fraction"], af)), field)  # (method, pct) -> {replicate: value}
         methods = {m for m, _ in reps}
-        for g in (m for m in _GUIDED if m in methods):
-            for b in sorted(m for m in methods if m not in _GUIDED and not m.startswith("held-out")):
+        guided = [m for m in methods if m in METHODS and METHODS[m].guided]
+        for g in guided:
+            for b in sorted(m for m in methods if m not in guided and not m.startswith("held-out")):
                 for pct in sorted({p for m, p in reps if m == g}, reverse=True):
                     a, c = reps.get((g, pct), {}), reps.get((b, pct), {})
                     common = sorted(set(a) & set(c))
@@ -308,9 +310,9 @@ def _paired_section(d: dict[str, Any]) -> tuple[tuple[str, str], str] | None:
     if not pairs:
         return None
     labels = [m[4] for m in _PAIRED_METRICS]
-    order = {m: i for i, m in enumerate(_GUIDED + _BASELINES)}
+    registry, order = list(METHODS), {m: i for i, m in enumerate(_BASELINES)}
     keys = sorted(dict.fromkeys((g, b, p) for g, b, p, _ in pairs),
-                  key=lambda k: (-k[2], order.get(k[0], 99), order.get(k[1], 99), k[1]))
+                  key=lambda k: (-k[2], registry.index(k[0]) if k[0] in registry else 99, order.get(k[1], 99), k[1]))
     rows = []
     for g, b, p in keys:
         cells = []

@@ -170,7 +170,7 @@ def test_estimate_scales_the_pilot_by_steps_batches_sets_and_replicates(trained,
     Cost = sampling.StepCost
     pilot = {"source-only": Cost(1.0, 0.5), "target-only": Cost(1.0, 0.5), "fine-tuned": Cost(1.0, 0.5),
              "tcsm": Cost(2.0, 0.5), "ar2diff": Cost(1.5, 0.5), "gtl n=4": Cost(1.0, 4.0), "gtl gamma=0": Cost(1.0, 0.5), "gtl n=2": Cost(1.0, 2.0),
-             "gtl n=8": Cost(1.0, 6.0), "gtl-planner n=4": Cost(3.0, 0.0)}
+             "gtl n=8": Cost(1.0, 6.0), "gtl-planner n=4": Cost(3.0, 0.0), "fine-tuned-planner": Cost(2.0, 0.0)}
     asked = []
 
     def fake(run_, method, fraction, candidates, gamma):
@@ -196,10 +196,11 @@ def test_estimate_scales_the_pilot_by_steps_batches_sets_and_replicates(trained,
     assert est.method_seconds["ar2diff"] == pytest.approx(reps * shares * batch(pilot["ar2diff"]))
     assert est.method_seconds["gtl"] == pytest.approx(reps * shares * batch(pilot["gtl n=4"]))
     assert est.method_seconds["gtl-planner"] == pytest.approx(reps * shares * cfg.data.segment_length * 3.0)
+    assert est.method_seconds["fine-tuned-planner"] == pytest.approx(reps * shares * cfg.data.segment_length * 2.0)
     # ablations (first replicate only, 8 samples = 1 batch): gamma 0 (no ratio calls) and 2, candidates 2 and 8
     ablation = batch(pilot["gtl gamma=0"]) + batch(pilot["gtl n=4"]) + batch(pilot["gtl n=2"]) + batch(pilot["gtl n=8"])
     assert est.method_seconds["gtl ablations"] == pytest.approx(ablation)
-    assert est.sets == reps * (1 + 6 * shares) + 4 and est.batch == 16  # 6 methods at every share
+    assert est.sets == reps * (1 + 7 * shares) + 4 and est.batch == 16  # 7 methods at every share
     assert est.seconds == pytest.approx(math.fsum(est.method_seconds.values()))
     assert sorted(asked) == sorted(pilot)  # one pilot per kind
     assert est.pilot_text().startswith("batch 16: source-only 1.5 s/step, target-only 1.5 s/step")

@@ -54,9 +54,11 @@ def test_both_pipelines_read_their_methods_from_the_registry():
     LANGUAGE, MARKOV = language_methods(), markov_methods()
 
     assert MARKOV == tuple(M.METHODS)  # the Markov benchmark has every component, exact ones included
-    assert LANGUAGE == ("source-only", "target-only", "fine-tuned", "gtl", "gtl-planner", "tcsm", "ar2diff")
+    assert LANGUAGE == ("source-only", "target-only", "fine-tuned", "gtl", "gtl-planner", "tcsm", "ar2diff",
+                        "fine-tuned-planner")
     # Markov cell seeds use the method's index: the registry order is the committed order
-    assert MARKOV.index("gtl") == 3 and MARKOV.index("ar2diff") == 8 and MARKOV[-1] == "gtl-paper"
+    assert MARKOV.index("gtl") == 3 and MARKOV.index("ar2diff") == 8 and MARKOV.index("gtl-paper") == 9
+    assert MARKOV[-1] == "fine-tuned-planner"
     assert "gtl-paper" not in LANGUAGE  # its ratio ("paper") is one the language pipeline does not provide
 
 
