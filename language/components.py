@@ -223,7 +223,7 @@ def ratio_model(run: Run, fraction: float):
                                  data.target_train[fraction], ratio_budget(run), schedule=run.schedule,
                                  vocab_size=data.vocab.size, mask_id=data.vocab.size,
                                  denoiser=None if source is None else estimator_denoiser(source, data.vocab),
-                                 seed=run.seed(cid.name))
+                                 seed=run.seed(cid.name), device=run.device)
     info: dict[str, Any] = {"estimator": name, "parameters": sum(count_parameters(n) for n in model.parts.values())}
     if trained:
         run.store.trained.append(cid.name)

@@ -129,6 +129,7 @@ def fit(name="noisy-classifier", source=SOURCE, target=TARGET, **kw):
     (lambda: fit(target=TARGET + 5), "target must hold clean tokens 0..2"),
     (lambda: fit("guided-likelihood"), "'guided-likelihood' needs the frozen source denoiser"),
     (lambda: fit(mask_id=1), "mask_id must be >= vocab_size 3"),
+    (lambda: fit(device="gpu0"), "device must name a torch device .*'gpu0'"),
     (lambda: get_estimator("paper").fit(SOURCE, TARGET, {"steps": 2}, schedule=SCHEDULE, vocab_size=3), "budget must be an EstimatorBudget"),
     (lambda: EstimatorBudget(steps=-1), "steps"),
     (lambda: EstimatorBudget(hidden=6, heads=4), "hidden must be divisible by heads=4"),

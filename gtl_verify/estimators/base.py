@@ -81,7 +81,8 @@ class EstimatorBudget:
 class FitInputs:
     """Checked inputs of a fit: ``source`` [N_s, L], ``target`` [N_t, L] (LongTensors of clean
     tokens 0..K-1), ``vocab_size`` K, ``mask_id`` (K), the masking ``schedule``, the frozen source
-    ``denoiser`` (or None) and ``seed``."""
+    ``denoiser`` (or None), ``seed`` and the ``device`` the networks train on (samples stay where
+    they are; each batch is moved there)."""
 
     source: torch.Tensor
     target: torch.Tensor
@@ -90,6 +91,7 @@ class FitInputs:
     schedule: Schedule
     denoiser: DenoiserFn | None
     seed: int
+    device: torch.device = torch.device("cpu")
 
     @property
     def length(self) -> int:
@@ -106,8 +108,16 @@ def _check_samples(name: str, x: torch.Tensor, vocab_size: int) -> None:
         raise ValueError(f"{name} must hold clean tokens 0..{vocab_size - 1}, got values in [{int(x.min())}, {int(x.max())}]")
 
 
+def _check_device(device: torch.device | str) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:1'), got {device!r}") from e
+
+
 def check_fit_inputs(source: torch.Tensor, target: torch.Tensor, *, vocab_size: int, mask_id: int, schedule: Schedule,
-                     denoiser: DenoiserFn | None, seed: int, needs_denoiser: bool, name: str) -> FitInputs:
+                     denoiser: DenoiserFn | None, seed: int, needs_denoiser: bool, name: str,
+                     device: torch.device | str = "cpu") -> FitInputs:
     """Validate a fit's inputs before any training; raises ValueError naming the bad one."""
     k = check_int_range("vocab_size", vocab_size, 2)
     mask_id = check_int_range("mask_id", mask_id, 0)
@@ -123,7 +133,7 @@ def check_fit_inputs(source: torch.Tensor, target: torch.Tensor, *, vocab_size: 
         raise ValueError(f"estimator {name!r} needs the frozen source denoiser, got denoiser=None")
     if denoiser is not None and not callable(denoiser):
         raise ValueError(f"denoiser must be callable z, t -> log p(x^i = v | z) [B, L, K], got {type(denoiser).__name__}")
-    return FitInputs(source, target, k, mask_id, schedule, denoiser, check_int_range("seed", seed, 0))
+    return FitInputs(source, target, k, mask_id, schedule, denoiser, check_int_range("seed", seed, 0), _check_device(device))
 
 
 def checked(name: str, what: str, values: torch.Tensor) -> torch.Tensor:
@@ -159,14 +169,16 @@ class RatioEstimator(abc.ABC):
     part_names: tuple[str, ...] = ()
 
     def fit(self, source: torch.Tensor, target: torch.Tensor, budget: EstimatorBudget, *, schedule: Schedule,
-            vocab_size: int, mask_id: int | None = None, denoiser: DenoiserFn | None = None, seed: int = 0):
-        """Train on clean ``source`` [N_s, L] and ``target`` [N_t, L] samples; returns a ratio model
-        (``__call__(z, t) -> log r(z)`` [B], float64; ``single_site`` where the estimator has one)."""
+            vocab_size: int, mask_id: int | None = None, denoiser: DenoiserFn | None = None, seed: int = 0,
+            device: torch.device | str = "cpu"):
+        """Train on clean ``source`` [N_s, L] and ``target`` [N_t, L] samples, the networks on
+        ``device``; returns a ratio model (``__call__(z, t) -> log r(z)`` [B], float64; ``single_site``
+        where the estimator has one) whose parts stay on ``device``."""
         if not isinstance(budget, EstimatorBudget):
             raise ValueError(f"budget must be an EstimatorBudget, got {type(budget).__name__}")
         inputs = check_fit_inputs(source, target, vocab_size=vocab_size, mask_id=vocab_size if mask_id is None else mask_id,
                                   schedule=schedule, denoiser=denoiser, seed=seed, needs_denoiser=self.needs_denoiser,
-                                  name=self.name)
+                                  name=self.name, device=device)
         return self._fit(inputs, budget)
 
     @abc.abstractmethod

@@ -20,11 +20,11 @@ from .base import CheckedSequenceRatio, EstimatorBudget, FitInputs, RatioEstimat
 
 
 def sequence_net(inputs: FitInputs, budget: EstimatorBudget, role: str, time_conditioning: bool = False) -> SequenceNet:
-    """A one-output :class:`~gtl_verify.networks.SequenceNet` of the budget's size, its initial
-    weights seeded by (``role``, seed, backbone)."""
+    """A one-output :class:`~gtl_verify.networks.SequenceNet` of the budget's size on the fit's
+    device, its initial weights seeded by (``role``, seed, backbone)."""
     cfg = budget.backbone(inputs.vocab_size, inputs.length, time_conditioning=time_conditioning)
     digest = config_hash({"role": role, "seed": inputs.seed, "model": cfg.to_dict()})
-    return build_seeded(lambda: SequenceNet(cfg), digest)
+    return build_seeded(lambda: SequenceNet(cfg), digest).to(inputs.device)
 
 
 def fit_recipe(net: SequenceNet, recipe: recipes.Recipe, inputs: FitInputs, budget: EstimatorBudget,

@@ -91,11 +91,12 @@ class FitOrLoad(NamedTuple):
 
 def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source: torch.Tensor, target: torch.Tensor,
                 budget: EstimatorBudget, *, schedule: Schedule, vocab_size: int, mask_id: int | None = None,
-                denoiser: DenoiserFn | None = None, seed: int = 0) -> FitOrLoad:
+                denoiser: DenoiserFn | None = None, seed: int = 0, device: torch.device | str = "cpu") -> FitOrLoad:
     """The ratio model of estimator ``name`` saved in ``path`` with ``meta`` (the caller's key),
     else fitted by ``get_estimator(name).fit(source [N_s, L], target [N_t, L], budget, ...)`` and
     saved there (``path`` None: fitted, nothing read or written). ``denoiser`` (z, t -> log p(x^i =
-    v | z) [B, L, K]) is handed only to an estimator that needs it. A damaged file is warned about,
+    v | z) [B, L, K]) is handed only to an estimator that needs it; a fit trains on ``device`` (a
+    reloaded model is on the CPU: :func:`on_device` moves it). A damaged file is warned about,
     removed and refitted (:func:`load_fitted`). Raises ValueError (one line) for an unknown
     estimator, bad samples or a missing denoiser, before any training, and for a file written under
     another estimator or ``meta``."""
@@ -104,7 +105,7 @@ def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source
     if model is not None:
         return FitOrLoad(model, False)
     model = fitter.fit(source, target, budget, schedule=schedule, vocab_size=vocab_size, mask_id=mask_id,
-                       denoiser=denoiser if fitter.needs_denoiser else None, seed=seed)
+                       denoiser=denoiser if fitter.needs_denoiser else None, seed=seed, device=device)
     if path is not None:
         save_fitted(model, name, path, meta)
     return FitOrLoad(model, True)

@@ -25,7 +25,7 @@ from .site_model import SiteRatioModel
 def _fit_increments(inputs: FitInputs, budget: EstimatorBudget, name: str, loss_fn) -> SingleSiteRatioNet:
     cfg = budget.backbone(inputs.vocab_size, inputs.length)
     net = build_seeded(lambda: SingleSiteRatioNet(cfg, mask_id=inputs.mask_id, level_head=False),
-                       config_hash({"role": name, "seed": inputs.seed, "model": cfg.to_dict()}))
+                       config_hash({"role": name, "seed": inputs.seed, "model": cfg.to_dict()})).to(inputs.device)
     denoiser = inputs.denoiser
 
     def draw(gen: torch.Generator):
