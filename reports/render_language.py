@@ -123,6 +123,23 @@ def _truncation(d: dict[str, Any]) -> str:
     return lead + "\n\n" + markdown_table(["method", "truncation", "tokens per reveal (at most)"], rows)
 
 
+def _ratio_text(config: dict[str, Any]) -> str:
+    """Which estimator of :mod:`gtl_verify.estimators` fitted the guided methods' ratio, with its budget
+    and network size (from the run's recorded config; empty when the config does not say)."""
+    estimator = (config.get("ratio") or {}).get("estimator")
+    if not estimator:
+        return ""
+    budget, size = (config.get("training") or {}).get("ratio") or {}, (config.get("models") or {}).get("ratio") or {}
+    text = (f"GTL and GTL-planner read the density ratio fitted by the `{estimator}` estimator "
+            f"(`gtl_verify.estimators`) on the kept physics segments of each share and replicate")
+    if budget:
+        text += (f": {budget.get('steps')} AdamW steps of {budget.get('batch_size')} rows at rate {budget.get('lr')}"
+                 f" ([training.ratio], also the TCSM correction's budget)")
+    if size:
+        text += f"; network hidden size {size.get('hidden')}, {size.get('blocks')} blocks ([models.ratio])"
+    return text + "."
+
+
 def _pct(f: float, as_fraction: bool) -> float:
     return paper.fraction_to_pct(f, as_fraction)
 
@@ -402,7 +419,7 @@ def _ablation_section(d: dict[str, Any], ctx: Context) -> tuple[str, str] | None
                      + f"\n\nPaper: P(source) {paper.ABLATION_UNGUIDED_P_SOURCE} unguided, about "
                      f"{paper.ABLATION_GAMMA5_P_SOURCE[0]}-{paper.ABLATION_GAMMA5_P_SOURCE[1]} at gamma = 5.")
     if d["candidates"]:
-        table, fig = _ablation(d["candidates"], "candidates", "candidates n (ratio evaluations per step, log scale)", ctx, logx=True)
+        table, fig = _ablation(d["candidates"], "candidates", "candidates n (top-n of the denoiser, log scale)", ctx, logx=True)
         lo, hi = paper.ABLATION_CANDIDATES_P_SOURCE[8], paper.ABLATION_CANDIDATES_P_SOURCE[1024]
         parts.append("### Number of ratio candidates n\n\n" + table + ("\n\n" + fig if fig else "")
                      + f"\n\nPaper: P(source) about {lo[0]}-{lo[1]} at n = 8 and {hi[0]}-{hi[1]} at n = 1024.")
@@ -453,6 +470,9 @@ def render_language(results: dict[str, Any], meta: dict[str, Any], ctx: Context)
     ablations = _ablation_section(d, ctx)
     if ablations is not None:
         sections.append(ablations)
+    ratio = _ratio_text(meta.get("config") or {})
+    if ratio:
+        sections.append(("Density ratio", ratio))
     if d["truncation"]:
         sections.append(("Sampling truncation", _truncation(d)))
     if d["timing"]:

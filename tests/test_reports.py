@@ -276,6 +276,17 @@ def test_language_report(tmp_path, out):
     assert "| gtl | 0.8 | - | 1.60x | 128 | cpu |" in text  # no source-only row: no ratio to the unguided sampler
     assert "| distinct-1 | distinct-2 | distinct-3 |" in text
     assert_figures_ok(md, expected=4)  # ours, paper, gamma, candidates
+    assert "## Density ratio" not in text  # META records no language config
+
+
+def test_language_report_names_the_ratio_estimator_and_its_budget(tmp_path, out):
+    config = {"ratio": {"estimator": "telescoping-nce"}, "training": {"ratio": {"steps": 100, "batch_size": 64, "lr": 5e-4}},
+              "models": {"ratio": {"hidden": 24, "blocks": 2}}}
+    path = write_results(tmp_path / "lang-ratio.json", "language", language_results(), {**META, "config": config})
+    text = build_report(path, out).read_text()
+    assert "## Density ratio" in text
+    assert ("the `telescoping-nce` estimator (`gtl_verify.estimators`) on the kept physics segments of each share and "
+            "replicate: 100 AdamW steps of 64 rows at rate 0.0005") in text and "hidden size 24, 2 blocks" in text
 
 
 def test_language_report_pairs_gtl_with_each_baseline_by_replicate(tmp_path, out):
