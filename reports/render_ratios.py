@@ -78,6 +78,25 @@ def overlapping(a: Summary, b: Summary) -> bool:
     return a.lo <= b.hi and b.lo <= a.hi
 
 
+def rises(points: list[tuple[int, Summary]]) -> list[tuple[int, int, bool]]:
+    """Consecutive steps n1 -> n2 (n1 < n2) where the mean does not fall, each with whether the two
+    intervals are separated (a rise beyond the seeds' spread)."""
+    pts = sorted(points)
+    return [(n1, n2, not overlapping(a, b)) for (n1, a), (n2, b) in zip(pts, pts[1:]) if b.mean >= a.mean]
+
+
+def trend_text(points: list[tuple[int, Summary]]) -> str:
+    """The monotonicity verdict of a TV-against-n curve: falls strictly; or rises only within
+    overlapping intervals (no rise the seeds resolve); or rises beyond its intervals."""
+    up = rises(points)
+    if not up:
+        return "falls monotonically with n"
+    steps = ", ".join(f"{a} -> {b}" for a, b, _ in up)
+    if not any(sep for _, _, sep in up):
+        return f"does not fall strictly: its mean rises at n = {steps} within overlapping intervals (no rise the seeds resolve)"
+    return f"RISES with n beyond its intervals at n = {', '.join(f'{a} -> {b}' for a, b, sep in up if sep)}"
+
+
 def _separation(points: list[tuple[int, Summary]]) -> str:
     """Which consecutive steps of n have overlapping intervals ("" when every step is separated)."""
     pts = sorted(points)
@@ -106,10 +125,9 @@ def _preset_sections(preset: str, cells: list[dict[str, Any]], reference: list[d
     for e in estimators:
         points = [(n, by[(e, n)]["tv"]) for n in ns if (e, n) in by]
         if len(points) > 1:
-            ok = monotone(points)
-            notes.append(f"`{e}` on `{preset}`: mean single-site TV {'falls' if ok else 'does NOT fall'} monotonically with n "
-                         f"({' -> '.join(fmt(s.mean, 3) for _, s in sorted(points))} for n = "
-                         f"{' -> '.join(str(n) for n, _ in sorted(points))}{_separation(points)}).")
+            notes.append(f"`{e}` on `{preset}`: mean single-site TV "
+                         f"{' -> '.join(fmt(s.mean, 3) for _, s in sorted(points))} for n = "
+                         f"{' -> '.join(str(n) for n, _ in sorted(points))}: {trend_text(points)}{_separation(points)}.")
     times = sorted({g["t"] for c in final for g in c["levels"]})
     level_rows, level_series = [], {}
     for e in estimators:
@@ -186,9 +204,10 @@ def render_ratios(results: dict[str, Any], meta: dict[str, Any], ctx: Context) -
         f"`gtl markov`). Frozen source denoiser: `{config.get('denoiser', '?')}`. Each step count is a separate fit.")))
     if notes:
         sections.insert(1, ("Monotonicity in n", "\n".join(f"- {n}" for n in notes)))
-    summary = (f"{len(cells)} fitted cells ({len({c['estimator'] for c in cells})} estimators, "
-               f"{len({c['seed'] for c in cells})} seeds). " + " ".join(_best(cells, p) for p in dict.fromkeys(c["preset"] for c in cells)))
+    n_est, n_seeds = len({c['estimator'] for c in cells}), len({c['seed'] for c in cells})
+    summary = (f"{len(cells)} fitted cells ({n_est} estimator{'s' if n_est != 1 else ''}, "
+               f"{n_seeds} seed{'s' if n_seeds != 1 else ''}). " + " ".join(_best(cells, p) for p in dict.fromkeys(c["preset"] for c in cells)))
     return Rendered(title="Ratio estimators held against the exact ratio", summary=summary, sections=sections)
 
 
-__all__ = ["level_tv", "monotone", "render_ratios"]
+__all__ = ["level_tv", "monotone", "render_ratios", "rises", "trend_text"]

@@ -19,7 +19,7 @@ from gtl_verify.store import ComponentStore
 from markov import ratios
 from markov.ratios import RatiosConfig, load_ratios_config
 from reports.builder import build_report
-from reports.render_ratios import _separation, level_tv, monotone, overlapping
+from reports.render_ratios import _separation, level_tv, monotone, overlapping, trend_text
 from reports.schema import ResultsError
 from reports.stats import summarize
 
@@ -155,6 +155,12 @@ def test_report_helpers():
     assert level_tv(levels, 0.5) == pytest.approx((0.2 + 1.5) / 4) and level_tv(levels, 0.1) is None
     assert monotone([(100, summarize([0.2])), (20, summarize([0.3])), (1000, summarize([0.1]))])
     assert not monotone([(100, summarize([0.2])), (20, summarize([0.3])), (1000, summarize([0.2]))])
+    falls = [(20, summarize([0.5, 0.45])), (100, summarize([0.2, 0.18])), (1000, summarize([0.1, 0.09]))]
+    assert trend_text(falls) == "falls monotonically with n"
+    flat = falls + [(5000, summarize([0.1, 0.092]))]  # mean up by 0.001, intervals overlap
+    assert trend_text(flat).startswith("does not fall strictly: its mean rises at n = 1000 -> 5000 within overlapping")
+    up = falls + [(5000, summarize([0.3, 0.31]))]  # a rise the seeds resolve
+    assert trend_text(up) == "RISES with n beyond its intervals at n = 1000 -> 5000"
     apart, near = summarize([0.40, 0.42, 0.41]), summarize([0.10, 0.12, 0.11])
     assert not overlapping(apart, near) and overlapping(apart, summarize([0.41, 0.43, 0.39]))
     assert overlapping(summarize([0.4]), near)  # one seed: no interval, so no separation is claimed
