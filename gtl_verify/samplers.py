@@ -75,7 +75,11 @@ class SamplerConfig:
 
 @dataclass
 class SampleResult:
-    """Samples and their cost. ``ratio_passes`` counts sequences scored by the ratio network.
+    """Samples and their cost. ``ratio_passes`` counts sequences scored by the ratio network
+    (candidate sequences z^{i<-v} of a plain sequence ratio); ``single_site_passes`` counts rows
+    answered by one single-site pass (``single_site`` or ``increment``: every candidate of a row at
+    once), one per row that still holds a mask at each step (rows already complete are not scored,
+    so it is at most rows x steps); ``ratio_calls`` counts calls of either kind.
 
     ``token_log_prob`` (planner sampler only, else None): float64 [B], the sum over steps of the
     log-probability of each drawn token under its step's token law (the law conditioned on the
