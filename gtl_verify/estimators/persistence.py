@@ -18,6 +18,8 @@ and saved. :func:`on_device` reassembles a fitted model from copies of its parts
 from __future__ import annotations
 
 import copy
+import math
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -71,14 +73,48 @@ def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None)
     if not isinstance(payload, dict) or not {"estimator", "parts"} <= payload.keys():
         raise ValueError(f"ratio model file {path} must hold 'estimator' and 'parts'; delete it or choose another run folder")
     if payload.get("estimator") != name or (meta is not None and payload.get("meta") != meta):
-        raise ValueError(f"ratio model file {path} was written for another estimator or key "
-                         f"({payload.get('estimator')!r}); delete it or choose another run folder")
+        raise ValueError(f"ratio model file {path} was written for another estimator or key (estimator "
+                         f"{payload.get('estimator')!r}, meta {payload.get('meta')!r}; asked for {name!r}, meta {meta!r}); "
+                         f"delete it or choose another run folder")
     parts = {}
     for k, saved in payload["parts"].items():
         net = _build(saved["spec"])
         net.load_state_dict(saved["state_dict"])
         parts[k] = net
     return get_estimator(name).assemble(parts)
+
+
+def _check_meta(meta: Any, where: str = "meta") -> None:
+    """Raise ValueError unless ``meta`` is plain data that a saved file gives back equal: dicts with
+    str keys, lists, tuples, str, int, bool, None and finite floats (a Path or numpy scalar fails the
+    tensors-only reload, so the file would be refitted on every run; NaN never equals itself, so the
+    key would never match)."""
+    if isinstance(meta, dict):
+        for k, v in meta.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where} keys must be str, got {k!r}")
+            _check_meta(v, f"{where}[{k!r}]")
+    elif isinstance(meta, (list, tuple)):
+        for j, v in enumerate(meta):
+            _check_meta(v, f"{where}[{j}]")
+    elif isinstance(meta, float):
+        if not math.isfinite(meta):
+            raise ValueError(f"{where} must be a finite float (a saved key must equal itself), got {meta!r}")
+    elif meta is not None and type(meta) not in (str, int, bool):
+        raise ValueError(f"{where} must be plain data (dict, list, tuple, str, int, float, bool, None), "
+                         f"got {type(meta).__name__} {meta!r}")
+
+
+def _check_savable(path: Path) -> None:
+    """Raise ValueError unless a fit can be saved at ``path`` (its folder created now), before training."""
+    if path.is_dir():
+        raise ValueError(f"path must name a file to save the ratio model in, got the folder {path}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"path {path}: its folder cannot be created ({e.strerror or type(e).__name__})") from e
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"path {path}: its folder {path.parent} is not writable")
 
 
 class FitOrLoad(NamedTuple):
@@ -98,12 +134,19 @@ def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source
     v | z) [B, L, K]) is handed only to an estimator that needs it; a fit trains on ``device`` (a
     reloaded model is on the CPU: :func:`on_device` moves it). A damaged file is warned about,
     removed and refitted (:func:`load_fitted`). Raises ValueError (one line) for an unknown
-    estimator, bad samples or a missing denoiser, before any training, and for a file written under
-    another estimator or ``meta``."""
+    estimator, bad samples, a missing denoiser, ``meta`` that is not plain data (dicts with str keys,
+    lists, tuples, str, int, bool, None, finite floats: what a saved file gives back equal) or a
+    ``path`` where no file can be saved (a folder, or under a file), before any training, and for a
+    file written under another estimator or ``meta``."""
     fitter = get_estimator(name)
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta must be a dict (the caller's key), got {type(meta).__name__}")
+    _check_meta(meta)
     model = None if path is None else load_fitted(path, name, meta)
     if model is not None:
         return FitOrLoad(model, False)
+    if path is not None:
+        _check_savable(Path(path))
     model = fitter.fit(source, target, budget, schedule=schedule, vocab_size=vocab_size, mask_id=mask_id,
                        denoiser=denoiser if fitter.needs_denoiser else None, seed=seed, device=device)
     if path is not None:
