@@ -128,3 +128,11 @@ def test_guided_sampling_costs_one_increment_pass_per_row_and_step():
     ancestral_sample(comp.source, SingleSiteOnly(slow), SCHED, SamplerConfig(b, L, steps=L, gamma=1.0),
                      torch.Generator().manual_seed(0))
     assert slow.passes.sequences > 2 * model.passes.sequences
+
+
+@pytest.mark.parametrize("z", [[[0, K + 1, K, K]], [[-1, K, K, K]]])
+def test_a_token_outside_the_vocabulary_and_mask_is_refused_by_the_telescoped_level(z):
+    """The telescoping gathers increments at z's tokens before any pass sees z: a token beyond the
+    mask id used to fail in an index error, now one ValueError naming z."""
+    with pytest.raises(ValueError, match=rf"z has a token outside 0..{K}"):
+        _model()(torch.tensor(z))
