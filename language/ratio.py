@@ -19,7 +19,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from gtl_verify.estimators import on_device
 from gtl_verify.learned import NetworkDenoiser
+from gtl_verify.validation import check_tokens
 
 from .vocabulary import Vocabulary
 
@@ -44,14 +46,23 @@ class MaskMapped:
     """A fitted ratio model (mask id K) called with z [B, L] whose masked positions hold ``mask_id``
     (< K): ``__call__(z, t)`` -> log r(z) [B]; ``single_site`` / ``increment`` (z, t) -> [B, L, K]
     exactly when the fitted model has them (so the samplers' protocol checks see what it offers).
-    ``parts`` and ``name`` are the fitted model's."""
+    ``parts`` and ``name`` are the fitted model's; :meth:`on_device` (what
+    :func:`gtl_verify.estimators.on_device` calls) moves the fitted model and keeps the mapping.
+    A token of z outside 0..K-1 raises ValueError (K, the estimators' mask, is no pipeline token:
+    mapped silently it would read as a mask)."""
 
     def __init__(self, model: Any, mask_id: int, vocab_size: int) -> None:
         self.model, self.mask_id, self.vocab_size = model, mask_id, vocab_size
         self.parts, self.name = model.parts, model.name
 
     def _inner(self, z: torch.Tensor) -> torch.Tensor:
+        check_tokens("z", z, self.vocab_size)
         return _renamed(z, self.mask_id, self.vocab_size)
+
+    def on_device(self, device: torch.device | str) -> "MaskMapped":
+        """This mapping of the fitted model moved to ``device`` (:func:`gtl_verify.estimators.on_device`)."""
+        moved = on_device(self.model, device)
+        return self if moved is self.model else MaskMapped(moved, self.mask_id, self.vocab_size)
 
     def __call__(self, z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
         return self.model(self._inner(z), t)

@@ -157,7 +157,12 @@ def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source
 def on_device(model: Any, device: torch.device | str) -> Any:
     """``model`` (fitted by a registered estimator: it has ``name`` and ``parts``) with copies of its
     parts on ``device``, assembled by its estimator; ``model`` itself when its parts are there already
-    (the original stays where it is) or when it is no fitted model (an exact oracle, None)."""
+    (the original stays where it is) or when it is no fitted model (an exact oracle, None). A
+    wrapper of a fitted model that has its own ``on_device(device)`` method (the language
+    pipeline's mask mapping) moves itself: reassembling its parts would drop the wrapper."""
+    move = getattr(type(model), "on_device", None)
+    if callable(move):
+        return move(model, device)
     parts = getattr(model, "parts", None)
     if not isinstance(parts, dict):
         return model
