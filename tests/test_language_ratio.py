@@ -124,3 +124,13 @@ def test_a_mapped_model_copies_and_pickles_with_what_it_offers():
         for clone in (copy.copy(read), copy.deepcopy(read), pickle.loads(pickle.dumps(read))):
             assert isinstance(clone, MaskMapped) and hasattr(clone, "increment") == hasattr(model, "increment")
             assert torch.equal(clone(z), read(z))
+
+
+@pytest.mark.parametrize("value, close", [("guided_likelihood", "guided-likelihood"), ("Guided-Likelihood", "guided-likelihood"),
+                                          (" telescoping-nce", "telescoping-nce"), ("noisy-clasifier", "noisy-classifier"),
+                                          ("kernel", None)])
+def test_a_mistyped_estimator_names_the_closest_one(value, close):
+    with pytest.raises(ValueError) as info:
+        config_from_dict({"ratio": {"estimator": value}})
+    message = str(info.value)
+    assert (f"did you mean {close!r}?" in message) if close else ("did you mean" not in message)
