@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gtl_verify.estimators import EstimatorBudget, fit_or_load, get_estimator, site_estimators
+from gtl_verify.estimators import EstimatorBudget, fit_or_load, get_estimator, on_device, site_estimators
 from gtl_verify.estimators import classifiers
 from gtl_verify.schedules import LogLinearSchedule
 from gtl_verify.storage import DamagedCacheWarning
@@ -142,3 +142,18 @@ def test_a_key_mismatch_names_both_keys(tmp_path):
     _fit(path, {"key": 1})
     with pytest.raises(ValueError, match=r"meta \{'key': 1\}; asked for 'guided-likelihood', meta \{'key': 2\}"):
         _fit(path, {"key": 2})
+
+
+def test_a_device_this_machine_lacks_is_refused_with_or_without_a_saved_fit(tmp_path, monkeypatch):
+    """fit_or_load checked ``device`` only when it trained (a saved fit hid a bad device), and
+    on_device failed deep in torch (an invalid string, cuda without a GPU)."""
+    path = tmp_path / "ratio.pt"
+    model = _fit(path).model
+    _no_training(monkeypatch)
+    missing = f"cuda:{torch.cuda.device_count()}"
+    for device, match in (("gpu0", "device must name a torch device"), (missing, "device must be one this machine has")):
+        with pytest.raises(ValueError, match=match):
+            fit_or_load("guided-likelihood", path, {"key": 1}, SOURCE, TARGET, BUDGET, schedule=SCHEDULE, vocab_size=3,
+                        denoiser=ORACLE.source, seed=4, device=device)
+        with pytest.raises(ValueError, match=match):
+            on_device(model, device)

@@ -119,7 +119,7 @@ def _device_count(kind: str) -> int:
     return 0
 
 
-def _check_device(device: torch.device | str) -> torch.device:
+def check_device(device: torch.device | str) -> torch.device:
     """``device`` as a torch.device that exists on this machine (checked before any training)."""
     try:
         dev = torch.device(device)
@@ -149,7 +149,7 @@ def check_fit_inputs(source: torch.Tensor, target: torch.Tensor, *, vocab_size: 
         raise ValueError(f"estimator {name!r} needs the frozen source denoiser, got denoiser=None")
     if denoiser is not None and not callable(denoiser):
         raise ValueError(f"denoiser must be callable z, t -> log p(x^i = v | z) [B, L, K], got {type(denoiser).__name__}")
-    return FitInputs(source, target, k, mask_id, schedule, denoiser, check_int_range("seed", seed, 0), _check_device(device))
+    return FitInputs(source, target, k, mask_id, schedule, denoiser, check_int_range("seed", seed, 0), check_device(device))
 
 
 def checked(name: str, what: str, values: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from ..amortised import SingleSiteRatioNet
 from ..networks import BackboneConfig, SequenceNet
 from ..schedules import Schedule
 from ..storage import atomic_torch_save, load_torch_cache
-from .base import DenoiserFn, EstimatorBudget
+from .base import DenoiserFn, EstimatorBudget, check_device
 from .registry import get_estimator
 
 
@@ -139,6 +139,7 @@ def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source
     ``path`` where no file can be saved (a folder, or under a file), before any training, and for a
     file written under another estimator or ``meta``."""
     fitter = get_estimator(name)
+    check_device(device)  # whether or not a saved fit is there
     if not isinstance(meta, dict):
         raise ValueError(f"meta must be a dict (the caller's key), got {type(meta).__name__}")
     _check_meta(meta)
@@ -157,9 +158,11 @@ def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source
 def on_device(model: Any, device: torch.device | str) -> Any:
     """``model`` (fitted by a registered estimator: it has ``name`` and ``parts``) with copies of its
     parts on ``device``, assembled by its estimator; ``model`` itself when its parts are there already
-    (the original stays where it is) or when it is no fitted model (an exact oracle, None). A
+    (the original stays where it is) or when it is no fitted model (an exact oracle, None); a
+    ``device`` this machine lacks raises ValueError as in :meth:`RatioEstimator.fit`. A
     wrapper of a fitted model that has its own ``on_device(device)`` method (the language
     pipeline's mask mapping) moves itself: reassembling its parts would drop the wrapper."""
+    device = check_device(device)
     move = getattr(type(model), "on_device", None)
     if callable(move):
         return move(model, device)
