@@ -33,10 +33,14 @@ def _renamed(z: torch.Tensor, old: int, new: int) -> torch.Tensor:
 def estimator_denoiser(net: nn.Module, vocab: Vocabulary) -> Callable[..., torch.Tensor]:
     """``fn(z, t) -> log p(x^i = v | z)`` [B, L, K] (float32, SUBS, no grad, ``net`` in eval mode,
     on ``z``'s device) of the denoiser network ``net`` for z [B, L] whose masked positions hold
-    the estimators' mask id K = ``vocab.size``."""
+    the estimators' mask id K = ``vocab.size``. A z holding the pipeline's mask id (< K) as a clean
+    token raises ValueError: the denoiser would read it as a mask."""
     denoiser = NetworkDenoiser(net, vocab.mask_id)
 
     def fn(z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
+        if vocab.mask_id != vocab.size and bool((z == vocab.mask_id).any()):
+            raise ValueError(f"z holds the pipeline's mask id {vocab.mask_id} as a clean token (an estimator's "
+                             f"samples must not: the denoiser would read it as a mask)")
         return denoiser(_renamed(z, vocab.size, vocab.mask_id), t)
 
     return fn

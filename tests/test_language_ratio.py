@@ -139,3 +139,10 @@ def test_a_mistyped_estimator_names_the_closest_one(value, close):
         config_from_dict({"ratio": {"estimator": value}})
     message = str(info.value)
     assert (f"did you mean {close!r}?" in message) if close else ("did you mean" not in message)
+
+
+def test_the_estimator_denoiser_refuses_the_pipeline_mask_as_a_clean_token():
+    """Clean samples holding the tokenizer's [MASK] (2 in a full vocabulary) were read as masks."""
+    fn = estimator_denoiser(_denoiser(), FULL)
+    with pytest.raises(ValueError, match="z holds the pipeline's mask id 2 as a clean token"):
+        fn(torch.tensor([[0, K, 2, K, 5]]), None)
