@@ -247,3 +247,20 @@ def test_an_infinite_increment_takes_the_mass_and_values_at_observed_positions_a
     comp = exact_components(make_pair("dirichlet", vocab_size=K, seed=3))
     law = ancestral_law(comp.source, Peaked(base), SCHED, SamplerConfig(1, L, steps=3, gamma=0.5)).clean
     assert float(law.max()) == pytest.approx(1.0, abs=1e-12)  # the all-1 sequence, surely
+
+
+@pytest.mark.parametrize("t", [0.5, torch.tensor(0.5), torch.tensor([0.5, 0.5])])
+def test_a_time_conditioned_increment_network_telescopes_with_a_scalar_time(t):
+    """The telescoping passed t = None for a scalar t, so a time-conditioned network refused a t it
+    had been given; every form of t gives the same level."""
+    torch.manual_seed(0)
+    net = SingleSiteRatioNet(BackboneConfig(vocab_size=K, num_embeddings=K + 1, max_length=L, hidden=16, blocks=1, heads=2,
+                                            time_conditioning=True), mask_id=K, level_head=False)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    model = SiteRatioModel("guided-likelihood", net)
+    z = torch.tensor([[0, K, 1, K], [K, K, 2, 0]])
+    level = model(z, t)
+    assert torch.equal(level, model(z, torch.tensor([0.5, 0.5]))) and float(level.abs().max()) > 0
+    masked = (z == K)[..., None].expand(-1, -1, K)
+    assert torch.allclose((model.single_site(z, t) - level[:, None, None])[masked], model.increment(z, t)[masked], atol=1e-5)

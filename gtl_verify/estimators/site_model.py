@@ -54,7 +54,7 @@ class SiteRatioModel:
             rows = observed[:, i]
             if not bool(rows.any()):
                 continue
-            d = self.increment(current[rows], None if t is None or not torch.is_tensor(t) or t.dim() == 0 else t[rows])
+            d = self.increment(current[rows], t if t is None or not torch.is_tensor(t) or t.dim() == 0 else t[rows])
             total[rows] += d[:, i].gather(-1, z[rows, i, None]).squeeze(-1)
             current[rows, i] = z[rows, i]
         return total
