@@ -157,3 +157,28 @@ def test_a_device_this_machine_lacks_is_refused_with_or_without_a_saved_fit(tmp_
                         denoiser=ORACLE.source, seed=4, device=device)
         with pytest.raises(ValueError, match=match):
             on_device(model, device)
+
+
+@pytest.mark.parametrize("damage", ["missing weight", "misshapen weight", "parts not a dict", "missing spec", "extra part"])
+def test_a_file_whose_parts_do_not_build_is_damaged_and_refitted(tmp_path, damage):
+    """A readable file of the right estimator and key whose parts do not build failed with a raw
+    multi-line RuntimeError, KeyError or AttributeError; it is a damaged file: warned, refitted."""
+    path = tmp_path / "ratio.pt"
+    first = _fit(path)
+    payload = torch.load(path, weights_only=True)
+    part = payload["parts"]["increments"]
+    if damage == "missing weight":
+        part["state_dict"].popitem()
+    elif damage == "misshapen weight":
+        part["spec"]["config"]["hidden"] *= 2
+    elif damage == "parts not a dict":
+        payload["parts"] = [part]
+    elif damage == "missing spec":
+        del part["spec"]
+    else:
+        payload["parts"]["extra"] = part
+    torch.save(payload, path)
+    with pytest.warns(DamagedCacheWarning, match="ratio.pt .*parts do not build"):
+        redone = _fit(path)
+    assert redone.trained and torch.equal(first.model.single_site(Z), redone.model.single_site(Z))
+    assert not _fit(path).trained

@@ -8,7 +8,7 @@ A fitted model (what :meth:`RatioEstimator.fit` returns) keeps its trained netwo
 with a spec per network (``sequence``: a :class:`~gtl_verify.networks.SequenceNet`; ``single-site``:
 a :class:`~gtl_verify.amortised.SingleSiteRatioNet`), and :func:`load_fitted` rebuilds the networks,
 loads their weights and hands them to the estimator's :meth:`~RatioEstimator.assemble`. A file that
-cannot be read is named in a :class:`~gtl_verify.storage.DamagedCacheWarning`, removed and reported
+cannot be read, or whose parts do not build, is named in a :class:`~gtl_verify.storage.DamagedCacheWarning`, removed and reported
 as missing (None), so the caller refits; a readable file of another estimator or key raises ValueError.
 :func:`fit_or_load` is the one load-or-fit-and-save path of the applications (the Markov
 benchmark and the language pipeline): a saved fit is reloaded, a missing or damaged one is fitted
@@ -29,7 +29,7 @@ from torch import nn
 from ..amortised import SingleSiteRatioNet
 from ..networks import BackboneConfig, SequenceNet
 from ..schedules import Schedule
-from ..storage import atomic_torch_save, load_torch_cache
+from ..storage import atomic_torch_save, discard_damaged, load_torch_cache
 from .base import DenoiserFn, EstimatorBudget, check_device
 from .registry import get_estimator
 
@@ -65,7 +65,8 @@ def save_fitted(model: Any, name: str, path: str | Path, meta: dict[str, Any] | 
 
 def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None) -> Any | None:
     """The model saved in ``path`` by estimator ``name``, assembled by that estimator; None when the
-    file is absent or damaged (warned and removed). Raises ValueError when the file was written by
+    file is absent or damaged (warned and removed): unreadable, or parts that do not build (a missing
+    or misshapen weight, a missing spec, an unexpected part). Raises ValueError when the file was written by
     another estimator or, if ``meta`` is given, with other metadata (another key)."""
     payload = load_torch_cache(path)
     if payload is None:
@@ -76,12 +77,16 @@ def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None)
         raise ValueError(f"ratio model file {path} was written for another estimator or key (estimator "
                          f"{payload.get('estimator')!r}, meta {payload.get('meta')!r}; asked for {name!r}, meta {meta!r}); "
                          f"delete it or choose another run folder")
-    parts = {}
-    for k, saved in payload["parts"].items():
-        net = _build(saved["spec"])
-        net.load_state_dict(saved["state_dict"])
-        parts[k] = net
-    return get_estimator(name).assemble(parts)
+    try:
+        parts = {}
+        for k, saved in payload["parts"].items():
+            net = _build(saved["spec"])
+            net.load_state_dict(saved["state_dict"])
+            parts[k] = net
+        return get_estimator(name).assemble(parts)
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:  # parts that do not build
+        discard_damaged(Path(path), f"its parts do not build: {type(exc).__name__}: {exc}")
+        return None
 
 
 def _check_meta(meta: Any, where: str = "meta") -> None:
