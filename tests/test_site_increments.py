@@ -264,3 +264,23 @@ def test_a_time_conditioned_increment_network_telescopes_with_a_scalar_time(t):
     assert torch.equal(level, model(z, torch.tensor([0.5, 0.5]))) and float(level.abs().max()) > 0
     masked = (z == K)[..., None].expand(-1, -1, K)
     assert torch.allclose((model.single_site(z, t) - level[:, None, None])[masked], model.increment(z, t)[masked], atol=1e-5)
+
+
+@pytest.mark.parametrize("value", [None, 0.1])
+def test_an_output_that_is_not_callable_is_not_called(value):
+    """``single_site`` / ``increment`` that are no methods (switched off with None, or an unrelated
+    value such as a step size named ``increment``): the step scores candidate sequences. A float
+    passed the runtime protocol checks (they test the attribute only) and the step called it."""
+    g = torch.Generator().manual_seed(1)
+    table = TableRatio(torch.randn((K + 1) ** L, generator=g, dtype=torch.float64))
+
+    class Off(TableRatio):
+        single_site = value
+        increment = value
+
+    comp = exact_components(make_pair("dirichlet", vocab_size=K, seed=3))
+    cfg = SamplerConfig(1, L, steps=2, gamma=1.0)
+    off = Off(table.log_r)
+    assert float((ancestral_law(comp.source, off, SCHED, cfg).clean - ancestral_law(comp.source, table, SCHED, cfg).clean).abs().sum()) < 1e-9
+    res = ancestral_sample(comp.source, off, SCHED, SamplerConfig(4, L, steps=2, gamma=1.0), torch.Generator().manual_seed(0))
+    assert res.single_site_passes == 0 and res.ratio_passes > 0
