@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .protocols import SingleSiteIncrement, SingleSiteRatio
+from .protocols import offers
 from .validation import STOCHASTIC_ATOL
 
 
@@ -119,9 +119,9 @@ class CountingRatio:
         self.vocab_size = vocab_size
         self.count = CallCount()
         self.single_site_count = CallCount()
-        if isinstance(ratio, SingleSiteRatio):  # keep the capabilities visible to the protocol checks
+        if offers(ratio, "single_site"):  # keep the capabilities visible to the protocol checks
             self.single_site = self._single_site
-        if isinstance(ratio, SingleSiteIncrement):
+        if offers(ratio, "increment"):
             self.increment = self._increment
 
     def __call__(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .protocols import SequenceRatio, SingleSiteIncrement, SingleSiteRatio
+from .protocols import SequenceRatio, offers
 from .validation import check_int_range, check_real_range
 
 NEG_INF = float("-inf")
@@ -264,8 +264,8 @@ def score_candidates(
     if positions.numel() == 0:
         return torch.zeros(tokens.shape, dtype=torch.float64, device=z.device)
     b, i = positions[:, 0], positions[:, 1]
-    table_of = (ratio.increment if relative and isinstance(ratio, SingleSiteIncrement)
-                else ratio.single_site if isinstance(ratio, SingleSiteRatio) else None)
+    table_of = (ratio.increment if relative and offers(ratio, "increment")
+                else ratio.single_site if offers(ratio, "single_site") else None)
     if table_of is not None:
         rows = sorted(set(b.tolist()))
         index = torch.full((z.shape[0],), -1, dtype=torch.long, device=z.device)

@@ -54,6 +54,13 @@ class SingleSiteIncrement(Protocol):
     def increment(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
+def offers(ratio: object, output: str) -> bool:
+    """Whether ``ratio`` offers the optional output ``output`` (``"single_site"`` or ``"increment"``)
+    as a callable: the runtime protocol checks see an attribute only, so a class that switches one off
+    with ``single_site = None`` (or names an unrelated value ``increment``) would pass them."""
+    return callable(getattr(ratio, output, None))
+
+
 @runtime_checkable
 class Planner(Protocol):
     """(z, denoiser log-probs [B, L, K]) -> position scores [B, L]; higher = reveal sooner.

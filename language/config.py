@@ -11,6 +11,7 @@ Named configs live in ``language/configs/<name>.toml`` (``cpu-tiny``, ``cpu``, `
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -154,7 +155,10 @@ class RatioConfig:
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
-            raise ValueError(f"ratio.estimator must be one of {list(ESTIMATORS)}, got {self.estimator!r}")
+            typed = str(self.estimator).strip().lower().replace("_", "-")
+            close = difflib.get_close_matches(typed, ESTIMATORS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"ratio.estimator must be one of {list(ESTIMATORS)}, got {self.estimator!r}{hint}")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from gtl_verify.estimators import on_device
 from gtl_verify.learned import NetworkDenoiser
+from gtl_verify.validation import check_tokens
 
 from .vocabulary import Vocabulary
 
@@ -31,10 +33,14 @@ def _renamed(z: torch.Tensor, old: int, new: int) -> torch.Tensor:
 def estimator_denoiser(net: nn.Module, vocab: Vocabulary) -> Callable[..., torch.Tensor]:
     """``fn(z, t) -> log p(x^i = v | z)`` [B, L, K] (float32, SUBS, no grad, ``net`` in eval mode,
     on ``z``'s device) of the denoiser network ``net`` for z [B, L] whose masked positions hold
-    the estimators' mask id K = ``vocab.size``."""
+    the estimators' mask id K = ``vocab.size``. A z holding the pipeline's mask id (< K) as a clean
+    token raises ValueError: the denoiser would read it as a mask."""
     denoiser = NetworkDenoiser(net, vocab.mask_id)
 
     def fn(z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
+        if vocab.mask_id != vocab.size and bool((z == vocab.mask_id).any()):
+            raise ValueError(f"z holds the pipeline's mask id {vocab.mask_id} as a clean token (an estimator's "
+                             f"samples must not: the denoiser would read it as a mask)")
         return denoiser(_renamed(z, vocab.size, vocab.mask_id), t)
 
     return fn
@@ -44,14 +50,23 @@ class MaskMapped:
     """A fitted ratio model (mask id K) called with z [B, L] whose masked positions hold ``mask_id``
     (< K): ``__call__(z, t)`` -> log r(z) [B]; ``single_site`` / ``increment`` (z, t) -> [B, L, K]
     exactly when the fitted model has them (so the samplers' protocol checks see what it offers).
-    ``parts`` and ``name`` are the fitted model's."""
+    ``parts`` and ``name`` are the fitted model's; :meth:`on_device` (what
+    :func:`gtl_verify.estimators.on_device` calls) moves the fitted model and keeps the mapping.
+    A token of z outside 0..K-1 raises ValueError (K, the estimators' mask, is no pipeline token:
+    mapped silently it would read as a mask)."""
 
     def __init__(self, model: Any, mask_id: int, vocab_size: int) -> None:
         self.model, self.mask_id, self.vocab_size = model, mask_id, vocab_size
         self.parts, self.name = model.parts, model.name
 
     def _inner(self, z: torch.Tensor) -> torch.Tensor:
+        check_tokens("z", z, self.vocab_size)
         return _renamed(z, self.mask_id, self.vocab_size)
+
+    def on_device(self, device: torch.device | str) -> "MaskMapped":
+        """This mapping of the fitted model moved to ``device`` (:func:`gtl_verify.estimators.on_device`)."""
+        moved = on_device(self.model, device)
+        return self if moved is self.model else MaskMapped(moved, self.mask_id, self.vocab_size)
 
     def __call__(self, z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
         return self.model(self._inner(z), t)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gtl_verify.estimators import ESTIMATORS, EstimatorBudget, get_estimator
+from gtl_verify.estimators import ESTIMATORS, EstimatorBudget, get_estimator, on_device
 from gtl_verify.networks import BackboneConfig, DenoiserNet
 from gtl_verify.schedules import LogLinearSchedule
 from language.config import RatioConfig, config_from_dict
@@ -84,3 +84,65 @@ def test_a_sequence_only_model_offers_no_single_site_output():
     assert not hasattr(read, "single_site") and not hasattr(read, "increment")
     z = torch.tensor([[0, 2, 3, 2, 5]])
     assert torch.equal(read(z), model(z.masked_fill(z == 2, K)))
+
+
+def _mapped(name: str = "noisy-classifier"):
+    est = get_estimator(name)
+    kw = {"denoiser": estimator_denoiser(_denoiser(), FULL)} if est.needs_denoiser else {}
+    model = est.fit(SOURCE, TARGET, BUDGET, schedule=LogLinearSchedule(), vocab_size=K, mask_id=K, seed=0, **kw)
+    return model, pipeline_ratio(model, FULL)
+
+
+def test_moving_a_mapped_model_keeps_the_mask_mapping(monkeypatch):
+    """on_device of a MaskMapped used to reassemble its parts into the bare fitted model (mask K):
+    the pipeline's mask 2 then read as a clean token. It moves the fitted model and keeps the map.
+    (The meta device stands for a second device of this machine.)"""
+    from gtl_verify.estimators import base
+
+    usable = base._device_count
+    monkeypatch.setattr(base, "_device_count", lambda kind: 1 if kind == "meta" else usable(kind))
+    model, read = _mapped()
+    assert on_device(read, "cpu") is read
+    moved = on_device(read, "meta")
+    assert isinstance(moved, MaskMapped) and moved.mask_id == 2 and moved.vocab_size == K
+    assert {p.device.type for net in moved.parts.values() for p in net.parameters()} == {"meta"}
+    assert {p.device.type for net in model.parts.values() for p in net.parameters()} == {"cpu"}
+
+
+@pytest.mark.parametrize("token", [K, K + 3, -1])
+def test_a_token_outside_the_pipeline_vocabulary_is_refused(token):
+    """K is the estimators' mask, no pipeline token: mapped silently it read as a mask."""
+    _, read = _mapped("guided-likelihood")
+    z = torch.tensor([[0, token, 3, 2, 5]])
+    for call in (read, read.single_site, read.increment):
+        with pytest.raises(ValueError, match=rf"z has a token outside 0..{K - 1}"):
+            call(z)
+
+
+def test_a_mapped_model_copies_and_pickles_with_what_it_offers():
+    import copy
+    import pickle
+
+    for name in ("guided-likelihood", "noisy-classifier"):
+        model, read = _mapped(name)
+        z = torch.tensor([[0, 2, 3, 2, 5]])
+        for clone in (copy.copy(read), copy.deepcopy(read), pickle.loads(pickle.dumps(read))):
+            assert isinstance(clone, MaskMapped) and hasattr(clone, "increment") == hasattr(model, "increment")
+            assert torch.equal(clone(z), read(z))
+
+
+@pytest.mark.parametrize("value, close", [("guided_likelihood", "guided-likelihood"), ("Guided-Likelihood", "guided-likelihood"),
+                                          (" telescoping-nce", "telescoping-nce"), ("noisy-clasifier", "noisy-classifier"),
+                                          ("kernel", None)])
+def test_a_mistyped_estimator_names_the_closest_one(value, close):
+    with pytest.raises(ValueError) as info:
+        config_from_dict({"ratio": {"estimator": value}})
+    message = str(info.value)
+    assert (f"did you mean {close!r}?" in message) if close else ("did you mean" not in message)
+
+
+def test_the_estimator_denoiser_refuses_the_pipeline_mask_as_a_clean_token():
+    """Clean samples holding the tokenizer's [MASK] (2 in a full vocabulary) were read as masks."""
+    fn = estimator_denoiser(_denoiser(), FULL)
+    with pytest.raises(ValueError, match="z holds the pipeline's mask id 2 as a clean token"):
+        fn(torch.tensor([[0, K, 2, K, 5]]), None)

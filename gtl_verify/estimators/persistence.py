@@ -8,7 +8,7 @@ A fitted model (what :meth:`RatioEstimator.fit` returns) keeps its trained netwo
 with a spec per network (``sequence``: a :class:`~gtl_verify.networks.SequenceNet`; ``single-site``:
 a :class:`~gtl_verify.amortised.SingleSiteRatioNet`), and :func:`load_fitted` rebuilds the networks,
 loads their weights and hands them to the estimator's :meth:`~RatioEstimator.assemble`. A file that
-cannot be read is named in a :class:`~gtl_verify.storage.DamagedCacheWarning`, removed and reported
+cannot be read, or whose parts do not build, is named in a :class:`~gtl_verify.storage.DamagedCacheWarning`, removed and reported
 as missing (None), so the caller refits; a readable file of another estimator or key raises ValueError.
 :func:`fit_or_load` is the one load-or-fit-and-save path of the applications (the Markov
 benchmark and the language pipeline): a saved fit is reloaded, a missing or damaged one is fitted
@@ -18,6 +18,8 @@ and saved. :func:`on_device` reassembles a fitted model from copies of its parts
 from __future__ import annotations
 
 import copy
+import math
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,8 +29,8 @@ from torch import nn
 from ..amortised import SingleSiteRatioNet
 from ..networks import BackboneConfig, SequenceNet
 from ..schedules import Schedule
-from ..storage import atomic_torch_save, load_torch_cache
-from .base import DenoiserFn, EstimatorBudget
+from ..storage import atomic_torch_save, discard_damaged, load_torch_cache
+from .base import DenoiserFn, EstimatorBudget, check_device
 from .registry import get_estimator
 
 
@@ -63,7 +65,8 @@ def save_fitted(model: Any, name: str, path: str | Path, meta: dict[str, Any] | 
 
 def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None) -> Any | None:
     """The model saved in ``path`` by estimator ``name``, assembled by that estimator; None when the
-    file is absent or damaged (warned and removed). Raises ValueError when the file was written by
+    file is absent or damaged (warned and removed): unreadable, or parts that do not build (a missing
+    or misshapen weight, a missing spec, an unexpected part). Raises ValueError when the file was written by
     another estimator or, if ``meta`` is given, with other metadata (another key)."""
     payload = load_torch_cache(path)
     if payload is None:
@@ -71,14 +74,52 @@ def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None)
     if not isinstance(payload, dict) or not {"estimator", "parts"} <= payload.keys():
         raise ValueError(f"ratio model file {path} must hold 'estimator' and 'parts'; delete it or choose another run folder")
     if payload.get("estimator") != name or (meta is not None and payload.get("meta") != meta):
-        raise ValueError(f"ratio model file {path} was written for another estimator or key "
-                         f"({payload.get('estimator')!r}); delete it or choose another run folder")
-    parts = {}
-    for k, saved in payload["parts"].items():
-        net = _build(saved["spec"])
-        net.load_state_dict(saved["state_dict"])
-        parts[k] = net
-    return get_estimator(name).assemble(parts)
+        raise ValueError(f"ratio model file {path} was written for another estimator or key (estimator "
+                         f"{payload.get('estimator')!r}, meta {payload.get('meta')!r}; asked for {name!r}, meta {meta!r}); "
+                         f"delete it or choose another run folder")
+    try:
+        parts = {}
+        for k, saved in payload["parts"].items():
+            net = _build(saved["spec"])
+            net.load_state_dict(saved["state_dict"])
+            parts[k] = net
+        return get_estimator(name).assemble(parts)
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:  # parts that do not build
+        discard_damaged(Path(path), f"its parts do not build: {type(exc).__name__}: {exc}")
+        return None
+
+
+def _check_meta(meta: Any, where: str = "meta") -> None:
+    """Raise ValueError unless ``meta`` is plain data that a saved file gives back equal: dicts with
+    str keys, lists, tuples, str, int, bool, None and finite floats (a Path or numpy scalar fails the
+    tensors-only reload, so the file would be refitted on every run; NaN never equals itself, so the
+    key would never match)."""
+    if isinstance(meta, dict):
+        for k, v in meta.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where} keys must be str, got {k!r}")
+            _check_meta(v, f"{where}[{k!r}]")
+    elif isinstance(meta, (list, tuple)):
+        for j, v in enumerate(meta):
+            _check_meta(v, f"{where}[{j}]")
+    elif isinstance(meta, float):
+        if not math.isfinite(meta):
+            raise ValueError(f"{where} must be a finite float (a saved key must equal itself), got {meta!r}")
+    elif meta is not None and type(meta) not in (str, int, bool):
+        raise ValueError(f"{where} must be plain data (dict, list, tuple, str, int, float, bool, None), "
+                         f"got {type(meta).__name__} {meta!r}")
+
+
+def _check_savable(path: Path) -> None:
+    """Raise ValueError unless a fit can be saved at ``path`` (its folder created now), before training."""
+    if path.is_dir():
+        raise ValueError(f"path must name a file to save the ratio model in, got the folder {path}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"path {path}: its folder cannot be created ({e.strerror or type(e).__name__})") from e
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"path {path}: its folder {path.parent} is not writable")
 
 
 class FitOrLoad(NamedTuple):
@@ -98,12 +139,20 @@ def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source
     v | z) [B, L, K]) is handed only to an estimator that needs it; a fit trains on ``device`` (a
     reloaded model is on the CPU: :func:`on_device` moves it). A damaged file is warned about,
     removed and refitted (:func:`load_fitted`). Raises ValueError (one line) for an unknown
-    estimator, bad samples or a missing denoiser, before any training, and for a file written under
-    another estimator or ``meta``."""
+    estimator, bad samples, a missing denoiser, ``meta`` that is not plain data (dicts with str keys,
+    lists, tuples, str, int, bool, None, finite floats: what a saved file gives back equal) or a
+    ``path`` where no file can be saved (a folder, or under a file), before any training, and for a
+    file written under another estimator or ``meta``."""
     fitter = get_estimator(name)
+    check_device(device)  # whether or not a saved fit is there
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta must be a dict (the caller's key), got {type(meta).__name__}")
+    _check_meta(meta)
     model = None if path is None else load_fitted(path, name, meta)
     if model is not None:
         return FitOrLoad(model, False)
+    if path is not None:
+        _check_savable(Path(path))
     model = fitter.fit(source, target, budget, schedule=schedule, vocab_size=vocab_size, mask_id=mask_id,
                        denoiser=denoiser if fitter.needs_denoiser else None, seed=seed, device=device)
     if path is not None:
@@ -114,7 +163,14 @@ def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source
 def on_device(model: Any, device: torch.device | str) -> Any:
     """``model`` (fitted by a registered estimator: it has ``name`` and ``parts``) with copies of its
     parts on ``device``, assembled by its estimator; ``model`` itself when its parts are there already
-    (the original stays where it is) or when it is no fitted model (an exact oracle, None)."""
+    (the original stays where it is) or when it is no fitted model (an exact oracle, None); a
+    ``device`` this machine lacks raises ValueError as in :meth:`RatioEstimator.fit`. A
+    wrapper of a fitted model that has its own ``on_device(device)`` method (the language
+    pipeline's mask mapping) moves itself: reassembling its parts would drop the wrapper."""
+    device = check_device(device)
+    move = getattr(type(model), "on_device", None)
+    if callable(move):
+        return move(model, device)
     parts = getattr(model, "parts", None)
     if not isinstance(parts, dict):
         return model

@@ -18,13 +18,15 @@ import torch
 
 from ..amortised import AmortisedRatio, SingleSiteRatioNet
 from ..counting import CallCount
+from ..validation import check_tokens
 from .base import checked
 
 
 class SiteRatioModel:
     """Sampler model of an increment network: ``__call__(z, t)`` -> telescoped log r(z) [B];
     ``single_site(z, t)`` -> log r(z) + d(z) [B, L, K]; ``increment(z, t)`` -> d(z) [B, L, K]
-    (float64, 0 at unmasked positions). NaN in any output raises ValueError naming ``name``.
+    (float64, 0 at unmasked positions). NaN in any output raises ValueError naming ``name``, and so
+    does a token of z outside 0..K (K the mask id), before any pass.
 
     Cost in network passes per row: ``increment`` 1; ``__call__`` one per observed position (up to
     L, the telescoping); ``single_site`` both. The stabilised guided step reads ``increment`` only
@@ -52,12 +54,14 @@ class SiteRatioModel:
             rows = observed[:, i]
             if not bool(rows.any()):
                 continue
-            d = self.increment(current[rows], None if t is None or not torch.is_tensor(t) or t.dim() == 0 else t[rows])
+            d = self.increment(current[rows], t if t is None or not torch.is_tensor(t) or t.dim() == 0 else t[rows])
             total[rows] += d[:, i].gather(-1, z[rows, i, None]).squeeze(-1)
             current[rows, i] = z[rows, i]
         return total
 
     def __call__(self, z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
+        # the telescoping gathers increments at z's tokens before any network pass sees z itself
+        check_tokens("z", z, max(self.vocab_size, self.mask_id + 1))
         return checked(self.name, "log r(z)", self._amortised(z, t))
 
     def single_site(self, z: torch.Tensor, t: torch.Tensor | float | None = None) -> torch.Tensor:
