@@ -136,6 +136,7 @@ def fit(name="noisy-classifier", source=SOURCE, target=TARGET, **kw):
     (lambda: fit(device=f"cuda:{torch.cuda.device_count()}"), "device must be one this machine has .*'cuda:"),
     (lambda: get_estimator("paper").fit(SOURCE, TARGET, {"steps": 2}, schedule=SCHEDULE, vocab_size=3), "budget must be an EstimatorBudget"),
     (lambda: EstimatorBudget(steps=-1), "steps"),
+    (lambda: EstimatorBudget(steps=0), "steps must be >= 1 for a ratio estimator's fit"),
     (lambda: EstimatorBudget(hidden=6, heads=4), "hidden must be divisible by heads=4"),
     (lambda: EstimatorBudget.from_parts({"steps": 2}, NetSize()), "train must be a gtl_verify.config.Budget"),
     (lambda: EstimatorBudget.from_parts(Budget(), None), "size must be a gtl_verify.config.NetSize"),

@@ -56,6 +56,9 @@ class EstimatorBudget:
             raise ValueError(f"train must be a gtl_verify.config.Budget, got {type(train).__name__}")
         if not isinstance(size, NetSize):
             raise ValueError(f"size must be a gtl_verify.config.NetSize, got {type(size).__name__}")
+        if train.steps < 1:
+            raise ValueError(f"steps must be >= 1 for a ratio estimator's fit (0 would return untrained networks), "
+                             f"got {train.steps}")
         object.__setattr__(self, "train", train)
         object.__setattr__(self, "size", size)
 
@@ -175,7 +178,7 @@ class RatioEstimator(abc.ABC):
     """An estimator of the noisy density ratio r(z) = q_t(z) / p_t(z) of the masked process.
 
     Subclasses set ``name``, ``needs_denoiser`` and ``part_names`` (the networks a fit trains) and
-    implement :meth:`_fit` (train the parts, return ``self.assemble(parts)``) and :meth:`assemble`
+    implement :meth:`_fit` (train the parts, return ``self.assemble(parts)``) and :meth:`_assemble`
     (the ratio model of trained parts: a saved fit is reloaded through it,
     :mod:`gtl_verify.estimators.persistence`); :meth:`fit` checks the inputs first (one-line
     ValueError naming the bad one, before any training)."""
