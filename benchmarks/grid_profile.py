@@ -21,7 +21,7 @@ metrics differ where the configuration changed (the learned ratio's estimator). 
 table the full grid's cost is projected (:func:`project`). The machine is shared: compare
 ratios, not seconds; the load (uptime) is recorded before and after every run.
 
-    OMP_NUM_THREADS=1 python benchmarks/grid_profile.py --base 6f4ff90 --n-targets 1000 100 20 --out reports/runs
+    OMP_NUM_THREADS=1 python benchmarks/grid_profile.py --base 6f4ff90 --n-targets 1000 100 20 --baseline-wall 4898 --out reports/runs
 """
 
 from __future__ import annotations
@@ -380,6 +380,9 @@ def _projection(before: dict[str, Any], after: dict[str, Any], workers: dict[str
         lines.append(f"| {name} | {grid['seeds']} x {grid['n_targets']} x {len(grid['methods'])} | {p.once_s:.0f} | "
                      f"{p.per_seed_s:.0f} | {p.per_cell_s:.0f} | {p.gamma_sweep_s:.0f} | {p.overlap_sweep_s:.0f} | "
                      f"{p.extra_methods_s:.0f} | {p.total_s:.0f} |")
+    if meta.get("baseline_wall_s"):
+        lines += ["", f"Calibration: the base's full grid was measured at {meta['baseline_wall_s']:,.0f} s wall (under that run's "
+                  f"load); the projection gives {pb.total_s:,.0f} CPU s for it."]
     lines += ["", f"Projected before / after, same grid, one process: **{pb.total_s / pa.total_s:.2f}x** "
               f"(slice, measured: {before['total']['cpu_s'] / after['total']['cpu_s']:.2f}x in CPU, "
               f"{before['total']['wall_s'] / after['total']['wall_s']:.2f}x in wall)."]
@@ -426,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe-steps", type=int, default=200,
                         help="ratio steps per network of the probed left-out methods (0: no probe)")
+    parser.add_argument("--baseline-wall", type=float, metavar="SECONDS",
+                        help="measured wall seconds of the base's full grid, printed beside its projection")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="after", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -440,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()  # noqa: E731
     base, head = git("rev-parse", "--short", args.base), git("rev-parse", "--short", "HEAD")
-    meta = {"base": base, "head": head, "grid": args.grid, "seed": args.seed, "n_targets": args.n_targets, "probe_steps": args.probe_steps}
+    meta = {"base": base, "head": head, "grid": args.grid, "seed": args.seed, "n_targets": args.n_targets, "probe_steps": args.probe_steps,
+            "baseline_wall_s": args.baseline_wall}
     out = Path(args.out)
     with tempfile.TemporaryDirectory(prefix="grid-profile-") as tmp_name:
         tmp = Path(tmp_name)

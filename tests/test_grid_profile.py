@@ -78,7 +78,7 @@ def test_projection_scales_per_seed_and_per_cell_stages_and_adds_the_sweeps():
 
 
 def test_report_gives_ratios_kl_side_by_side_and_flags_different_after_cells():
-    meta = {"base": "abc", "head": "def", "grid": gp.GRID, "seed": 0, "n_targets": [100], "probe_steps": 0}
+    meta = {"base": "abc", "head": "def", "grid": gp.GRID, "seed": 0, "n_targets": [100], "probe_steps": 0, "baseline_wall_s": 4898.0}
     cells = {"gtl n=100": {"transition_kl": 0.1}}
     before = _run("before", 10.0, {"train: a": 6.0, "density pass: gtl": 2.0}, {"gtl n=100": {"transition_kl": 0.2}})
     after = _run("after", 5.0, {"train: a": 4.0}, cells)
@@ -87,7 +87,7 @@ def test_report_gives_ratios_kl_side_by_side_and_flags_different_after_cells():
     text = gp.markdown([before, after, workers], meta)
     assert "| after | 10 | 5 | 2.00x |" in text and "| density pass: gtl | 2.0 | 20.0% | 0.0 | 0.0% | 0.00 |" in text
     assert "| gtl n=100 | 0.2000 | 0.1000 |" in text and "equal exactly: **True**" in text
-    assert "a projection from the slice, not a measurement" in text
+    assert "a projection from the slice, not a measurement" in text and "measured at 4,898 s wall" in text
     workers["cells"] = {"gtl n=100": {"transition_kl": 0.3}}
     text = gp.markdown([before, after, workers], meta)
     assert "equal exactly: **False**" in text and "- differs: gtl n=100" in text
