@@ -13,6 +13,7 @@ phases (shared components first, then the cells that load them).
 from __future__ import annotations
 
 import multiprocessing
+import os
 from typing import Any, Callable, Sequence, TypeVar
 
 from .validation import check_int_range
@@ -33,6 +34,28 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity mask on this platform
+        return max(1, os.cpu_count() or 1)
+
+
+def parse_workers(value: str | int) -> int:
+    """``--workers``: a positive integer, or ``auto`` (:func:`usable_cpus`); ValueError naming the
+    option and the value otherwise."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return usable_cpus()
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or (isinstance(value, float) and value != n):
+        raise ValueError(f"--workers must be a positive integer or 'auto', got {value!r}")
+    return n
 
 
 def run_tasks(tasks: Sequence[Callable[[], T]], workers: int) -> list[T]:

@@ -37,8 +37,7 @@ from gtl_verify.results import MarkovResults
 from gtl_verify.storage import RunLock, atomic_write_text, read_json_cache
 from gtl_verify.methods import METHODS, MethodParts, method_parts
 from gtl_verify.samplers import SamplerConfig, planner_sample
-from gtl_verify.validation import check_int_range
-from gtl_verify.workers import run_tasks
+from gtl_verify.workers import parse_workers, run_tasks
 from gtl_verify.schedules import LogLinearSchedule, Schedule
 
 from . import metrics
@@ -469,21 +468,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, help="generated sequences per cell (default 500)")
     parser.add_argument("--out", help="run folder (default runs/markov-<config hash>); re-running resumes it")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="forked CPU processes computing independent cells, one torch thread each (default 1; the "
-                             "same numbers as one process on one thread)")
+    parser.add_argument("--workers", default="auto", metavar="N",
+                        help="forked CPU processes computing independent cells, one torch thread each: a positive "
+                             "integer or 'auto' (default: the usable CPU cores; 1 runs in this process with torch's "
+                             "threads). Workers give the same numbers as one process on one thread")
 
 
 def run_from_args(args: argparse.Namespace, device: torch.device = torch.device("cpu")) -> int:
     from reports.builder import build_report
 
-    check_int_range("--workers", args.workers, 1)
+    workers = parse_workers(args.workers)
     presets = (args.preset or []) + (args.chains or []) or None  # chain files run as presets
     config = load_config(args.config, presets=presets, n_targets=args.n_target, seeds=args.seeds,
                          methods=args.methods, samples=args.samples)
     run_dir = Path(args.out or Path("runs") / f"markov-{config.hash()}")
     with RunLock(run_dir), InvocationClock(run_dir) as clock:
-        results = run_benchmark(config, run_dir, progress=not args.quiet, device=device, workers=args.workers)
+        results = run_benchmark(config, run_dir, progress=not args.quiet, device=device, workers=workers)
         meta = provenance(results.config, list(results.config["seeds"]), clock.elapsed(), clock.parts())
         path = write_results(run_dir / "results.json", "markov-benchmark", results, meta)
     _print_summary(results)

@@ -73,3 +73,20 @@ def test_workers_do_not_hang_after_the_parent_used_several_threads():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[1, 1, 1]"
+
+
+def test_workers_option_takes_a_count_or_auto():
+    from gtl_verify.workers import parse_workers, usable_cpus
+
+    assert parse_workers("3") == 3 and parse_workers(2) == 2
+    assert parse_workers("auto") == parse_workers(" AUTO ") == usable_cpus() >= 1
+    for bad in ("0", "-1", "two", "1.5", 1.5, None, ""):
+        with pytest.raises(ValueError, match=r"--workers must be a positive integer or 'auto', got"):
+            parse_workers(bad)
+
+
+def test_gtl_markov_defaults_to_the_usable_cores():
+    from gtl_verify.cli import build_parser
+
+    args = build_parser().parse_args(["markov"])
+    assert args.workers == "auto"
