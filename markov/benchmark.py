@@ -464,7 +464,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="your own source/target chain pairs from .toml or .npz files (markov/chain_file.py), run as presets")
     parser.add_argument("--n-target", nargs="+", type=int, help="numbers of target samples (default 1000 100 20)")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
-    parser.add_argument("--methods", nargs="+", choices=markov_methods(), help="methods (default: all)")
+    parser.add_argument("--methods", nargs="+", choices=markov_methods(), help="methods (default: all but gtl-paper, which the committed grid configs run)")
     parser.add_argument("--samples", type=int, help="generated sequences per cell (default 500)")
     parser.add_argument("--out", help="run folder (default runs/markov-<config hash>); re-running resumes it")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -10,10 +10,10 @@ import pytest
 from gtl_verify.methods import METHODS
 
 from markov import benchmark
-from markov.config import MarkovConfig, ModelSizes, TrainingBudget, load_config
+from markov.config import MarkovConfig, ModelSizes, TrainingBudget, load_config, markov_methods
 
 TINY = MarkovConfig(
-    presets=("diagonal",), n_targets=(8,), seeds=(0,), n_source=200, length=4, samples=40,
+    presets=("diagonal",), n_targets=(8,), seeds=(0,), n_source=200, length=4, samples=40, methods=markov_methods(),
     gamma_sweep=(0.0, 1.0), gamma_sweep_n_target=8, overlap_sweep=(0.5,), overlap_n_target=8,
     models=ModelSizes(denoiser_hidden=16, denoiser_blocks=1, ratio_hidden=8, ratio_blocks=1, heads=2),
     training=TrainingBudget(source_steps=5, target_steps=5, finetune_steps=3, ratio_steps=5, planner_steps=3, batch_size=16),

@@ -118,3 +118,11 @@ def test_language_run_takes_a_seed():
     assert with_seed(load_config("cpu-tiny"), 5).seed == 5
     with pytest.raises(ValueError, match=r"seed must be in \[0, inf\), got -1"):
         with_seed(load_config("cpu-tiny"), -1)
+
+
+def test_the_default_markov_grid_leaves_out_only_the_opt_in_methods():
+    from markov.config import OPT_IN_METHODS, MarkovConfig, default_methods, markov_methods
+
+    assert set(OPT_IN_METHODS) == {"gtl-paper"} and set(OPT_IN_METHODS) <= set(markov_methods())
+    assert MarkovConfig().methods == default_methods() == tuple(m for m in markov_methods() if m != "gtl-paper")
+    assert MarkovConfig(methods=("gtl-paper",)).methods == ("gtl-paper",)  # still selectable
