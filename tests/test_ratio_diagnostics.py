@@ -122,6 +122,7 @@ def fit(name="noisy-classifier", source=SOURCE, target=TARGET, **kw):
 
 @pytest.mark.parametrize("call, match", [
     (lambda: get_estimator("kernel-mean"), "unknown ratio estimator 'kernel-mean'"),
+    (lambda: get_estimator(["paper"]), r"unknown ratio estimator \['paper'\]"),
     (lambda: fit(target=TARGET[:0]), "target must hold at least one sequence"),
     (lambda: fit(source=SOURCE[:0]), "source must hold at least one sequence"),
     (lambda: fit(target=TARGET[:, :3]), "target must have the source length 4"),

@@ -15,6 +15,6 @@ ESTIMATORS: tuple[str, ...] = tuple(_REGISTRY)
 
 def get_estimator(name: str) -> RatioEstimator:
     """A fresh estimator by name; raises ValueError naming an unknown one and listing the choices."""
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"unknown ratio estimator {name!r}; choose from {list(ESTIMATORS)}")
     return _REGISTRY[name]()
