@@ -468,7 +468,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, help="generated sequences per cell (default 500)")
     parser.add_argument("--out", help="run folder (default runs/markov-<config hash>); re-running resumes it")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--workers", default="auto", metavar="N",
+    parser.add_argument("--workers", default="auto", metavar="N|auto",
                         help="forked CPU processes computing independent cells, one torch thread each: a positive "
                              "integer or 'auto' (default: the usable CPU cores; 1 runs in this process with torch's "
                              "threads). Workers give the same numbers as one process on one thread")
