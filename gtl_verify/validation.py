@@ -135,20 +135,24 @@ def check_mask_id(mask_id: int, vocab_size: int) -> int:
     return mask_id
 
 
-def check_device(name: str, value: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N`` -> torch.device; raise unless the value has that form and the
-    device exists on this machine (CUDA available, N below the number of visible GPUs)."""
-    match = re.fullmatch(r"cpu|cuda(?::(\d+))?", str(value))
+def check_device(name: str, value: torch.device | str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (a string or a torch.device) -> torch.device; raise
+    ValueError naming ``name`` unless the value has that form and the device exists on this machine
+    (CUDA available and N below the number of visible GPUs; MPS available), before any work."""
+    text = str(value) if isinstance(value, (str, torch.device)) else None
+    match = re.fullmatch(r"cpu(?::0)?|cuda(?::(\d+))?|mps", text or "")
     if not match:
-        raise ValueError(f"{name} must be cpu, cuda or cuda:N, got {_short(value)}")
-    if value != "cpu":
+        raise ValueError(f"{name} must be cpu, cuda or cuda:N, got {_short(value if text is None else text)}")
+    if text.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"{name} {value}: CUDA is not available here (torch {torch.__version__}, "
+            raise ValueError(f"{name} {text}: CUDA is not available here (torch {torch.__version__}, "
                              f"CUDA build {torch.version.cuda or 'none'}); use {name} cpu")
         count = torch.cuda.device_count()
         if int(match[1] or 0) >= count:
-            raise ValueError(f"{name} {value}: only {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})")
-    return torch.device(value)
+            raise ValueError(f"{name} {text}: only {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})")
+    if text == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name} mps: MPS is not available here; use {name} cpu")
+    return torch.device(text)
 
 
 def check_output_dir(name: str, path: str | Path) -> Path:

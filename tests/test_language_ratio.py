@@ -97,10 +97,9 @@ def test_moving_a_mapped_model_keeps_the_mask_mapping(monkeypatch):
     """on_device of a MaskMapped used to reassemble its parts into the bare fitted model (mask K):
     the pipeline's mask 2 then read as a clean token. It moves the fitted model and keeps the map.
     (The meta device stands for a second device of this machine.)"""
-    from gtl_verify.estimators import base
+    from gtl_verify.estimators import persistence
 
-    usable = base._device_count
-    monkeypatch.setattr(base, "_device_count", lambda kind: 1 if kind == "meta" else usable(kind))
+    monkeypatch.setattr(persistence, "check_device", lambda name, device: torch.device(device))
     model, read = _mapped()
     assert on_device(read, "cpu") is read
     moved = on_device(read, "meta")

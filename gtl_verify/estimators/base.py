@@ -20,7 +20,7 @@ from ..config import Budget, NetSize
 from ..networks import BackboneConfig
 from ..schedules import Schedule
 from ..training import TrainConfig
-from ..validation import check_int_range
+from ..validation import check_device, check_int_range
 
 DenoiserFn = Callable[..., torch.Tensor]
 
@@ -111,29 +111,6 @@ def _check_samples(name: str, x: torch.Tensor, vocab_size: int) -> None:
         raise ValueError(f"{name} must hold clean tokens 0..{vocab_size - 1}, got values in [{int(x.min())}, {int(x.max())}]")
 
 
-def _device_count(kind: str) -> int:
-    """Devices of ``kind`` this process can use (0 for a kind it cannot train on: meta, or absent)."""
-    if kind == "cpu":
-        return 1
-    if kind == "cuda":
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if kind == "mps":
-        return int(torch.backends.mps.is_available())
-    return 0
-
-
-def check_device(device: torch.device | str) -> torch.device:
-    """``device`` as a torch.device that exists on this machine (checked before any training)."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:1'), got {device!r}") from e
-    count = _device_count(dev.type)
-    if count == 0 or (dev.index is not None and dev.index >= count):
-        raise ValueError(f"device must be one this machine has ({count} {dev.type} device(s) usable), got {device!r}")
-    return dev
-
-
 def check_fit_inputs(source: torch.Tensor, target: torch.Tensor, *, vocab_size: int, mask_id: int, schedule: Schedule,
                      denoiser: DenoiserFn | None, seed: int, needs_denoiser: bool, name: str,
                      device: torch.device | str = "cpu") -> FitInputs:
@@ -152,7 +129,8 @@ def check_fit_inputs(source: torch.Tensor, target: torch.Tensor, *, vocab_size: 
         raise ValueError(f"estimator {name!r} needs the frozen source denoiser, got denoiser=None")
     if denoiser is not None and not callable(denoiser):
         raise ValueError(f"denoiser must be callable z, t -> log p(x^i = v | z) [B, L, K], got {type(denoiser).__name__}")
-    return FitInputs(source, target, k, mask_id, schedule, denoiser, check_int_range("seed", seed, 0), check_device(device))
+    return FitInputs(source, target, k, mask_id, schedule, denoiser, check_int_range("seed", seed, 0),
+                     check_device("device", device))
 
 
 def checked(name: str, what: str, values: torch.Tensor) -> torch.Tensor:

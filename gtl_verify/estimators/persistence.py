@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,7 +29,8 @@ from ..amortised import SingleSiteRatioNet
 from ..networks import BackboneConfig, SequenceNet
 from ..schedules import Schedule
 from ..storage import atomic_torch_save, discard_damaged, load_torch_cache
-from .base import DenoiserFn, EstimatorBudget, check_device
+from ..validation import check_device, check_output_file
+from .base import DenoiserFn, EstimatorBudget
 from .registry import get_estimator
 
 
@@ -110,18 +110,6 @@ def _check_meta(meta: Any, where: str = "meta") -> None:
                          f"got {type(meta).__name__} {meta!r}")
 
 
-def _check_savable(path: Path) -> None:
-    """Raise ValueError unless a fit can be saved at ``path`` (its folder created now), before training."""
-    if path.is_dir():
-        raise ValueError(f"path must name a file to save the ratio model in, got the folder {path}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"path {path}: its folder cannot be created ({e.strerror or type(e).__name__})") from e
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise ValueError(f"path {path}: its folder {path.parent} is not writable")
-
-
 class FitOrLoad(NamedTuple):
     """What :func:`fit_or_load` returns: the ratio ``model`` and whether it was ``trained`` now
     (False: reloaded from its file)."""
@@ -144,7 +132,7 @@ def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source
     ``path`` where no file can be saved (a folder, or under a file), before any training, and for a
     file written under another estimator or ``meta``."""
     fitter = get_estimator(name)
-    check_device(device)  # whether or not a saved fit is there
+    check_device("device", device)  # whether or not a saved fit is there
     if not isinstance(meta, dict):
         raise ValueError(f"meta must be a dict (the caller's key), got {type(meta).__name__}")
     _check_meta(meta)
@@ -152,7 +140,7 @@ def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source
     if model is not None:
         return FitOrLoad(model, False)
     if path is not None:
-        _check_savable(Path(path))
+        check_output_file("path", path)  # before training: a fit that cannot be saved is lost
     model = fitter.fit(source, target, budget, schedule=schedule, vocab_size=vocab_size, mask_id=mask_id,
                        denoiser=denoiser if fitter.needs_denoiser else None, seed=seed, device=device)
     if path is not None:
@@ -167,7 +155,7 @@ def on_device(model: Any, device: torch.device | str) -> Any:
     ``device`` this machine lacks raises ValueError as in :meth:`RatioEstimator.fit`. A
     wrapper of a fitted model that has its own ``on_device(device)`` method (the language
     pipeline's mask mapping) moves itself: reassembling its parts would drop the wrapper."""
-    device = check_device(device)
+    device = check_device("device", device)
     move = getattr(type(model), "on_device", None)
     if callable(move):
         return move(model, device)
