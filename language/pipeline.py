@@ -53,7 +53,7 @@ from .components import (
 )
 from .config import LanguageConfig
 from .prepare import prepare_data
-from .run_folder import PreparedData, Run, backbone, record_config, resolve_device
+from .run_folder import PreparedData, Run, backbone, config_history, record_config, resolve_device
 from .sampling import SampleSet, check_sampling_budget, draw_samples, planned_sets
 from .scoring import Evaluator, _diagnostics, evaluate_samples, make_evaluator
 from .vocabulary import Vocabulary, observed_vocabulary
@@ -137,6 +137,7 @@ def run(config: LanguageConfig, out: str | Path, progress: bool = True,
         with InvocationClock(out) as clock:
             results = run_pipeline(config, out, progress)
             meta = provenance(config.to_dict(), list(config.replicate_seeds), clock.elapsed(), clock.parts())
+            meta["config_changes"] = config_history(out)
             path = write_results(Path(out) / "results.json", "language", results, meta)
             report = build_report(path, out)
     return results, path, report

@@ -222,6 +222,17 @@ def record_config(root: str | Path, config: LanguageConfig, device: torch.device
     return changes
 
 
+def config_history(root: str | Path) -> list[dict[str, Any]]:
+    """The config changes accepted in the run folder ``root`` with ``--allow-config-change``, oldest
+    first: ``{"from": old hash, "to": new hash, "changed": ["key (old -> new)", ...]}`` per accepted
+    change (empty for a folder run under one config). Read from the record :func:`record_config`
+    keeps, so a report can say that its components were computed under more than one config."""
+    record = _read_record(Path(root) / CONFIG_RECORD, Path(root))
+    hashes = [h.get("hash") for h in record.get("history", [])] + [record["hash"]]
+    return [{"from": h.get("hash"), "to": hashes[j + 1], "changed": list(h.get("changed", []))}
+            for j, h in enumerate(record.get("history", []))]
+
+
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key (old -> new)`` for every result-changing setting that differs between two records
     (``{"device": ..., "config": ...}``), in the config's order."""

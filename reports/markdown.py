@@ -89,11 +89,25 @@ def wall_time_item(meta: dict[str, Any]) -> tuple[str, str]:
     return "Wall time of the last invocation", f"{wall:.1f} s" if _number(wall) else "-"
 
 
+def config_changes_text(changes: list[Any]) -> str:
+    """The config changes a run folder accepted (``--allow-config-change``), oldest first, as one
+    line: components computed before a change were reused only where their settings were unchanged,
+    so a reader learns that the results were not all computed under the config shown below."""
+    def one(change: Any) -> str:
+        if not isinstance(change, dict):
+            return escape_cell(str(change))
+        keys = ", ".join(map(str, change.get("changed") or [])) or "-"
+        return f"{change.get('from', '?')} -> {change.get('to', '?')}: {escape_cell(keys)}"
+    return (f"{len(changes)} time(s), accepted with --allow-config-change (components whose settings did not "
+            f"change were reused; the config below is the last): " + "; ".join(one(c) for c in changes))
+
+
 def provenance_block(meta: dict[str, Any], regenerate: str | None = None) -> str:
     """The provenance of a run as a Markdown list.
 
     Command, commit, device, seeds, wall time (:func:`wall_time_item`), date, package versions, the
-    configuration (as JSON, collapsed in a <details> block beyond CONFIG_INLINE_LINES lines) and,
+    configuration (as JSON, collapsed in a <details> block beyond CONFIG_INLINE_LINES lines), the
+    config changes the run folder accepted (``meta["config_changes"]``, :func:`config_changes_text`) and,
     when ``regenerate`` is given, the command that rebuilds the report from its results file.
     """
     versions = meta.get("packages") or {}
@@ -108,6 +122,9 @@ def provenance_block(meta: dict[str, Any], regenerate: str | None = None) -> str
         ("Date (UTC)", meta.get("date_utc", "-")),
         ("Packages", packages or "-"),
     ]
+    changes = meta.get("config_changes")
+    if isinstance(changes, list) and changes:
+        items.append(("Config changed during the run", config_changes_text(changes)))
     if regenerate:
         items.append(("Regenerate this report", f"`{regenerate}`"))
     text = "\n".join(f"- **{k}**: {v}" for k, v in items)

@@ -16,7 +16,7 @@ from gtl_verify.cli import main
 from gtl_verify.config import build
 from language import pipeline, run_folder, sampling
 from language.config import config_from_dict, load_config
-from language.run_folder import CONFIG_RECORD, record_config
+from language.run_folder import CONFIG_RECORD, config_history, record_config
 from tests.test_language_pipeline import synthetic_dir  # noqa: F401  (the synthetic arXiv fixture)
 
 CPU = torch.device("cpu")
@@ -88,6 +88,15 @@ def test_allow_change_records_the_new_config_and_keeps_the_history(tmp_path):
     assert [h["hash"] for h in rec["history"]] == [first.hash(), second.hash()]
     assert [h["changed"] for h in rec["history"]] == [["sampling.samples (16 -> 32)"], ["seeds ([] -> [0, 1])"]]
     assert all("history" not in h for h in rec["history"])
+    assert config_history(tmp_path) == [
+        {"from": first.hash(), "to": second.hash(), "changed": ["sampling.samples (16 -> 32)"]},
+        {"from": second.hash(), "to": third.hash(), "changed": ["seeds ([] -> [0, 1])"]}]
+
+
+def test_a_folder_run_under_one_config_has_no_history(tmp_path):
+    record_config(tmp_path, _tiny(), CPU)
+    record_config(tmp_path, _tiny(), CPU)
+    assert config_history(tmp_path) == []
 
 
 def test_a_setting_added_to_the_code_later_counts_at_its_default(tmp_path):

@@ -224,7 +224,9 @@ def test_resumed_run_reports_every_invocations_wall_time(tiny_run, monkeypatch):
     first = read_results(results_path)["meta"]["wall_time_parts_s"]
     monkeypatch.setattr(run_folder, "train", lambda *a, **k: pytest.fail("a resumed run must not train again"))
     _, path, report = pipeline.run(config, out, progress=False)
-    parts = read_results(path)["meta"]["wall_time_parts_s"]
+    meta = read_results(path)["meta"]
+    parts = meta["wall_time_parts_s"]
+    assert meta["config_changes"] == []  # resumed under the same config: nothing to declare
     assert len(first) == 1 and len(parts) == 2 and parts[0] >= first[0]  # the first part as recorded at its exit
     assert f"{math.fsum(parts):.1f} s in total over 2 invocations" in report.read_text()
 

@@ -635,6 +635,20 @@ def test_provenance_wall_time_of_a_resumed_run_and_collapsed_config():
     assert "<details>" not in provenance_block({"config": {"a": 1}})
 
 
+def test_provenance_names_the_config_changes_a_run_folder_accepted():
+    """A language run resumed with --allow-config-change reused components computed under the old
+    config; its report showed only the last config, as if everything were computed under it."""
+    from reports.markdown import provenance_block
+
+    assert "Config changed" not in provenance_block({"config": {"a": 1}, "config_changes": []})
+    text = provenance_block({"config": {"a": 1}, "config_changes": [
+        {"from": "aaa", "to": "bbb", "changed": ["sampling.samples (16 -> 32)"]},
+        {"from": "bbb", "to": "ccc", "changed": ["seeds ([] -> [0, 1])", "ratio.estimator (\"paper\" -> \"x|y\")"]}]})
+    line = next(li for li in text.splitlines() if li.startswith("- **Config changed during the run**"))
+    assert "2 time(s)" in line and "aaa -> bbb: sampling.samples (16 -> 32)" in line
+    assert "bbb -> ccc: seeds ([] -> [0, 1]), ratio.estimator" in line and "x\\|y" in line
+
+
 def test_error_bars_drawn_are_the_bootstrap_interval_and_never_cross_zero(tmp_path, monkeypatch):
     import matplotlib.axes
 
