@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -145,6 +146,34 @@ class ComponentStore:
         info["parameters"] = count_parameters(net)
         self.components[name] = info
         return net
+
+    def fit_ratio(self, name: str, key: Any, estimator: str, source: torch.Tensor, target: torch.Tensor,
+                  budget: Any, **fit: Any) -> Any:
+        """The density-ratio model ``name`` with ``key``: estimator ``estimator`` of
+        :mod:`gtl_verify.estimators` loaded from ``<root>/<name>-<digest>.pt`` when saved, else fitted
+        on ``source`` [N_s, L] and ``target`` [N_t, L] with ``budget`` (an EstimatorBudget) on the
+        store's device and saved (:func:`gtl_verify.estimators.fit_or_load`; ``fit``: its keyword
+        arguments, schedule, vocab_size, mask_id, denoiser, seed). Records the estimator, parameter
+        count and, when fitted now, the seconds it took in :attr:`components`. Raises ValueError (one
+        line) for an unknown estimator, bad samples or a file written under another key, before any
+        training; a damaged file is warned about and refitted."""
+        from .estimators import fit_or_load  # the estimators build on the store's networks
+
+        digest = key_digest(key, self.digest_chars)
+        path = self.path(name, digest)
+        self._say(f"{name}: {'loading' if path is not None and path.is_file() else 'fitting'} {estimator}"
+                  + ("" if path is None else f" ({path.name})"))
+        start = time.perf_counter()
+        model, trained = fit_or_load(estimator, path, {"config_hash": digest}, source, target, budget,
+                                     device=self.device, **fit)
+        info: dict[str, Any] = {"estimator": estimator,
+                                "parameters": sum(count_parameters(net) for net in model.parts.values())}
+        if trained:
+            self.trained.append(name)
+            info["train_seconds"] = time.perf_counter() - start
+            self._say(f"{name}: fitted in {info['train_seconds']:.1f}s" + ("" if path is None else ", saved"))
+        self.components[name] = info
+        return model
 
 
 def stderr_log(prefix: str) -> Callable[[str], None]:

@@ -5,7 +5,6 @@ trained once through the run's component store, and :class:`Components`, the pip
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +13,11 @@ from torch import nn
 
 from gtl_verify.baselines import TCSMNet, diffusion_from_ar, zero_correction
 from gtl_verify import recipes
-from gtl_verify.estimators import EstimatorBudget, fit_or_load, get_estimator, on_device
+from gtl_verify.estimators import EstimatorBudget, get_estimator, on_device
 from gtl_verify.learned import NetworkPlanner
 from gtl_verify.methods import METHODS, Method
-from gtl_verify.networks import DenoiserNet, PositionNet, SequenceNet, count_parameters
-from gtl_verify.store import ComponentId, key_dict, key_digest
+from gtl_verify.networks import DenoiserNet, PositionNet, SequenceNet
+from gtl_verify.store import ComponentId, key_digest
 
 from .ratio import estimator_denoiser, pipeline_ratio
 from .run_folder import Run, backbone
@@ -216,20 +215,10 @@ def ratio_model(run: Run, fraction: float):
     digest = key_digest(key, run.store.digest_chars)
     if run.keys.get(cid) == digest and cid in run.ratios:
         return run.ratios[cid]
-    path = run.store.path(cid.name, digest)
-    run.log(f"{cid.name}: {'loading' if path.is_file() else 'fitting'} {name} ({path.name})")
-    start = time.perf_counter()
-    model, trained = fit_or_load(name, path, {"config_hash": digest, "key": key_dict(key)}, data.source_train,
-                                 data.target_train[fraction], ratio_budget(run), schedule=run.schedule,
-                                 vocab_size=data.vocab.size, mask_id=data.vocab.size,
-                                 denoiser=None if source is None else estimator_denoiser(source, data.vocab),
-                                 seed=run.seed(cid.name), device=run.device)
-    info: dict[str, Any] = {"estimator": name, "parameters": sum(count_parameters(n) for n in model.parts.values())}
-    if trained:
-        run.store.trained.append(cid.name)
-        info["train_seconds"] = time.perf_counter() - start
-        run.log(f"{cid.name}: fitted in {info['train_seconds']:.1f}s, saved")
-    run.store.components[cid.name] = info
+    model = run.store.fit_ratio(cid.name, key, name, data.source_train, data.target_train[fraction], ratio_budget(run),
+                                schedule=run.schedule, vocab_size=data.vocab.size, mask_id=data.vocab.size,
+                                denoiser=None if source is None else estimator_denoiser(source, data.vocab),
+                                seed=run.seed(cid.name))
     run.keys[cid] = digest
     run.ratios[cid] = pipeline_ratio(on_device(model, run.device), data.vocab)
     return run.ratios[cid]

@@ -20,11 +20,11 @@ import torch
 
 from gtl_verify import recipes
 from gtl_verify.baselines import TCSMNet, diffusion_from_ar, zero_correction
-from gtl_verify.estimators import EstimatorBudget, fit_or_load, get_estimator
+from gtl_verify.estimators import EstimatorBudget, get_estimator
 from gtl_verify.learned import NetworkDenoiser, NetworkPlanner
-from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet, count_parameters
+from gtl_verify.networks import BackboneConfig, DenoiserNet, PositionNet
 from gtl_verify.schedules import Schedule
-from gtl_verify.store import ComponentStore, Fit, key_digest
+from gtl_verify.store import ComponentStore, Fit
 from gtl_verify.training import TrainConfig, train
 
 from .config import ModelSizes, TrainingBudget
@@ -92,14 +92,8 @@ def train_ratio(store: ComponentStore, source: torch.Tensor, target: torch.Tenso
     ratio_b = ratio_budget(sizes, budget)
     full_key = {**key, "estimator": estimator, "budget": ratio_b.to_dict(), "seed": seed, "n_target": len(target),
                 "denoiser": denoiser_key if fitter.needs_denoiser else None}
-    digest = key_digest(full_key, store.digest_chars)
-    label = f"ratio-{estimator}"
-    model, trained = fit_or_load(estimator, store.path(label, digest), {"config_hash": digest}, source, target, ratio_b,
-                                 schedule=schedule, vocab_size=key["vocab_size"], denoiser=denoiser, seed=seed)
-    if trained:
-        store.trained.append(label)
-    store.components[label] = {"parameters": sum(count_parameters(net) for net in model.parts.values())}
-    return model
+    return store.fit_ratio(f"ratio-{estimator}", full_key, estimator, source, target, ratio_b, schedule=schedule,
+                           vocab_size=key["vocab_size"], denoiser=denoiser, seed=seed)
 
 
 def train_planner(store: ComponentStore, denoiser: DenoiserNet, x: torch.Tensor, sizes: ModelSizes, budget: TrainingBudget,

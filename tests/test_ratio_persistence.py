@@ -83,8 +83,12 @@ def test_train_ratio_uses_the_config_budget_and_reloads_by_key(tmp_path):
     assert (budget.train.steps, budget.batch_size, budget.train.lr, budget.size.hidden) == (3, 8, TRAIN.ratio_lr, 8)
     store = ComponentStore(tmp_path)
     first = _train(store)
-    assert store.trained == ["ratio-guided-likelihood"] and store.components["ratio-guided-likelihood"]["parameters"] > 0
-    again = _train(ComponentStore(tmp_path))
+    info = store.components["ratio-guided-likelihood"]
+    assert store.trained == ["ratio-guided-likelihood"] and info["parameters"] > 0 and info["estimator"] == "guided-likelihood"
+    assert info["train_seconds"] > 0
+    reloaded = ComponentStore(tmp_path)
+    again = _train(reloaded)
+    assert reloaded.trained == [] and "train_seconds" not in reloaded.components["ratio-guided-likelihood"]
     assert torch.equal(first.single_site(_noisy()), again.single_site(_noisy()))
     fresh = ComponentStore(tmp_path)
     _train(fresh, training=dataclasses.replace(TRAIN, ratio_steps=4))  # another budget: another fit
@@ -101,6 +105,20 @@ def test_train_ratio_names_an_unknown_estimator_or_a_missing_denoiser_key_before
         train_ratio(ComponentStore(tmp_path), SOURCE, TARGET, "telescoping-nce", SIZES, TRAIN, seed=0, key=KEY,
                     schedule=SCHEDULE, denoiser=ORACLE.source)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_file_recording_more_of_its_key_than_asked_for_is_reloaded(tmp_path, monkeypatch):
+    """Files saved with the whole key beside its hash (the language pipeline's, before the store
+    fitted every app's ratio) reload under a request for the hash; a differing item still refuses."""
+    path = tmp_path / "ratio.pt"
+    model = _fit(path, {"config_hash": "abc", "key": {"fraction": 0.05}}).model
+    _no_training(monkeypatch)
+    again = _fit(path, {"config_hash": "abc"})
+    assert not again.trained and torch.equal(model.single_site(_noisy()), again.model.single_site(_noisy()))
+    with pytest.raises(ValueError, match="written for another estimator or key"):
+        _fit(path, {"config_hash": "abd"})
+    with pytest.raises(ValueError, match="written for another estimator or key"):
+        _fit(path, {"config_hash": "abc", "seed": 1})
 
 
 def test_a_file_without_a_fitted_model_is_named(tmp_path):

@@ -67,13 +67,16 @@ def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None)
     """The model saved in ``path`` by estimator ``name``, assembled by that estimator; None when the
     file is absent or damaged (warned and removed): unreadable, or parts that do not build (a missing
     or misshapen weight, a missing spec, an unexpected part). Raises ValueError when the file was written by
-    another estimator or, if ``meta`` is given, with other metadata (another key)."""
+    another estimator or, if ``meta`` is given, with metadata that lacks or differs in one of its
+    items (another key; a file may record more items than asked for)."""
     payload = load_torch_cache(path)
     if payload is None:
         return None
     if not isinstance(payload, dict) or not {"estimator", "parts"} <= payload.keys():
         raise ValueError(f"ratio model file {path} must hold 'estimator' and 'parts'; delete it or choose another run folder")
-    if payload.get("estimator") != name or (meta is not None and payload.get("meta") != meta):
+    saved = payload.get("meta")
+    if payload.get("estimator") != name or (meta is not None and not (isinstance(saved, dict) and all(
+            k in saved and saved[k] == v for k, v in meta.items()))):
         raise ValueError(f"ratio model file {path} was written for another estimator or key (estimator "
                          f"{payload.get('estimator')!r}, meta {payload.get('meta')!r}; asked for {name!r}, meta {meta!r}); "
                          f"delete it or choose another run folder")
