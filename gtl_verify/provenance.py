@@ -62,6 +62,15 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def invocation(argv: list[str]) -> str:
+    """The command line that ran, as a user would type it: ``gtl ARGS`` for the ``gtl`` script and for
+    ``python -m gtl_verify.cli`` (whose argv[0] is the module's file path), else argv joined."""
+    head = Path(argv[0]) if argv else Path("?")
+    if head.name == "gtl" or (head.name == "cli.py" and head.parent.name == "gtl_verify"):
+        return " ".join(["gtl", *argv[1:]])
+    return " ".join(argv)
+
+
 def provenance(config: dict[str, Any] | None = None, seeds: list[int] | None = None, wall_time_s: float | None = None,
                wall_time_parts_s: list[float] | None = None) -> dict[str, Any]:
     """Metadata recorded with every result: command, commit, config, seeds, device, time, versions;
@@ -69,7 +78,7 @@ def provenance(config: dict[str, Any] | None = None, seeds: list[int] | None = N
     current one last) also that list (reports/markdown.py ``wall_time_item`` shows their total)."""
     parts = {} if wall_time_parts_s is None else {"wall_time_parts_s": [float(p) for p in wall_time_parts_s]}
     return {**parts,
-        "command": " ".join(["gtl", *sys.argv[1:]]) if Path(sys.argv[0]).name == "gtl" else " ".join(sys.argv),
+        "command": invocation(sys.argv),
         "git_commit": git_commit(),
         "config": config or {},
         "seeds": seeds or [],

@@ -673,3 +673,13 @@ def test_error_bars_drawn_are_the_bootstrap_interval_and_never_cross_zero(tmp_pa
         else:
             assert lo_err == hi_err == 0.0
     assert (tmp_path / "kl.png").stat().st_size > 1000
+
+
+def test_provenance_command_is_the_gtl_command_whichever_way_it_was_started():
+    """``python -m gtl_verify.cli markov ...`` recorded the module's absolute file path as the command."""
+    from gtl_verify.provenance import invocation
+
+    assert invocation(["/x/bin/gtl", "markov", "--seeds", "0"]) == "gtl markov --seeds 0"
+    assert invocation(["/work/tree/gtl_verify/cli.py", "markov", "--quiet"]) == "gtl markov --quiet"
+    assert invocation(["benchmarks/sampler_cost.py", "--out", "x"]) == "benchmarks/sampler_cost.py --out x"
+    assert invocation(["other/cli.py", "a"]) == "other/cli.py a"
