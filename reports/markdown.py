@@ -28,6 +28,13 @@ METRIC_NOTES = {
     CROSS_ENTROPY_GAP_LABEL: f"**{CROSS_ENTROPY_GAP_LABEL}**: mean -log q(x)/L over the samples minus the exact per-token entropy "
     "H_L(q)/L of the target; 0 in expectation for exact samples. A negative gap means the samples sit on "
     "sequences more likely under q than q's typical ones: mode-seeking, low diversity (it is not better than 0).",
+    "sampling_s": "**sampling_s**: wall seconds of the cell's sampling, measured in the invocation that computed the "
+    "cell, under that invocation's load and worker count (a run folder resumed or filled by several invocations "
+    "mixes them); compare costs by the counted passes beside it, and seconds only within one invocation.",
+    "ratio_passes_per_sequence": "**ratio_passes_per_sequence**: counted passes of a sequence-level ratio network per "
+    "generated sequence (one per candidate sequence scored).",
+    "single_site_passes_per_sequence": "**single_site_passes_per_sequence**: counted passes of a single-site ratio "
+    "model per generated sequence (one per step and row still holding a mask: L for L reveals).",
 }
 
 
@@ -107,7 +114,9 @@ def provenance_block(meta: dict[str, Any], regenerate: str | None = None) -> str
 
     Command, commit, device, seeds, wall time (:func:`wall_time_item`), date, package versions, the
     configuration (as JSON, collapsed in a <details> block beyond CONFIG_INLINE_LINES lines), the
-    config changes the run folder accepted (``meta["config_changes"]``, :func:`config_changes_text`) and,
+    config changes the run folder accepted (``meta["config_changes"]``, :func:`config_changes_text`), the
+    notes added to the results file by whoever ran it (``meta["notes"]``: a list of sentences, e.g. that
+    cells were copied in from another run folder, which the wall time cannot know) and,
     when ``regenerate`` is given, the command that rebuilds the report from its results file.
     """
     versions = meta.get("packages") or {}
@@ -122,6 +131,9 @@ def provenance_block(meta: dict[str, Any], regenerate: str | None = None) -> str
         ("Date (UTC)", meta.get("date_utc", "-")),
         ("Packages", packages or "-"),
     ]
+    notes = meta.get("notes")
+    if isinstance(notes, list) and notes:
+        items.append(("Notes", " ".join(escape_cell(str(n)) for n in notes)))
     changes = meta.get("config_changes")
     if isinstance(changes, list) and changes:
         items.append(("Config changed during the run", config_changes_text(changes)))

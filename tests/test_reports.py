@@ -598,6 +598,31 @@ def test_markov_bars_verdicts_and_attribution():
     assert all("the denoiser" in n for n in bar_checks(grouped)[1])
 
 
+def test_markov_bars_of_planner_gtl_and_the_learned_ratio_goals():
+    """GTL under the planner sampler has its own bars, against fine-tuning under the same sampler too;
+    both GTL methods meet or miss the learned-ratio goals; the ablations (of the ancestral sampler)
+    explain no planner bar."""
+    from reports.render_markov import LEARNED_RATIO_GOALS, bar_checks
+
+    def g(*values):
+        return {"transition_kl": summarize(list(values))}
+
+    grouped = {("paper", "gtl", 100): g(0.05, 0.07), ("paper", "gtl-planner", 100): g(0.02, 0.03),
+               ("paper", "target-only", 100): g(0.03, 0.03), ("paper", "fine-tuned", 100): g(0.04, 0.04),
+               ("paper", "fine-tuned-planner", 100): g(0.01, 0.01), ("paper", "gtl-planner", 1000): g(0.05, 0.05),
+               ("paper", "gtl-oracle-ratio", 100): g(0.003), ("paper", "gtl-oracle-denoiser", 100): g(0.06)}
+    table, notes = bar_checks(grouped)
+    lines = {(line.split("|")[1].strip(), int(line.split("|")[2])): line for line in table.splitlines()[2:]}
+    assert lines[("GTL (planner sampler) below target-only", 100)].rstrip(" |").endswith("met")
+    assert lines[("GTL (planner sampler) below fine-tuned", 100)].rstrip(" |").endswith("met")
+    assert "missed by 0.015 " in lines[("GTL (planner sampler) below fine-tuned-planner", 100)]
+    assert LEARNED_RATIO_GOALS[100] == 0.07 and lines[("GTL <= the learned-ratio goal", 100)].rstrip(" |").endswith("met")
+    assert "missed by 0.01 " in lines[("GTL (planner sampler) <= the learned-ratio goal", 1000)]  # 0.05 vs 0.04
+    assert ("GTL (planner sampler) below target-only", 1000) not in lines  # rivals only at n <= 100
+    assert ("GTL below fine-tuned-planner", 100) not in lines
+    assert notes and all(n.startswith("n target = 100, GTL below") for n in notes)
+
+
 def test_markov_attribution_without_ablations_says_so_plainly():
     from reports.render_markov import bar_checks
 
@@ -673,6 +698,14 @@ def test_error_bars_drawn_are_the_bootstrap_interval_and_never_cross_zero(tmp_pa
         else:
             assert lo_err == hi_err == 0.0
     assert (tmp_path / "kl.png").stat().st_size > 1000
+
+
+def test_provenance_shows_notes_recorded_with_the_results():
+    from reports.markdown import provenance_block
+
+    assert "**Notes**" not in provenance_block({"config": {"a": 1}})
+    text = provenance_block({"config": {"a": 1}, "notes": ["Cells were copied in.", "A|B"]})
+    assert "- **Notes**: Cells were copied in. A\\|B" in text
 
 
 def test_provenance_command_is_the_gtl_command_whichever_way_it_was_started():
