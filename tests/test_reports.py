@@ -591,7 +591,7 @@ def test_markov_bars_verdicts_and_attribution():
     lines = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     assert "met" in lines["GTL below fine-tuned"] and "missed by 0.11 " in lines["GTL below target-only"]
     assert "missed by 0.22 " in lines["GTL at or below the paper's GTL"]  # 0.32 vs 0.100
-    assert lines["exact-ratio GTL <= 0.01"].rstrip(" |").endswith("met")
+    assert lines["exact-ratio GTL <= 0.01"].split("|")[5].strip() == "met"
     assert notes and all("the ratio network" in n for n in notes)
     grouped[("paper", "gtl-oracle-denoiser", 100)] = g(0.01, 0.012)
     grouped[("paper", "gtl-oracle-ratio", 100)] = g(0.2, 0.2)
@@ -613,14 +613,35 @@ def test_markov_bars_of_planner_gtl_and_the_learned_ratio_goals():
                ("paper", "gtl-oracle-ratio", 100): g(0.003), ("paper", "gtl-oracle-denoiser", 100): g(0.06)}
     table, notes = bar_checks(grouped)
     lines = {(line.split("|")[1].strip(), int(line.split("|")[2])): line for line in table.splitlines()[2:]}
-    assert lines[("GTL (planner sampler) below target-only", 100)].rstrip(" |").endswith("met")
-    assert lines[("GTL (planner sampler) below fine-tuned", 100)].rstrip(" |").endswith("met")
+
+    def verdict(bar, n):
+        return lines[(bar, n)].split("|")[5].strip()
+
+    assert verdict("GTL (planner sampler) below target-only", 100) == "met"
+    assert verdict("GTL (planner sampler) below fine-tuned", 100) == "met"
     assert "missed by 0.015 " in lines[("GTL (planner sampler) below fine-tuned-planner", 100)]
-    assert LEARNED_RATIO_GOALS[100] == 0.07 and lines[("GTL <= the learned-ratio goal", 100)].rstrip(" |").endswith("met")
+    assert LEARNED_RATIO_GOALS[100] == 0.07 and verdict("GTL <= the learned-ratio goal", 100) == "met"
     assert "missed by 0.01 " in lines[("GTL (planner sampler) <= the learned-ratio goal", 1000)]  # 0.05 vs 0.04
     assert ("GTL (planner sampler) below target-only", 1000) not in lines  # rivals only at n <= 100
     assert ("GTL below fine-tuned-planner", 100) not in lines
     assert notes and all(n.startswith("n target = 100, GTL below") for n in notes)
+
+
+def test_markov_bars_count_the_seeds_below_the_rival_paired_by_seed():
+    from reports.render_markov import _grouped, bar_checks
+
+    def cell(method, seed, kl):
+        return {"preset": "paper", "method": method, "n_target": 100, "seed": seed, "metrics": {"transition_kl": kl}}
+
+    cells = [cell("gtl", 0, 0.1), cell("gtl", 1, 0.3), cell("gtl", 2, 0.2),
+             cell("target-only", 0, 0.2), cell("target-only", 1, 0.2), cell("target-only", 2, 0.25),
+             cell("fine-tuned", 5, 0.1)]  # no seed shared with gtl
+    table, _ = bar_checks(_grouped(cells), cells)
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines()[2:]}
+    assert lines["GTL below target-only"][-1] == "2 of 3"  # seeds 0 and 2; the means (0.2 vs 0.217) say met
+    assert lines["GTL below fine-tuned"][-1] == "-" and lines["GTL <= the learned-ratio goal"][-1] == "-"
+    assert table.splitlines()[0].endswith("| seeds below the rival (paired) |")
+    assert bar_checks(_grouped(cells))[0].splitlines()[2].split("|")[-2].strip() == "-"  # without cells: no pairing
 
 
 def test_markov_attribution_without_ablations_says_so_plainly():
