@@ -16,6 +16,7 @@ import functools
 import os
 import platform
 import subprocess
+import shlex
 import sys
 import time
 from importlib import metadata
@@ -64,11 +65,13 @@ def package_versions() -> dict[str, str]:
 
 def invocation(argv: list[str]) -> str:
     """The command line that ran, as a user would type it: ``gtl ARGS`` for the ``gtl`` script and for
-    ``python -m gtl_verify.cli`` (whose argv[0] is the module's file path), else argv joined."""
-    head = Path(argv[0]) if argv else Path("?")
+    ``python -m gtl_verify.cli`` (whose argv[0] is the module's file path), else argv joined; each
+    argument shell-quoted where it needs it (a folder with a space), so the line can be run again."""
+    args = [str(a) for a in argv]
+    head = Path(args[0]) if args and args[0] else Path("?")
     if head.name == "gtl" or (head.name == "cli.py" and head.parent.name == "gtl_verify"):
-        return " ".join(["gtl", *argv[1:]])
-    return " ".join(argv)
+        args = ["gtl", *args[1:]]
+    return shlex.join(args) if any(args) else "?"
 
 
 def provenance(config: dict[str, Any] | None = None, seeds: list[int] | None = None, wall_time_s: float | None = None,

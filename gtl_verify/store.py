@@ -157,8 +157,9 @@ class ComponentStore:
         count and, when fitted now, the seconds it took in :attr:`components`. Raises ValueError (one
         line) for an unknown estimator, bad samples or a file written under another key, before any
         training; a damaged file is warned about and refitted."""
-        from .estimators import fit_or_load  # the estimators build on the store's networks
+        from .estimators import fit_or_load, get_estimator  # the estimators build on the store's networks
 
+        get_estimator(estimator)  # an unknown name is refused before anything is logged
         digest = key_digest(key, self.digest_chars)
         path = self.path(name, digest)
         self._say(f"{name}: {'loading' if path is not None and path.is_file() else 'fitting'} {estimator}"

@@ -136,13 +136,14 @@ def check_mask_id(mask_id: int, vocab_size: int) -> int:
 
 
 def check_device(name: str, value: torch.device | str) -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (a string or a torch.device) -> torch.device; raise
-    ValueError naming ``name`` unless the value has that form and the device exists on this machine
-    (CUDA available and N below the number of visible GPUs; MPS available), before any work."""
+    """``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (a string or a torch.device; ``cpu:0`` reads as ``cpu``)
+    -> torch.device. Raises ValueError naming ``name`` unless the value has that form (N without
+    leading zeros, ASCII digits) and the device exists on this machine (CUDA available and N below
+    the number of visible GPUs; MPS available), before any work."""
     text = str(value) if isinstance(value, (str, torch.device)) else None
-    match = re.fullmatch(r"cpu(?::0)?|cuda(?::(\d+))?|mps", text or "")
+    match = re.fullmatch(r"cpu(?::0)?|cuda(?::(0|[1-9][0-9]*))?|mps", text or "", flags=re.ASCII)
     if not match:
-        raise ValueError(f"{name} must be cpu, cuda or cuda:N, got {_short(value if text is None else text)}")
+        raise ValueError(f"{name} must be cpu, cuda, cuda:N or mps, got {_short(value if text is None else text)}")
     if text.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ValueError(f"{name} {text}: CUDA is not available here (torch {torch.__version__}, "
@@ -152,7 +153,7 @@ def check_device(name: str, value: torch.device | str) -> torch.device:
             raise ValueError(f"{name} {text}: only {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})")
     if text == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{name} mps: MPS is not available here; use {name} cpu")
-    return torch.device(text)
+    return torch.device("cpu" if text.startswith("cpu") else text)  # cpu:0 is the cpu: one device, one name
 
 
 def check_output_dir(name: str, path: str | Path) -> Path:

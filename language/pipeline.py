@@ -134,10 +134,11 @@ def run(config: LanguageConfig, out: str | Path, progress: bool = True,
 
     with RunLock(out):
         record_config(out, config, resolve_device(config.runtime.device), allow_config_change)  # before the clock: a refused start is no invocation
+        changes = config_history(out)  # read before the work: a damaged record stops the run here
         with InvocationClock(out) as clock:
             results = run_pipeline(config, out, progress)
-            meta = provenance(config.to_dict(), list(config.replicate_seeds), clock.elapsed(), clock.parts())
-            meta["config_changes"] = config_history(out)
+            meta = {**provenance(config.to_dict(), list(config.replicate_seeds), clock.elapsed(), clock.parts()),
+                    "config_changes": changes}
             path = write_results(Path(out) / "results.json", "language", results, meta)
             report = build_report(path, out)
     return results, path, report

@@ -227,9 +227,12 @@ def config_history(root: str | Path) -> list[dict[str, Any]]:
     first: ``{"from": old hash, "to": new hash, "changed": ["key (old -> new)", ...]}`` per accepted
     change (empty for a folder run under one config). Read from the record :func:`record_config`
     keeps, so a report can say that its components were computed under more than one config."""
-    record = _read_record(Path(root) / CONFIG_RECORD, Path(root))
-    hashes = [h.get("hash") for h in record.get("history", [])] + [record["hash"]]
-    return [{"from": h.get("hash"), "to": hashes[j + 1], "changed": list(h.get("changed", []))}
+    path = Path(root) / CONFIG_RECORD
+    if not path.is_file():
+        raise ValueError(f"run folder {root} has no config record {path} (record_config writes it when a run starts)")
+    record = _read_record(path, Path(root))
+    hashes = [h["hash"] for h in record.get("history", [])] + [record["hash"]]
+    return [{"from": h["hash"], "to": hashes[j + 1], "changed": list(h["changed"])}
             for j, h in enumerate(record.get("history", []))]
 
 
@@ -268,6 +271,11 @@ def _read_record(path: Path, root: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict) or not {"name", "hash", "device"} <= record.keys():
             raise ValueError("not a config record: expected an object with name, hash, device and config")
+        history = record.get("history", [])
+        if not isinstance(history, list) or not all(
+                isinstance(h, dict) and isinstance(h.get("hash"), str) and isinstance(h.get("changed"), list)
+                and all(isinstance(c, str) for c in h["changed"]) for h in history):
+            raise ValueError("its history must be a list of earlier records, each with a hash and the list of changed settings")
     except (ValueError, UnicodeDecodeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"run folder {root}: its config record {path} is damaged ({reason}); delete it, or pass "

@@ -66,7 +66,7 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits
 
 def escape_cell(text: str) -> str:
     """A table cell on one line with its pipes escaped."""
-    return " ".join(str(text).split("\n")).replace("|", "\\|")
+    return " ".join(str(text).splitlines()).replace("|", "\\|")  # every line break: \n, \r, \r\n, \v, \u2028 ...
 
 
 #: A configuration longer than this many lines of JSON is collapsed in a <details> block.
@@ -103,8 +103,9 @@ def config_changes_text(changes: list[Any]) -> str:
     def one(change: Any) -> str:
         if not isinstance(change, dict):
             return escape_cell(str(change))
-        keys = ", ".join(map(str, change.get("changed") or [])) or "-"
-        return f"{change.get('from', '?')} -> {change.get('to', '?')}: {escape_cell(keys)}"
+        changed = change.get("changed")
+        keys = ", ".join(map(str, changed)) if isinstance(changed, (list, tuple)) else str(changed or "")
+        return escape_cell(f"{change.get('from', '?')} -> {change.get('to', '?')}: {keys or '-'}")
     return (f"{len(changes)} time(s), accepted with --allow-config-change (components whose settings did not "
             f"change were reused; the config below is the last): " + "; ".join(one(c) for c in changes))
 
@@ -123,7 +124,7 @@ def provenance_block(meta: dict[str, Any], regenerate: str | None = None) -> str
     packages = ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if isinstance(versions, dict) else str(versions)
     seeds = meta.get("seeds") or []
     items = [
-        ("Command", f"`{meta.get('command', '?')}`"),
+        ("Command", f"`{escape_cell(meta.get('command', '?'))}`"),
         ("Commit", f"`{meta.get('git_commit', meta.get('commit', '?'))}`"),
         ("Device", meta.get("device", "?")),
         ("Seeds", (", ".join(map(str, seeds)) if isinstance(seeds, (list, tuple)) else str(seeds)) or "-"),
@@ -132,8 +133,9 @@ def provenance_block(meta: dict[str, Any], regenerate: str | None = None) -> str
         ("Packages", packages or "-"),
     ]
     notes = meta.get("notes")
+    notes = [notes] if isinstance(notes, str) else notes
     if isinstance(notes, list) and notes:
-        items.append(("Notes", " ".join(escape_cell(str(n)) for n in notes)))
+        items.append(("Notes", " ".join(escape_cell(str(n)) for n in notes if n is not None)))
     changes = meta.get("config_changes")
     if isinstance(changes, list) and changes:
         items.append(("Config changed during the run", config_changes_text(changes)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -40,7 +41,8 @@ def _parse(results: dict[str, Any]) -> dict[str, Any]:
             "source": S.matrix(spec, "source_transition", where),
             "target": S.matrix(spec, "target_transition", where),
         }
-    cells = []
+    cells: list[dict[str, Any]] = []
+    seen: dict[tuple, int] = {}
     for where, c in S.records(results, "cells", "results"):
         metrics_obj = S.mapping(c, "metrics", where, required=True)
         mwhere = f"{where}.metrics"
@@ -50,11 +52,17 @@ def _parse(results: dict[str, Any]) -> dict[str, Any]:
         for key, value in metrics_obj.items():  # extra numeric metrics are shown too; others ignored
             if key not in metrics and isinstance(value, (int, float)) and not isinstance(value, bool):
                 metrics[key] = float(value)
-        cells.append({
+        cell = {
             "preset": S.text(c, "preset", where), "n_target": S.integer(c, "n_target", where),
             "method": S.text(c, "method", where), "seed": S.integer(c, "seed", where), "metrics": metrics,
             "estimated": S.matrix(c, "estimated_transition", where, nullable=True),
-        })
+        }
+        ident = (cell["preset"], cell["method"], cell["n_target"], cell["seed"])
+        if ident in seen:  # one run per (preset, method, n target, seed): a copy would weigh twice in the mean
+            raise S.ResultsError(f"{where} repeats results.cells[{seen[ident]}] (preset {ident[0]!r}, method "
+                                 f"{ident[1]!r}, n target {ident[2]}, seed {ident[3]})")
+        seen[ident] = len(cells)
+        cells.append(cell)
     gamma = [{"preset": S.text(r, "preset", w), "n_target": S.integer(r, "n_target", w), "gamma": S.number(r, "gamma", w),
               "seed": S.integer(r, "seed", w), "kl": S.number(r, "transition_kl", w, nullable=True)}
              for w, r in S.records(results, "gamma_sweep", "results")]
@@ -149,11 +157,12 @@ def _attribution(g: dict[str, Summary | None]) -> str:
 
 def _paired_wins(cells: list[dict[str, Any]], method: str, rival: str, n: int) -> str:
     """``k of m seeds`` where ``method``'s row-averaged KL is below ``rival``'s on the same seed (preset
-    ``paper``, n target ``n``; m: the seeds both have); ``-`` when they share none."""
+    ``paper``, n target ``n``; m: the seeds where both have a finite KL); ``-`` when they share none."""
     by = defaultdict(dict)
     for c in cells:
-        if c["preset"] == paper.MARKOV_PRESET and c["n_target"] == n and c["method"] in (method, rival):
-            by[c["method"]][c["seed"]] = c["metrics"]["transition_kl"]
+        kl = c["metrics"]["transition_kl"]
+        if c["preset"] == paper.MARKOV_PRESET and c["n_target"] == n and c["method"] in (method, rival) and math.isfinite(kl):
+            by[c["method"]][c["seed"]] = kl  # a NaN run counts in neither the mean nor the pairing
     seeds = sorted(set(by[method]) & set(by[rival]))
     return f"{sum(by[method][s] < by[rival][s] for s in seeds)} of {len(seeds)}" if seeds else "-"
 
@@ -179,11 +188,11 @@ def bar_checks(grouped: dict[tuple[str, str, int], dict[str, Summary]],
     for n in ns:
         for method, (label, rivals) in BAR_METHODS.items():
             ours = kl.get((method, n))
-            if ours is None:
+            if ours is None or not ours.n:  # no finite run: nothing to hold to a bar
                 continue
             if n <= BAR_N_MAX:
                 for rival in rivals:
-                    if (rival, n) in kl:
+                    if (rival, n) in kl and kl[(rival, n)].n:  # a rival with no finite run sets no bar
                         row(f"{label} below {rival}", n, ours, kl[(rival, n)].mean, method, rival)
             if n in LEARNED_RATIO_GOALS:
                 row(f"{label} <= the learned-ratio goal", n, ours, LEARNED_RATIO_GOALS[n], method)

@@ -130,8 +130,10 @@ def test_device_option_is_checked_with_its_name():
     from gtl_verify.validation import check_device
 
     assert check_device("--device", "cpu") == torch.device("cpu")
-    for bad in ("gpu", "cuda:x", "CPU", "cuda:-1", ""):
-        with pytest.raises(ValueError, match=r"^--device must be cpu, cuda or cuda:N, got"):
+    assert check_device("--device", "cpu:0") == check_device("--device", torch.device("cpu", 0)) == torch.device("cpu")
+    # leading zeros and non-ASCII digits parsed as an index, then torch.device raised a RuntimeError
+    for bad in ("gpu", "cuda:x", "CPU", "cuda:-1", "", "cuda:01", "cuda:00", "cuda:\u0660", " cpu", "cpu:1", None, 3):
+        with pytest.raises(ValueError, match=r"^--device must be cpu, cuda, cuda:N or mps, got"):
             check_device("--device", bad)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"^--device cuda:1: CUDA is not available here"):

@@ -37,7 +37,7 @@ def test_cuda_without_cuda_is_one_line_before_any_work(argv, device, tmp_path, c
 @pytest.mark.parametrize("argv", [["theory"], ["markov"]])
 def test_malformed_device_is_named(argv, capsys):
     assert main(argv + ["--device", "gpu0", "--quiet"]) == 2
-    assert "--device must be cpu, cuda or cuda:N, got 'gpu0'" in capsys.readouterr().err
+    assert "--device must be cpu, cuda, cuda:N or mps, got 'gpu0'" in capsys.readouterr().err
 
 
 def test_theory_checks_compute_on_the_given_device_and_cpu_only_checks_stay_on_the_cpu():

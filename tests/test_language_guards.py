@@ -126,6 +126,36 @@ def test_a_damaged_record_is_named_with_the_way_out(tmp_path, content, reason):
     assert _record(tmp_path)["hash"] == _tiny().hash()
 
 
+@pytest.mark.parametrize("history", [None, 5, "abc", {"hash": "h"}, [None], ["h1"], [{"hash": "h"}],
+                                     [{"hash": "h", "changed": None}], [{"hash": "h", "changed": "k (1 -> 2)"}],
+                                     [{"hash": 3, "changed": []}], [{"hash": "h", "changed": [1]}]])
+def test_a_record_with_a_damaged_history_is_named_when_the_run_starts(tmp_path, history):
+    """config_history read the history only after the pipeline's work, and crashed there (results lost)."""
+    record_config(tmp_path, _tiny(), CPU)
+    rec = _record(tmp_path)
+    rec["history"] = history
+    (tmp_path / CONFIG_RECORD).write_text(json.dumps(rec))
+    for call in (lambda: record_config(tmp_path, _tiny(), CPU), lambda: config_history(tmp_path)):
+        with pytest.raises(ValueError, match=r"is damaged \(its history must be a list of earlier records") as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+def test_config_history_of_a_folder_without_a_record_is_named(tmp_path):
+    with pytest.raises(ValueError, match=f"run folder {tmp_path} has no config record"):
+        config_history(tmp_path)
+
+
+def test_a_damaged_history_stops_the_run_before_any_work(tmp_path, monkeypatch):
+    record_config(tmp_path, _tiny(), CPU)
+    rec = _record(tmp_path)
+    rec["history"] = None
+    (tmp_path / CONFIG_RECORD).write_text(json.dumps(rec))
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda *a, **k: pytest.fail("the work started"))
+    with pytest.raises(ValueError, match="its history must be"):
+        pipeline.run(_tiny(), tmp_path, progress=False)
+
+
 def test_cli_refuses_a_changed_config_before_any_work_and_accepts_it_when_allowed(tmp_path, monkeypatch, capsys, synthetic_dir):  # noqa: F811
     out = tmp_path / "run"
     started = load_config("cpu-tiny", path=str(synthetic_dir))

@@ -121,6 +121,26 @@ def test_a_file_recording_more_of_its_key_than_asked_for_is_reloaded(tmp_path, m
         _fit(path, {"config_hash": "abc", "seed": 1})
 
 
+def test_an_empty_key_is_refused_and_an_odd_saved_key_is_another_key(tmp_path, monkeypatch):
+    """An empty asked meta matched any saved file; a tensor in a saved meta raised torch's RuntimeError."""
+    path = tmp_path / "ratio.pt"
+    _fit(path, {"config_hash": "abc"})
+    _no_training(monkeypatch)
+    with pytest.raises(ValueError, match=r"^meta must be a non-empty dict .*got \{\}$"):
+        fit_or_load("guided-likelihood", path, {}, SOURCE, TARGET, BUDGET, schedule=SCHEDULE, vocab_size=3,
+                    denoiser=ORACLE.source)
+    payload = torch.load(path, weights_only=False)
+    payload["meta"] = {"config_hash": torch.tensor([1, 2])}
+    torch.save(payload, path)
+    for asked in ({"config_hash": 1}, {"config_hash": "abc"}):
+        with pytest.raises(ValueError, match=f"ratio model file {path} was written for another estimator or key"):
+            _fit(path, asked)
+    payload["meta"] = {"config_hash": 1.0}
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="written for another estimator or key"):
+        _fit(path, {"config_hash": 1})  # equal value, another type: not the same key
+
+
 def test_a_file_without_a_fitted_model_is_named(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="must hold 'estimator' and 'parts'"):
@@ -194,7 +214,7 @@ def test_bad_input_is_refused_before_any_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown ratio estimator 'kernel'"):
         _fit(tmp_path / "r.pt", name="kernel")
     with pytest.raises(ValueError, match="needs the frozen source denoiser"):
-        fit_or_load("guided-likelihood", tmp_path / "r.pt", {}, SOURCE, TARGET, BUDGET, schedule=SCHEDULE, vocab_size=3)
+        fit_or_load("guided-likelihood", tmp_path / "r.pt", {"key": 1}, SOURCE, TARGET, BUDGET, schedule=SCHEDULE, vocab_size=3)
     assert not (tmp_path / "r.pt").exists()
 
 
@@ -256,7 +276,7 @@ def test_a_device_this_machine_lacks_is_refused_with_or_without_a_saved_fit(tmp_
     model = _fit(path).model
     _no_training(monkeypatch)
     missing = f"cuda:{torch.cuda.device_count()}"
-    for device, match in (("gpu0", "^device must be cpu, cuda or cuda:N, got 'gpu0'$"),
+    for device, match in (("gpu0", "^device must be cpu, cuda, cuda:N or mps, got 'gpu0'$"),
                           (missing, f"^device {missing}: (CUDA is not available|only .* visible)")):
         with pytest.raises(ValueError, match=match):
             fit_or_load("guided-likelihood", path, {"key": 1}, SOURCE, TARGET, BUDGET, schedule=SCHEDULE, vocab_size=3,

@@ -644,6 +644,35 @@ def test_markov_bars_count_the_seeds_below_the_rival_paired_by_seed():
     assert bar_checks(_grouped(cells))[0].splitlines()[2].split("|")[-2].strip() == "-"  # without cells: no pairing
 
 
+def test_markov_pairing_skips_nan_runs_and_a_rival_without_finite_runs_sets_no_bar():
+    from reports.render_markov import _grouped, bar_checks
+
+    def cell(method, seed, kl):
+        return {"preset": "paper", "method": method, "n_target": 100, "seed": seed, "metrics": {"transition_kl": kl}}
+
+    nan = float("nan")
+    cells = [cell("gtl", 0, nan), cell("gtl", 1, 0.1), cell("gtl", 2, 0.1),
+             cell("target-only", 0, 0.2), cell("target-only", 1, 0.2), cell("target-only", 2, 0.05),
+             cell("fine-tuned", 0, nan), cell("fine-tuned", 1, nan)]
+    table, _ = bar_checks(_grouped(cells), cells)
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines()[2:]}
+    assert lines["GTL below target-only"][-1] == "1 of 2"  # seed 0's NaN is in neither the mean nor the pairing
+    assert "GTL below fine-tuned" not in lines and "nan" not in table
+
+
+def test_a_results_file_repeating_a_markov_run_is_refused(tmp_path):
+    import json
+
+    from reports.builder import build_report
+
+    data = json.loads((Path(__file__).parents[1] / "reports/runs/markov-default.json").read_text())
+    data["results"]["cells"].append(dict(data["results"]["cells"][0]))
+    path = tmp_path / "dup.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match=r"results.cells\[\d+\] repeats results.cells\[0\] \(preset 'paper', method "):
+        build_report(path, tmp_path)
+
+
 def test_markov_attribution_without_ablations_says_so_plainly():
     from reports.render_markov import bar_checks
 
@@ -737,3 +766,19 @@ def test_provenance_command_is_the_gtl_command_whichever_way_it_was_started():
     assert invocation(["/work/tree/gtl_verify/cli.py", "markov", "--quiet"]) == "gtl markov --quiet"
     assert invocation(["benchmarks/sampler_cost.py", "--out", "x"]) == "benchmarks/sampler_cost.py --out x"
     assert invocation(["other/cli.py", "a"]) == "other/cli.py a"
+    assert invocation(["/x/gtl", "markov", "--out", "my runs"]) == "gtl markov --out 'my runs'"  # runs again as typed
+    assert invocation([]) == invocation([""]) == "?"
+
+
+def test_provenance_items_stay_one_list_item_whatever_the_meta_holds():
+    """A line break of any kind (\\r too) in a note, a config change or the command started a new
+    Markdown block (a heading, a list item); a non-list 'changed' was split into characters."""
+    from reports.markdown import provenance_block
+
+    text = provenance_block({"config": {"a": 1}, "command": "gtl x\n# injected", "notes": "one\r- injected\r# heading",
+                             "config_changes": [{"from": "h1\n\n# Injected", "to": "h2", "changed": "k (1 -> 2)"},
+                                                {"from": "h2", "to": "h3", "changed": 7}, "odd\u2028entry"]})
+    lines = text.splitlines()
+    assert not any(li.lstrip().startswith("#") for li in lines) and sum("injected" in li.lower() for li in lines) == 3
+    assert "h1  # Injected -> h2: k (1 -> 2)" in text and "h2 -> h3: 7" in text and "odd entry" in text
+    assert "- **Notes**: one - injected # heading" in text

@@ -74,9 +74,7 @@ def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None)
         return None
     if not isinstance(payload, dict) or not {"estimator", "parts"} <= payload.keys():
         raise ValueError(f"ratio model file {path} must hold 'estimator' and 'parts'; delete it or choose another run folder")
-    saved = payload.get("meta")
-    if payload.get("estimator") != name or (meta is not None and not (isinstance(saved, dict) and all(
-            k in saved and saved[k] == v for k, v in meta.items()))):
+    if payload.get("estimator") != name or (meta is not None and not _holds(payload.get("meta"), meta)):
         raise ValueError(f"ratio model file {path} was written for another estimator or key (estimator "
                          f"{payload.get('estimator')!r}, meta {payload.get('meta')!r}; asked for {name!r}, meta {meta!r}); "
                          f"delete it or choose another run folder")
@@ -90,6 +88,22 @@ def load_fitted(path: str | Path, name: str, meta: dict[str, Any] | None = None)
     except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:  # parts that do not build
         discard_damaged(Path(path), f"its parts do not build: {type(exc).__name__}: {exc}")
         return None
+
+
+def _holds(saved: Any, meta: dict[str, Any]) -> bool:
+    """Whether a saved file's ``saved`` meta holds every item of ``meta`` with an equal value of the
+    same type (a tensor or other odd value written by hand compares unequal instead of raising)."""
+    if not isinstance(saved, dict):
+        return False
+    for k, v in meta.items():
+        if k not in saved or type(saved[k]) is not type(v):
+            return False
+        try:
+            if not bool(saved[k] == v):
+                return False
+        except (RuntimeError, TypeError, ValueError):
+            return False
+    return True
 
 
 def _check_meta(meta: Any, where: str = "meta") -> None:
@@ -136,8 +150,10 @@ def fit_or_load(name: str, path: str | Path | None, meta: dict[str, Any], source
     file written under another estimator or ``meta``."""
     fitter = get_estimator(name)
     check_device("device", device)  # whether or not a saved fit is there
-    if not isinstance(meta, dict):
-        raise ValueError(f"meta must be a dict (the caller's key), got {type(meta).__name__}")
+    if not isinstance(meta, dict) or not meta:
+        raise ValueError(f"meta must be a non-empty dict (the caller's key: an empty one would match any saved "
+                         f"file), got {meta!r}" if isinstance(meta, dict) else
+                         f"meta must be a dict (the caller's key), got {type(meta).__name__}")
     _check_meta(meta)
     model = None if path is None else load_fitted(path, name, meta)
     if model is not None:
