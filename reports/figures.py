@@ -17,6 +17,10 @@ from .stats import Summary
 
 DPI = 110
 MARKERS = "osD^v<>ph*"
+#: Line colours: matplotlib's ten, then five more of distinct hue (a twelfth series must not repeat the first).
+COLOURS = (*plt.get_cmap("tab10").colors, "black", "darkgoldenrod", "navy", "lime", "magenta")
+#: Lines a :func:`line_plot` legend may hold inside the axes; more go beside them (a wider figure).
+LEGEND_INSIDE_MAX = 6
 
 
 def _is_numeric(values: Sequence[object]) -> bool:
@@ -34,7 +38,8 @@ def line_plot(path: str | Path, title: str, xlabel: str, ylabel: str,
     ``reference`` draws extra dashed lines without error bars (published values). Non-numeric x
     values become categories in order of first appearance; log axes then apply to y only.
     """
-    fig, ax = plt.subplots(figsize=figsize)
+    many = len(series) + len(reference or {}) > LEGEND_INSIDE_MAX
+    fig, ax = plt.subplots(figsize=(figsize[0] + 2.2, figsize[1]) if many else figsize)
     all_x = [x for pts in series.values() for x, _ in pts] + [x for pts in (reference or {}).values() for x, _ in pts]
     numeric = _is_numeric(all_x)
     categories = list(dict.fromkeys(map(str, all_x))) if not numeric else []
@@ -47,7 +52,8 @@ def line_plot(path: str | Path, title: str, xlabel: str, ylabel: str,
         xs = np.array([pos(x) for x, _ in pts])
         ys = np.array([s.mean for _, s in pts])
         yerr = np.array([s.error_bar() for _, s in pts], dtype=float).reshape(-1, 2).T
-        ax.errorbar(xs, ys, yerr=yerr, marker=MARKERS[i % len(MARKERS)], capsize=3, label=str(name))
+        ax.errorbar(xs, ys, yerr=yerr, marker=MARKERS[i % len(MARKERS)], color=COLOURS[i % len(COLOURS)], capsize=3,
+                    label=str(name))
     for name, pts in (reference or {}).items():
         pts = sorted(pts, key=lambda p: pos(p[0]))
         ax.plot([pos(x) for x, _ in pts], [y for _, y in pts], linestyle="--", marker="x", alpha=0.8, label=str(name))
@@ -69,8 +75,8 @@ def line_plot(path: str | Path, title: str, xlabel: str, ylabel: str,
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.3)
-    if series or reference:
-        ax.legend(fontsize=8)
+    if series or reference:  # beside the axes when it would cover the lines
+        ax.legend(fontsize=8, **({"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if many else {}))
     return save_figure(fig, path, dpi=DPI)
 
 

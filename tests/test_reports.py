@@ -683,6 +683,27 @@ def test_markov_attribution_without_ablations_says_so_plainly():
     assert not any("responsible is" in n or "(ablations missing)" in n for n in notes)
 
 
+def test_markov_attribution_with_one_ablation_says_what_it_removes():
+    from reports.render_markov import bar_checks
+
+    grouped = {("paper", "gtl", 100): {"transition_kl": summarize([0.07, 0.09])},
+               ("paper", "target-only", 100): {"transition_kl": summarize([0.02, 0.02])},
+               ("paper", "gtl-oracle-ratio", 100): {"transition_kl": summarize([0.03, 0.03])}}
+    _, notes = bar_checks(grouped)
+    assert notes and all("ablations not run (gtl-oracle-denoiser)" in n and
+                         "(the exact ratio alone takes the KL from 0.08 to 0.03)" in n for n in notes)
+
+
+def test_markov_headline_names_no_oracle_ablation_as_the_best_method(tmp_path):
+    from reports.builder import build_report
+
+    path = tmp_path / "m.json"
+    path.write_text((Path(__file__).parents[1] / "reports/runs/markov-paper.json").read_text())
+    text = build_report(path, tmp_path).read_text()
+    assert "is gtl-oracle-ratio" not in text
+    assert "best at n target = 5 is fine-tuned-planner (KL 0.194, oracle ablations aside)" in text
+
+
 @pytest.mark.parametrize("residual, tolerance, expect, outcome", [
     (1e-15, 1e-10, "holds", "holds"), (1e-3, 1e-10, "holds", "unexpected"),
     (5e-4, 1e-6, "fails", "fails-as-predicted"), (1e-9, 1e-6, "fails", "unexpected"),
