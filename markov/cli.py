@@ -58,13 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     from . import benchmark, ratios, validator
 
     parser = sub.add_parser("markov", help="Markov-chain transfer benchmark and guidance validator",
-                            description=benchmark.__doc__.split("\n\n")[0])
+                            description=benchmark.__doc__.split("\n\n")[0] + " Without a SUBCOMMAND it runs the "
+                            "benchmark grid; a flag given beside --config overrides that key of the file, and the "
+                            "defaults shown apply only where neither sets it.")
     benchmark.add_arguments(parser)
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N: where the samplers run (every method's sampling and the density of "
                              "its samples; the networks are trained on the CPU and copied there) (default cpu)")
     parser.set_defaults(func=run_benchmark_from_args)
-    inner = parser.add_subparsers(dest="markov_command", metavar="SUBCOMMAND")
+    inner = parser.add_subparsers(dest="markov_command", metavar="SUBCOMMAND", title="subcommands (optional)")
     val = inner.add_parser("validate", help="check a guidance rule against exact ground truth",
                            description=validator.__doc__.split("\n\n")[0])
     validator.add_arguments(val)
