@@ -357,12 +357,12 @@ def _sweep_rows(config: MarkovConfig, run_dir: Path | None, cell_of, fetch: Fetc
             out["gamma_sweep"].append({"preset": p, "n_target": n, "gamma": g, "seed": s, "transition_kl": value["transition_kl"]})
     overlap = [(o, s, "gtl-oracle-denoiser") for o in config.overlap_sweep for s in config.seeds]
     for o, s, m in tqdm(overlap, desc="overlap sweep", disable=not progress or not overlap):
-        p, n = config.presets[0], config.overlap_n_target
+        p, n = config.overlap_preset, config.overlap_n_target
         value = fetch(path(p, s, n, "overlap", o, m),
                       lambda: evaluate(cell_of(p, s, n, o), m, config.gamma, torch.Generator().manual_seed(s + 29))["metrics"],
                       SWEEP_CELL)
         if value is not None:
-            out["overlap_sweep"].append({"overlap": o, "method": m, "seed": s, "transition_kl": value["transition_kl"]})
+            out["overlap_sweep"].append({"preset": p, "overlap": o, "method": m, "seed": s, "transition_kl": value["transition_kl"]})
     return out
 
 

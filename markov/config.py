@@ -127,7 +127,10 @@ class MarkovConfig:
     """The grid and every setting of a ``gtl markov`` run (all recorded in the results).
 
     ``ratio_estimator``: the :mod:`gtl_verify.estimators` name of the ratio of ``gtl``,
-    ``gtl-oracle-denoiser`` and ``gtl-planner`` (``gtl-paper`` always uses ``paper``)."""
+    ``gtl-oracle-denoiser`` and ``gtl-planner`` (``gtl-paper`` always uses ``paper``).
+    ``overlap_sweep``: overlaps in [0, 1] at which ``gtl-oracle-denoiser`` runs on ``overlap_preset``
+    (default ``no-overlap``: the share of the source's mass where only the target goes; 0 is the
+    failure case of ratio guidance) with ``overlap_n_target`` target samples."""
 
     presets: tuple[str, ...] = ("paper",)
     n_targets: tuple[int, ...] = (1000, 100, 20)
@@ -144,6 +147,7 @@ class MarkovConfig:
     gamma_sweep_n_target: int = 100
     overlap_sweep: tuple[float, ...] = ()
     overlap_n_target: int = 100
+    overlap_preset: str = "no-overlap"
     models: ModelSizes = field(default_factory=ModelSizes)
     training: TrainingBudget = field(default_factory=TrainingBudget)
 
@@ -172,6 +176,9 @@ class MarkovConfig:
         for o in check_sequence("overlap_sweep", self.overlap_sweep, allow_empty=True):
             check_real_range("overlap_sweep", o, 0.0, 1.0)
         check_int_range("overlap_n_target", self.overlap_n_target, 1)
+        if self.overlap_preset == "paper" or not (self.overlap_preset in PRESETS or is_chain_file(self.overlap_preset)):
+            raise ConfigError(f"overlap_preset must be a preset the overlap mixes ({[p for p in PRESETS if p != 'paper']}) "
+                              f"or a .toml/.npz chain file, got {self.overlap_preset!r}")
         if self.candidates is not None:
             check_int_range("candidates", self.candidates, 1)
             for p in self.presets:
@@ -196,7 +203,7 @@ class MarkovConfig:
     def cell_hash(self) -> str:
         """Hash of the settings that determine a cell's value (not the extent of the grid), so a run
         folder can be extended with more seeds or methods but never mixes incompatible cells."""
-        grid = {"presets", "n_targets", "seeds", "methods", "gamma_sweep", "overlap_sweep"}
+        grid = {"presets", "n_targets", "seeds", "methods", "gamma_sweep", "overlap_sweep", "overlap_preset"}
         cells = {k: v for k, v in self.to_dict().items() if k not in grid}
         files = [pair_identity(p) for p in self.presets if is_chain_file(p)]
         if files:  # a chain file's cells depend on its content, not only on its path

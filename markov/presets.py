@@ -15,9 +15,10 @@ Presets (``make_pair``); the first token is uniform in all of them:
                      the extra tokens are uniform over the shared ones); the target is
                      diagonal(K', target_d) and emits the extra tokens, so supp q is NOT within
                      supp p: the failure case of ratio guidance.
-Except for ``paper``, ``overlap`` in [0, 1] mixes the source towards the target:
-S_source <- (1 - overlap) S_source + overlap S_target (and the same for the initial laws), so
-overlap = 1 makes the two chains identical.
+Except for ``paper`` (which refuses an overlap other than 0), ``overlap`` in [0, 1] mixes the source
+towards the target: S_source <- (1 - overlap) S_source + overlap S_target (and the same for the
+initial laws), so overlap = 1 makes the two chains identical; on ``no-overlap`` it is the share of
+mass the source puts where only the target went (the benchmark's overlap sweep).
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ def make_pair(
         raise ValueError(f"name must be one of {list(PRESETS)}, got {name!r}")
     seed = check_int_range("seed", seed, 0)
     if name == "paper":
+        if check_real_range("overlap", overlap, 0.0, 1.0) != 0:  # ignored silently, it swept nothing
+            raise ValueError(f"overlap does not apply to the fixed paper preset, got {overlap}; use preset diagonal "
+                             f"(the same chains at its defaults) or no-overlap (the support-overlap failure case)")
         return ChainPair(
             MarkovChain(_uniform(5), diagonal_matrix(5, 0.1)),
             MarkovChain(_uniform(5), diagonal_matrix(5, 0.8)),

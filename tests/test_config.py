@@ -132,6 +132,8 @@ def test_markov_per_component_tables_load_like_the_old_flat_keys(tmp_path):
     ("[models.critic]\nhidden = 8\n", "models.critic is not a component table"),
     ("[training.ratio]\nwarmup = 3\n", "training.ratio.warmup is not a setting"),
     ("[models.denoiser]\nheads = 2\n[models.ratio]\nheads = 4\n", "models.ratio.heads must equal"),
+    ('overlap_preset = "paper"\n', r"overlap_preset must be a preset the overlap mixes \(\['diagonal', .*got 'paper'"),
+    ('overlap_preset = "nope"\n', r"overlap_preset must be .*got 'nope'"),
 ])
 def test_markov_component_table_errors_name_the_key(tmp_path, text, message):
     path = tmp_path / "bad.toml"

@@ -43,6 +43,7 @@ def test_tiny_grid_runs_and_resumes(tmp_path, monkeypatch):
     # overlap sweep (0.5) has its own; gtl-paper one
     assert [f.rsplit("-", 1)[0] for f in files] == ["ratio-guided-likelihood"] * 2 + ["ratio-paper"]
     assert len(results.gamma_sweep) == 2 and len(results.overlap_sweep) == 1
+    assert results.overlap_sweep[0]["preset"] == "no-overlap"  # the sweep's own pair, not the grid's first preset
     assert {r["component"] for r in results.components} == {"ratio", "source denoiser", "autoregressive source"}
     site = [r for r in results.components if r["metric"].startswith("single-site guidance TV")]
     assert len(site) == 1 and 0 <= site[0]["value"] <= 1  # the learned ratio's headline diagnostic

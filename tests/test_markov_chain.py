@@ -299,11 +299,19 @@ def test_presets_build_valid_pairs(name, vocab_size):
 
 
 def test_paper_preset_matches_the_reference_setting():
-    pair = make_pair("paper", vocab_size=9, source_d=0.5, overlap=1.0, seed=3)  # kwargs ignored
+    pair = make_pair("paper", vocab_size=9, source_d=0.5, seed=3)  # kwargs ignored: the fixed setting
     torch.testing.assert_close(pair.source.transition, diagonal_matrix(5, 0.1))
     torch.testing.assert_close(pair.target.transition, diagonal_matrix(5, 0.8))
     torch.testing.assert_close(pair.source.initial, torch.full((5,), 0.2, dtype=F64))
     torch.testing.assert_close(pair.target.initial, torch.full((5,), 0.2, dtype=F64))
+
+
+@pytest.mark.parametrize("overlap", [1.0, 0.5, 1e-9])
+def test_the_paper_preset_refuses_an_overlap_it_cannot_apply(overlap):
+    """It ignored the overlap: the committed overlap sweep on the paper preset compared one pair with itself."""
+    with pytest.raises(ValueError, match=f"^overlap does not apply to the fixed paper preset, got {overlap}; use preset diagonal"):
+        make_pair("paper", overlap=overlap)
+    assert make_pair("paper", overlap=0.0).source.transition.equal(make_pair("paper").source.transition)
 
 
 @pytest.mark.parametrize("name", [n for n in PRESETS if n != "paper"])
