@@ -351,11 +351,17 @@ def _overlap_section(data: dict[str, Any], ctx: Context) -> tuple[str, str]:
     path, rel = ctx.figure_path("overlap-sweep")
     line_plot(path, "Source/target support overlap sweep", "overlap (share of the source's mass where only the target goes)",
               "row-averaged KL (nats)", series2, logy=True)
+    presets = {p for p, _, _ in sums2}
+    intro = ("GTL with the exact source denoiser and the learned ratio, the source chain mixed towards the target "
+             "by the overlap (overlap 1: the same chains)."
+             + (" On `no-overlap` the target emits tokens the source never does: at overlap 0 they lie outside the "
+                "source's support, where no ratio can guide (the stated failure mode of ratio guidance)."
+                if "no-overlap" in presets else "")
+             + (" Rows of preset `?` come from a results file written before the sweep named its pair: it then ran "
+                "on the grid's first preset, and on `paper` the overlap was ignored (one pair, fitted per value)."
+                if "?" in presets else ""))
     return ("Support overlap sweep",
-            "GTL with the exact source denoiser and the learned ratio on a pair whose target emits tokens the source "
-            "never does (preset `no-overlap`), the source mixed towards the target by the overlap: at overlap 0 the "
-            "target's extra tokens lie outside the source's support, where no ratio can guide (the stated failure "
-            "mode of ratio guidance).\n\n"
+            intro + "\n\n"
             + markdown_table(["preset", "method", "overlap", "seeds", f"row-averaged KL: {INTERVAL_HEADER}"], rows)
             + "\n\n" + figure_markdown(rel, "Row-averaged KL against the source/target overlap; error bars: "
                                        + INTERVAL_NAME + "."))
