@@ -683,6 +683,23 @@ def test_markov_attribution_without_ablations_says_so_plainly():
     assert not any("responsible is" in n or "(ablations missing)" in n for n in notes)
 
 
+def test_markov_overlap_section_names_the_pair_of_its_rows(tmp_path):
+    from reports.render_markov import _overlap_section
+
+    class Ctx:
+        def figure_path(self, name):
+            return tmp_path / f"{name}.png", f"figures/{name}.png"
+
+    rows = [{"preset": "no-overlap", "overlap": o, "method": "gtl-oracle-denoiser", "seed": s, "kl": 0.1 + o + s / 100}
+            for o in (0.0, 0.5) for s in (0, 1)]
+    title, body = _overlap_section({"overlap": rows}, Ctx())
+    assert "at overlap 0 they lie outside the source's support" in body and "| no-overlap | gtl-oracle-denoiser | 0 | 2 |" in body
+    assert "Rows of preset `?`" not in body
+    _, old = _overlap_section({"overlap": [dict(r, preset="?") for r in rows]}, Ctx())
+    assert "Rows of preset `?` come from a results file written before the sweep named its pair" in old
+    assert "outside the source's support" not in old
+
+
 def test_markov_attribution_with_one_ablation_says_what_it_removes():
     from reports.render_markov import bar_checks
 
