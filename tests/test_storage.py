@@ -67,6 +67,20 @@ def test_truncated_torch_cache_is_named_and_dropped(tmp_path):
         assert not path.exists()
 
 
+class _Odd:
+    """A class torch's weights-only loader does not allow."""
+
+
+def test_a_pickle_that_is_no_tensors_only_file_is_named_without_torchs_unsafe_advice(tmp_path):
+    """torch's weights-only refusal advises loading with weights_only=False (arbitrary code): not ours to repeat."""
+    path = tmp_path / "odd.pt"
+    torch.save({"a": _Odd()}, path)
+    with pytest.warns(DamagedCacheWarning) as record:
+        assert load_torch_cache(path) is None
+    text = str(record[0].message)
+    assert "odd.pt" in text and "not a tensors-only torch file" in text and "weights_only" not in text
+
+
 def _store_net(store: ComponentStore, calls: list[int]):
     cfg = BackboneConfig(vocab_size=3, num_embeddings=4, max_length=4, hidden=8, blocks=1, heads=2, cond=4)
 
