@@ -23,7 +23,8 @@ CROSS_ENTROPY_GAP_LABEL = "cross-entropy gap (nats/token)"
 METRIC_NOTES = {
     MC_KL_LABEL: f"**{MC_KL_LABEL}**: Monte-Carlo estimate of KL(sampler || q) = E_x~sampler[log s(x) - log q(x)] over the "
     "drawn samples, with the sampler's exact log-density s(x) under its fixed left-to-right reveal order "
-    "(markov/metrics.py `mc_kl`); exact up to Monte-Carlo error, not an enumeration.",
+    "(markov/metrics.py `mc_kl`); exact up to Monte-Carlo error, not an enumeration; `-` for a sampler "
+    "without a fixed order (a learned planner), whose density is not computed.",
     EXACT_KL_LABEL: f"**{EXACT_KL_LABEL}**: KL(sampler law || q) from the sampler's exact output law (enumerable lengths only).",
     CROSS_ENTROPY_GAP_LABEL: f"**{CROSS_ENTROPY_GAP_LABEL}**: mean -log q(x)/L over the samples minus the exact per-token entropy "
     "H_L(q)/L of the target; 0 in expectation for exact samples. A negative gap means the samples sit on "
