@@ -179,6 +179,11 @@ class MarkovConfig:
         if self.overlap_preset == "paper" or not (self.overlap_preset in PRESETS or is_chain_file(self.overlap_preset)):
             raise ConfigError(f"overlap_preset must be a preset the overlap mixes ({[p for p in PRESETS if p != 'paper']}) "
                               f"or a .toml/.npz chain file, got {self.overlap_preset!r}")
+        if is_chain_file(self.overlap_preset):  # read and checked before any work, like the presets
+            try:
+                resolve_pair(self.overlap_preset)
+            except ValueError as exc:
+                raise ConfigError(f"overlap_preset {self.overlap_preset!r}: {exc}") from None
         if self.candidates is not None:
             check_int_range("candidates", self.candidates, 1)
             for p in self.presets:

@@ -134,6 +134,7 @@ def test_markov_per_component_tables_load_like_the_old_flat_keys(tmp_path):
     ("[models.denoiser]\nheads = 2\n[models.ratio]\nheads = 4\n", "models.ratio.heads must equal"),
     ('overlap_preset = "paper"\n', r"overlap_preset must be a preset the overlap mixes \(\['diagonal', .*got 'paper'"),
     ('overlap_preset = "nope"\n', r"overlap_preset must be .*got 'nope'"),
+    ('overlap_preset = "missing.toml"\n', r"^overlap_preset 'missing.toml': missing.toml: no such chain file"),
 ])
 def test_markov_component_table_errors_name_the_key(tmp_path, text, message):
     path = tmp_path / "bad.toml"
