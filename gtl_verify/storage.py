@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import pickle
 import tempfile
 import warnings
 from pathlib import Path
@@ -95,8 +96,8 @@ def load_torch_cache(path: str | Path, load: Callable[[Path], Any] | None = None
     try:
         return load(path) if load is not None else torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated archive fails in torch, zipfile or pickle: it is a cache, recompute
-        weights_only = "weights_only" in str(exc)  # torch's message advises an unsafe load: not ours to pass on
-        discard_damaged(path, f"{type(exc).__name__}: not a tensors-only torch file" if weights_only else exc)
+        refused = isinstance(exc, pickle.UnpicklingError)  # torch's weights-only refusal advises an unsafe load
+        discard_damaged(path, f"{type(exc).__name__}: not a tensors-only torch file" if refused else exc)
         return None
 
 

@@ -17,7 +17,7 @@ from gtl_verify.estimators import EstimatorBudget, get_estimator, on_device
 from gtl_verify.learned import NetworkPlanner
 from gtl_verify.methods import METHODS, Method
 from gtl_verify.networks import DenoiserNet, PositionNet, SequenceNet
-from gtl_verify.store import ComponentId, key_digest
+from gtl_verify.store import ComponentId
 
 from .ratio import estimator_denoiser, pipeline_ratio
 from .run_folder import Run, backbone
@@ -212,16 +212,15 @@ def ratio_model(run: Run, fraction: float):
     key = {**_base_key(run), "stage": "ratio", "fraction": fraction, "estimator": name, "size": vars(cfg.models.ratio),
            "budget": vars(cfg.training.ratio), "denoiser": run.keys[SOURCE] if needs_denoiser else None}
     cid = RATIO.at(fraction)
-    digest = key_digest(key, run.store.digest_chars)
-    if run.keys.get(cid) == digest and cid in run.ratios:
-        return run.ratios[cid]
-    model = run.store.fit_ratio(cid.name, key, name, data.source_train, data.target_train[fraction], ratio_budget(run),
-                                schedule=run.schedule, vocab_size=data.vocab.size, mask_id=data.vocab.size,
-                                denoiser=None if source is None else estimator_denoiser(source, data.vocab),
-                                seed=run.seed(cid.name))
-    run.keys[cid] = digest
-    run.ratios[cid] = pipeline_ratio(on_device(model, run.device), data.vocab)
-    return run.ratios[cid]
+
+    def fit():
+        model = run.store.fit_ratio(cid.name, key, name, data.source_train, data.target_train[fraction], ratio_budget(run),
+                                    schedule=run.schedule, vocab_size=data.vocab.size, mask_id=data.vocab.size,
+                                    denoiser=None if source is None else estimator_denoiser(source, data.vocab),
+                                    seed=run.seed(cid.name))
+        return pipeline_ratio(on_device(model, run.device), data.vocab)
+
+    return run.memoised(run.ratios, cid, key, fit)
 
 
 def planner(run: Run, hooks: recipes.Hooks = recipes.NO_HOOKS) -> NetworkPlanner:

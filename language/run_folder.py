@@ -116,12 +116,17 @@ class Run:
     def component(self, cid: ComponentId, key: dict[str, Any], build: Callable[[], nn.Module], fit: Fit) -> nn.Module:
         """The component ``cid`` from ``<run>/models`` (see :class:`gtl_verify.store.ComponentStore`;
         training resumes from ``<run>/checkpoints``), memoised for this run."""
+        return self.memoised(self.nets, cid, key, lambda: self.store.get(cid.name, key, build, fit))
+
+    def memoised(self, table: dict[ComponentId, Any], cid: ComponentId, key: dict[str, Any], make: Callable[[], Any]) -> Any:
+        """``table[cid]`` when it was made under ``key`` in this run, else ``make()`` recorded there
+        with the key's digest in :attr:`keys` (what the sample keys name)."""
         digest = key_digest(key, self.store.digest_chars)
-        if cid in self.nets and self.keys.get(cid) == digest:
-            return self.nets[cid]
+        if cid in table and self.keys.get(cid) == digest:
+            return table[cid]
         self.keys[cid] = digest
-        self.nets[cid] = self.store.get(cid.name, key, build, fit)
-        return self.nets[cid]
+        table[cid] = make()
+        return table[cid]
 
     @property
     def components(self) -> dict[str, dict[str, Any]]:
